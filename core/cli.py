@@ -1,0 +1,304 @@
+"""The headless CLI: ``python -m core [--home DIR] COMMAND … [--json]``.
+
+The commands call the same core functions as the pages. With ``--json`` the last line of stdout is
+one JSON object. A user error exits with status 2 and one line on stderr, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Callable, Optional, Sequence
+
+from . import config
+from .errors import UserError
+from .store import Store
+
+
+class CliUsageError(UserError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse's own contract too)
+        raise CliUsageError(f"{self.prog}: {message}")
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+
+
+def _str_list(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+def cmd_tags_add(store: Store, a: argparse.Namespace) -> dict:
+    tag = store.add_tag(a.name, a.prompt or "", a.negative or "", update=a.update)
+    from .prompts import count_prompts
+
+    tag["distinct_prompts"] = count_prompts(tag["prompt"]) if tag["prompt"] else 0
+    print(f"tag {tag['name']}: {tag['distinct_prompts']} distinct prompts")
+    return {"tag": tag}
+
+
+def cmd_tags_list(store: Store, a: argparse.Namespace) -> dict:
+    tags = store.list_tags()
+    for t in tags:
+        c = t["counts"]
+        print(f"{t['name']:<20} synthetic {c['synthetic']:>5}  real {c['real']:>5}  test {c['test']:>5}  {t['prompt']}")
+    return {"tags": tags}
+
+
+def cmd_generate(store: Store, a: argparse.Namespace) -> dict:
+    from .generation import GenerationSpec, generate
+
+    spec = GenerationSpec(
+        tag=a.tag, count=a.count, model=a.model, width=a.width, height=a.height, steps=a.steps,
+        guidance=a.guidance, seed=a.seed, batch_size=a.batch_size, init_images=tuple(a.init_images or ()),
+        strength=a.strength, expansion=a.expansion,
+    )
+    result = generate(store, spec, progress=_printer("generate"))
+    print(f"generated {result['generated']}, skipped {result['skipped']} (job {result['job']})")
+    return result
+
+
+def cmd_import(store: Store, a: argparse.Namespace) -> dict:
+    from .ingest import import_paths
+
+    report = import_paths(store, a.paths, tag=a.tag, source=a.source)
+    print(f"imported {report['imported']}, duplicates {report['duplicates']}, rejected {len(report['rejected'])}")
+    for r in report["rejected"]:
+        print(f"  rejected {r['path']}: {r['reason']}")
+    return report
+
+
+def cmd_images_list(store: Store, a: argparse.Namespace) -> dict:
+    images = store.list_images(tag=a.tag, source=a.source)
+    for im in images:
+        flag = " (rejected)" if im["rejected"] else ""
+        print(f"{im['id'][:12]} {im['tag']:<12} {im['source']:<9} {im['width']}x{im['height']}{flag}")
+    return {"images": images}
+
+
+def cmd_images_reject(store: Store, a: argparse.Namespace) -> dict:
+    for image_id in a.ids:
+        store.set_rejected(image_id, not a.restore)
+    return {"images": a.ids, "rejected": not a.restore}
+
+
+def cmd_slice(store: Store, a: argparse.Namespace) -> dict:
+    from .slicing import SliceSpec, build_slices
+
+    spec = SliceSpec(name=a.name, counts=tuple(a.counts), size=a.size, real_fraction=a.real_fraction,
+                     repeats=a.repeats, seed=a.seed, tags=tuple(a.tags or ()))
+    slices = build_slices(store, spec)
+    for s in slices:
+        print(f"slice {s['id']} {s['name']} n={s['count_per_tag']} size={s['size']} "
+              f"real={s['real_fraction']} repeat={s['repeat']} {s['hash'][:12]}")
+    return {"slices": slices}
+
+
+def cmd_slice_export(store: Store, a: argparse.Namespace) -> dict:
+    from .slicing import export_slice
+
+    path = export_slice(store, a.slice, a.out)
+    print(f"wrote {path}")
+    return {"export": str(path)}
+
+
+def cmd_train(store: Store, a: argparse.Namespace) -> dict:
+    from .training import train
+
+    params: dict[str, Any] = {"encoder": a.encoder, "mode": a.mode, "seed": a.seed}
+    if a.epochs is not None:
+        params["epochs"] = a.epochs
+    if a.backend == "azure":
+        params.update({"budget_hours": a.budget_hours, "training_type": a.training_type, "tier": a.tier})
+    runs = train(store, a.slices, backend=a.backend, params=params, progress=_printer("train"))
+    for r in runs:
+        print(f"run {r['id']} slice {r['slice']} {r['backend']} {r['status']}")
+    return {"runs": runs}
+
+
+def cmd_evaluate(store: Store, a: argparse.Namespace) -> dict:
+    from .evaluation import evaluate
+
+    results = evaluate(store, a.runs or None, progress=_printer("evaluate"))
+    for r in results:
+        print(f"run {r['run']} n={r['count_per_tag']} size={r['size']} repeat={r['repeat']} "
+              f"accuracy {r['accuracy']:.3f}")
+    return {"results": results}
+
+
+def cmd_report(store: Store, a: argparse.Namespace) -> dict:
+    from .report import write_report
+
+    path = write_report(store, a.out)
+    print(f"wrote {path}")
+    return {"report": str(path)}
+
+
+def cmd_jobs_list(store: Store, a: argparse.Namespace) -> dict:
+    from .jobs import list_jobs
+
+    jobs = list_jobs(store, kind=a.kind, status=a.status)
+    for j in jobs:
+        print(f"job {j['id']} {j['kind']:<9} {j['status']:<9} {j['done']}/{j['total']} {j['error'] or j['message']}")
+    return {"jobs": jobs}
+
+
+def cmd_jobs_cancel(store: Store, a: argparse.Namespace) -> dict:
+    from .jobs import cancel
+
+    return {"job": cancel(store, a.id)}
+
+
+def _printer(what: str) -> Optional[Callable[[int, int, str], None]]:
+    """Progress on stderr when it is a terminal (stdout stays for results and the JSON line)."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int, message: str = "") -> None:
+        sys.stderr.write(f"\r{what}: {done}/{total} {message[:60]:<60}")
+        if total and done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
+
+
+# -- parser --------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m core", description="Synthlab: does training on Stable Diffusion images help?")
+    p.add_argument("--home", help="store folder (default: $SYNTHLAB_HOME or ./synthlab-data)")
+    common = _Parser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    tags = sub.add_parser("tags", help="define tags and their prompts").add_subparsers(dest="tags_cmd", required=True)
+    t = tags.add_parser("add", parents=[common], help="add a tag with a prompt template")
+    t.add_argument("name")
+    t.add_argument("--prompt", default="", help="dynamicprompts template, e.g. '{blue|black} jeans'")
+    t.add_argument("--negative", default="")
+    t.add_argument("--update", action="store_true", help="change the prompts of an existing tag")
+    t.set_defaults(func=cmd_tags_add)
+    t = tags.add_parser("list", parents=[common], help="tags with image counts")
+    t.set_defaults(func=cmd_tags_list)
+
+    g = sub.add_parser("generate", parents=[common], help="generate images for a tag with Stable Diffusion")
+    g.add_argument("--tag", required=True)
+    g.add_argument("--count", type=int, required=True, help="target size of the series")
+    g.add_argument("--model", default=None, help=f"hub id or local folder (default {config.DEFAULT_MODEL})")
+    g.add_argument("--width", type=int)
+    g.add_argument("--height", type=int)
+    g.add_argument("--steps", type=int)
+    g.add_argument("--guidance", type=float)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--batch-size", type=int, default=1)
+    g.add_argument("--init-images", nargs="+", help="reference images for image-to-image")
+    g.add_argument("--strength", type=float, default=0.6)
+    g.add_argument("--expansion", choices=["random", "combinatorial"], default="random")
+    g.set_defaults(func=cmd_generate)
+
+    i = sub.add_parser("import", parents=[common], help="import real or test photos")
+    i.add_argument("paths", nargs="+")
+    i.add_argument("--tag", help="tag for all files (omit for a folder/zip of tag-named subfolders)")
+    i.add_argument("--source", choices=["real", "test"], default="real")
+    i.set_defaults(func=cmd_import)
+
+    images = sub.add_parser("images", help="browse images").add_subparsers(dest="images_cmd", required=True)
+    il = images.add_parser("list", parents=[common])
+    il.add_argument("--tag")
+    il.add_argument("--source", choices=["synthetic", "real", "test"])
+    il.set_defaults(func=cmd_images_list)
+    ir = images.add_parser("reject", parents=[common], help="reject (or --restore) images")
+    ir.add_argument("ids", nargs="+")
+    ir.add_argument("--restore", action="store_true")
+    ir.set_defaults(func=cmd_images_reject)
+
+    s = sub.add_parser("slice", parents=[common], help="cut nested, reproducible slices")
+    s.add_argument("--name", required=True)
+    s.add_argument("--counts", type=_int_list, required=True, help="e.g. 10,30,50,120,170,200")
+    s.add_argument("--size", type=int, help="pixel size (shorter side, centre crop)")
+    s.add_argument("--real-fraction", type=float, default=0.0)
+    s.add_argument("--repeats", type=int, default=1)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--tags", type=_str_list)
+    s.set_defaults(func=cmd_slice)
+
+    e = sub.add_parser("export", parents=[common], help="export a slice as an imagefolder zip")
+    e.add_argument("slice", help="slice id or hash")
+    e.add_argument("--out", required=True)
+    e.set_defaults(func=cmd_slice_export)
+
+    tr = sub.add_parser("train", parents=[common], help="train one model per slice")
+    tr.add_argument("--slices", nargs="+", required=True, help="slice names or ids")
+    tr.add_argument("--backend", choices=["local", "azure"], default="local")
+    tr.add_argument("--encoder", default=None, help=f"hub id, local folder or cnn-small (default {config.DEFAULT_ENCODER})")
+    tr.add_argument("--mode", choices=["probe", "finetune", "zeroshot"], default="probe")
+    tr.add_argument("--epochs", type=int)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--budget-hours", type=int, default=0)
+    tr.add_argument("--training-type", choices=["Regular", "Advanced"], default="Regular")
+    tr.add_argument("--tier", choices=["F0", "S0"], default="S0")
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", parents=[common], help="score finished runs on the test images")
+    ev.add_argument("--runs", type=int, nargs="*")
+    ev.set_defaults(func=cmd_evaluate)
+
+    rp = sub.add_parser("report", parents=[common], help="write a standalone HTML report")
+    rp.add_argument("--out", required=True)
+    rp.set_defaults(func=cmd_report)
+
+    jobs = sub.add_parser("jobs", help="background jobs").add_subparsers(dest="jobs_cmd", required=True)
+    jl = jobs.add_parser("list", parents=[common])
+    jl.add_argument("--kind")
+    jl.add_argument("--status")
+    jl.set_defaults(func=cmd_jobs_list)
+    jc = jobs.add_parser("cancel", parents=[common])
+    jc.add_argument("id", type=int)
+    jc.set_defaults(func=cmd_jobs_cancel)
+    return p
+
+
+def _log_internal_error(args: argparse.Namespace | None) -> str:
+    import traceback
+
+    folder = config.home(getattr(args, "home", None)) / "logs"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "cli.log", "a", encoding="utf-8") as fh:
+            fh.write(traceback.format_exc() + "\n")
+        return str(folder / "cli.log")
+    except OSError:
+        traceback.print_exc()
+        return "the traceback above"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        store = Store(args.home)
+        result = args.func(store, args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - a bug: one line here, the traceback in the log
+        log = _log_internal_error(args if "args" in locals() else None)
+        print(f"error: internal error ({type(exc).__name__}: {exc}); details in {log}", file=sys.stderr)
+        return 1
+    if getattr(args, "json", False):
+        print(json.dumps(result, default=str, ensure_ascii=False))
+    return 0

@@ -1,0 +1,73 @@
+"""Configuration in one place: environment first, then a registered secrets source (st.secrets), then defaults.
+
+``core`` never imports Streamlit; ``core/ui.py`` registers ``st.secrets`` as a source with
+:func:`register_secret_source` when the app runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Optional
+
+DEFAULT_HOME = "synthlab-data"
+DEFAULT_MODEL = "stabilityai/sd-turbo"
+DEFAULT_ENCODER = "openai/clip-vit-base-patch32"
+
+AZURE_SETTINGS = (
+    "VISION_TRAINING_ENDPOINT",
+    "VISION_TRAINING_KEY",
+    "VISION_PREDICTION_ENDPOINT",
+    "VISION_PREDICTION_KEY",
+    "VISION_PREDICTION_RESOURCE_ID",
+)
+SECRET_SETTINGS = frozenset({"VISION_TRAINING_KEY", "VISION_PREDICTION_KEY"})
+
+_secret_sources: list[Callable[[str], Optional[str]]] = []
+
+
+def home(override: str | os.PathLike | None = None) -> Path:
+    """The store folder: an explicit override, else ``SYNTHLAB_HOME``, else ``./synthlab-data``."""
+    return Path(override or os.environ.get("SYNTHLAB_HOME") or DEFAULT_HOME).expanduser().resolve()
+
+
+def register_secret_source(lookup: Callable[[str], Optional[str]]) -> None:
+    """Add a fallback lookup (e.g. ``st.secrets``) consulted after the environment."""
+    if lookup not in _secret_sources:
+        _secret_sources.append(lookup)
+
+
+def setting(name: str, default: Optional[str] = None) -> Optional[str]:
+    """A setting from the environment, else from a registered secrets source, else ``default``."""
+    value = os.environ.get(name)
+    if value:
+        return value
+    for lookup in _secret_sources:
+        try:
+            value = lookup(name)
+        except Exception:
+            value = None
+        if value:
+            return str(value)
+    return default
+
+
+def mask(value: Optional[str]) -> str:
+    """A secret as it may be shown: the last 4 characters at most, never the whole."""
+    if not value:
+        return "(not set)"
+    return "•" * 8 + (value[-4:] if len(value) > 12 else "")
+
+
+def device() -> str:
+    """The torch device to use: CUDA, then Apple MPS, then CPU (``SYNTHLAB_DEVICE`` overrides)."""
+    forced = os.environ.get("SYNTHLAB_DEVICE")
+    if forced:
+        return forced
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"

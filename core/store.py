@@ -1,0 +1,439 @@
+"""The store: SQLite (WAL) plus content-addressed PNG files under ``SYNTHLAB_HOME``.
+
+It is the single source of truth. Image files are named by the SHA-256 of their PNG bytes
+(``images/ab/abcdef….png``), written to a temporary name and renamed *before* their row commits,
+so a crash leaves neither a half-written file nor a row without a file. Schema changes are
+numbered migrations applied on open, so an old store opens in a new version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import sqlite3
+import threading
+import unicodedata
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from PIL import Image
+
+from . import config
+from .errors import InvalidInput, NotFound, UnknownTag
+
+SOURCES = ("synthetic", "real", "test")
+TAG_NAME_MAX = 64
+PROMPT_MAX = 10_000
+
+PROVENANCE_FIELDS = (
+    "model_id",
+    "model_revision",
+    "prompt",
+    "negative",
+    "seed",
+    "steps",
+    "guidance",
+    "scheduler",
+    "series",
+    "series_index",
+    "job_id",
+    "original_name",
+)
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE tags(
+            name TEXT PRIMARY KEY,
+            prompt TEXT NOT NULL DEFAULT '',
+            negative TEXT NOT NULL DEFAULT '',
+            created TEXT NOT NULL);
+        CREATE TABLE images(
+            id TEXT PRIMARY KEY,
+            tag TEXT NOT NULL REFERENCES tags(name),
+            source TEXT NOT NULL CHECK (source IN ('synthetic', 'real', 'test')),
+            path TEXT NOT NULL,
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            model_id TEXT, model_revision TEXT, prompt TEXT, negative TEXT,
+            seed INTEGER, steps INTEGER, guidance REAL, scheduler TEXT,
+            series TEXT, series_index INTEGER, job_id INTEGER, original_name TEXT,
+            extra TEXT NOT NULL DEFAULT '{}',
+            rejected INTEGER NOT NULL DEFAULT 0,
+            created TEXT NOT NULL,
+            UNIQUE(series, series_index));
+        CREATE INDEX images_by_tag ON images(tag, source, rejected);
+        CREATE TABLE jobs(
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,
+            params TEXT NOT NULL,
+            params_key TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'queued'
+                CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+            done INTEGER NOT NULL DEFAULT 0,
+            total INTEGER NOT NULL DEFAULT 0,
+            message TEXT NOT NULL DEFAULT '',
+            error TEXT,
+            result TEXT,
+            owner TEXT,
+            heartbeat REAL,
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            created TEXT NOT NULL,
+            started TEXT,
+            finished TEXT);
+        CREATE INDEX jobs_by_status ON jobs(status, id);
+        CREATE TABLE slices(
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            hash TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            count_per_tag INTEGER NOT NULL,
+            size INTEGER,
+            real_fraction REAL NOT NULL,
+            repeat INTEGER NOT NULL,
+            created TEXT NOT NULL);
+        CREATE INDEX slices_by_name ON slices(name);
+        CREATE TABLE slice_images(
+            slice_id INTEGER NOT NULL REFERENCES slices(id),
+            image_id TEXT NOT NULL REFERENCES images(id),
+            position INTEGER NOT NULL,
+            PRIMARY KEY (slice_id, image_id));
+        CREATE TABLE runs(
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            slice_id INTEGER REFERENCES slices(id),
+            backend TEXT NOT NULL,
+            params TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL DEFAULT 'queued',
+            job_id INTEGER,
+            artifact TEXT,
+            metrics TEXT NOT NULL DEFAULT '{}',
+            error TEXT,
+            created TEXT NOT NULL,
+            started TEXT,
+            finished TEXT);
+        CREATE TABLE predictions(
+            run_id INTEGER NOT NULL REFERENCES runs(id),
+            image_id TEXT NOT NULL REFERENCES images(id),
+            probabilities TEXT NOT NULL,
+            created TEXT NOT NULL,
+            PRIMARY KEY (run_id, image_id));
+        """,
+    ),
+]
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def validate_tag_name(name: str) -> str:
+    """A tag name is shown, stored and used as a folder name in exports: keep it plain.
+
+    Letters (any script), digits, spaces, ``-``, ``_`` and ``.``; 1–64 characters; not only dots.
+    """
+    if not isinstance(name, str):
+        raise InvalidInput("tag name must be text")
+    name = unicodedata.normalize("NFC", name.strip())
+    if not name:
+        raise InvalidInput("tag name is empty")
+    if len(name) > TAG_NAME_MAX:
+        raise InvalidInput(f"tag name is longer than {TAG_NAME_MAX} characters")
+    for ch in name:
+        if ch in "/\\":
+            raise InvalidInput(f"tag name {name!r} contains a path separator")
+        if unicodedata.category(ch)[0] == "C":
+            raise InvalidInput(f"tag name {name!r} contains a control character")
+        if not (ch.isalnum() or ch in " -_."):
+            raise InvalidInput(
+                f"tag name {name!r} contains {ch!r}: use letters, digits, spaces, '-', '_' or '.'"
+            )
+    if set(name) <= {"."}:
+        raise InvalidInput(f"tag name {name!r} is not allowed")
+    return name
+
+
+def validate_prompt(text: str, what: str = "prompt") -> str:
+    if text is None:
+        return ""
+    if len(text) > PROMPT_MAX:
+        raise InvalidInput(f"{what} is longer than {PROMPT_MAX} characters ({len(text)})")
+    if any(unicodedata.category(c) == "Cc" and c not in "\n\t" for c in text):
+        raise InvalidInput(f"{what} contains control characters")
+    return text.strip()
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """Encode an image as PNG deterministically (no metadata), RGB."""
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=False, compress_level=6)
+    return buf.getvalue()
+
+
+class Store:
+    """One store folder: ``lab.db`` and ``images/``. Safe to share between threads."""
+
+    def __init__(self, home: str | os.PathLike | None = None):
+        self.root = config.home(home)
+        self.images_dir = self.root / "images"
+        self.cache_dir = self.root / "cache"
+        self.db_path = self.root / "lab.db"
+        self._local = threading.local()
+        try:
+            self.images_dir.mkdir(parents=True, exist_ok=True)
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InvalidInput(f"cannot create the store folder {self.root}: {exc.strerror}") from exc
+        self._migrate()
+        self._remove_temp_files()
+
+    # -- connections and transactions -------------------------------------------------------
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (BEGIN IMMEDIATE … COMMIT, ROLLBACK on error). Nestable."""
+        conn = self.conn
+        if conn.in_transaction:
+            yield conn
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def query(self, sql: str, params: tuple | dict = ()) -> list[dict]:
+        return [dict(r) for r in self.conn.execute(sql, params).fetchall()]
+
+    def query_one(self, sql: str, params: tuple | dict = ()) -> Optional[dict]:
+        row = self.conn.execute(sql, params).fetchone()
+        return dict(row) if row is not None else None
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def integrity_check(self) -> str:
+        return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+    @property
+    def schema_version(self) -> int:
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def _migrate(self) -> None:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = conn.execute("PRAGMA user_version").fetchone()[0]
+            for version, sql in sorted(MIGRATIONS):
+                if version <= current:
+                    continue
+                for statement in sql.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={int(version)}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _remove_temp_files(self) -> None:
+        for tmp in self.images_dir.glob("*/.tmp-*"):
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+
+    # -- tags ---------------------------------------------------------------------------------
+
+    def add_tag(self, name: str, prompt: str = "", negative: str = "", *, update: bool = False) -> dict:
+        """Create a tag (or, with ``update``, change its prompts). Duplicate names are refused."""
+        name = validate_tag_name(name)
+        prompt = validate_prompt(prompt)
+        negative = validate_prompt(negative, "negative prompt")
+        with self.tx() as conn:
+            exists = conn.execute("SELECT 1 FROM tags WHERE name = ?", (name,)).fetchone()
+            if exists and not update:
+                raise InvalidInput(f"tag {name!r} already exists")
+            if exists:
+                conn.execute("UPDATE tags SET prompt = ?, negative = ? WHERE name = ?", (prompt, negative, name))
+            else:
+                conn.execute(
+                    "INSERT INTO tags(name, prompt, negative, created) VALUES (?, ?, ?, ?)",
+                    (name, prompt, negative, now()),
+                )
+        return self.get_tag(name)
+
+    def get_tag(self, name: str) -> dict:
+        row = self.query_one("SELECT name, prompt, negative, created FROM tags WHERE name = ?", (name,))
+        if row is None:
+            raise UnknownTag(name)
+        row["counts"] = self.tag_counts(name)
+        return row
+
+    def tag_counts(self, name: str) -> dict[str, int]:
+        counts = {s: 0 for s in SOURCES}
+        for row in self.query(
+            "SELECT source, COUNT(*) AS n FROM images WHERE tag = ? AND rejected = 0 GROUP BY source", (name,)
+        ):
+            counts[row["source"]] = row["n"]
+        return counts
+
+    def list_tags(self) -> list[dict]:
+        tags = self.query("SELECT name, prompt, negative, created FROM tags ORDER BY name")
+        counts: dict[str, dict[str, int]] = {t["name"]: {s: 0 for s in SOURCES} for t in tags}
+        for row in self.query(
+            "SELECT tag, source, COUNT(*) AS n FROM images WHERE rejected = 0 GROUP BY tag, source"
+        ):
+            counts[row["tag"]][row["source"]] = row["n"]
+        for tag in tags:
+            tag["counts"] = counts[tag["name"]]
+        return tags
+
+    def tag_names(self) -> list[str]:
+        return [r["name"] for r in self.query("SELECT name FROM tags ORDER BY name")]
+
+    # -- images -------------------------------------------------------------------------------
+
+    def image_file(self, image_id: str) -> Path:
+        return self.images_dir / image_id[:2] / f"{image_id}.png"
+
+    def write_png(self, data: bytes) -> str:
+        """Write PNG bytes under their SHA-256 (temp file, fsync, rename). Returns the id."""
+        image_id = hashlib.sha256(data).hexdigest()
+        target = self.image_file(image_id)
+        if target.exists() and target.stat().st_size == len(data):
+            return image_id
+        tmp = target.parent / f".tmp-{image_id}-{os.getpid()}-{threading.get_ident()}"
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except OSError as exc:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+            raise InvalidInput(f"cannot write to the store at {self.root}: {exc.strerror or exc}") from exc
+        return image_id
+
+    def add_image(self, image: Image.Image, *, tag: str, source: str, extra: dict | None = None,
+                  **provenance: Any) -> tuple[str, bool]:
+        """Store an image and its provenance. Returns ``(id, created)``; ``created`` is False for a duplicate.
+
+        The file is on disk (renamed into place) before the row commits.
+        """
+        if source not in SOURCES:
+            raise InvalidInput(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
+        unknown = set(provenance) - set(PROVENANCE_FIELDS)
+        if unknown:
+            raise TypeError(f"unknown provenance fields: {sorted(unknown)}")
+        self.get_tag(tag)
+        data = png_bytes(image)
+        image_id = hashlib.sha256(data).hexdigest()
+        existing = self.query_one("SELECT id FROM images WHERE id = ?", (image_id,))
+        if existing:
+            return image_id, False
+        self.write_png(data)
+        row = {
+            "id": image_id,
+            "tag": tag,
+            "source": source,
+            "path": str(self.image_file(image_id).relative_to(self.root)),
+            "width": image.width,
+            "height": image.height,
+            "extra": json.dumps(extra or {}, sort_keys=True),
+            "created": now(),
+            **{k: provenance.get(k) for k in PROVENANCE_FIELDS},
+        }
+        cols = ", ".join(row)
+        marks = ", ".join(f":{k}" for k in row)
+        with self.tx() as conn:
+            cur = conn.execute(f"INSERT OR IGNORE INTO images({cols}) VALUES ({marks})", row)
+        return image_id, cur.rowcount == 1
+
+    def get_image(self, image_id: str) -> dict:
+        row = self.query_one("SELECT * FROM images WHERE id = ?", (image_id,))
+        if row is None:
+            raise NotFound(f"no image {image_id!r}")
+        return self._image_view(row)
+
+    def _image_view(self, row: dict) -> dict:
+        provenance = {k: row.pop(k) for k in PROVENANCE_FIELDS}
+        provenance.update(json.loads(row.pop("extra") or "{}"))
+        row["path"] = str(self.root / row["path"])
+        row["rejected"] = bool(row["rejected"])
+        row["provenance"] = provenance
+        return row
+
+    def list_images(self, tag: str | None = None, source: str | None = None, *, include_rejected: bool = True,
+                    limit: int | None = None, offset: int = 0) -> list[dict]:
+        """Images, newest first within a tag, with provenance under ``provenance``."""
+        where, params = self._image_filter(tag, source, include_rejected)
+        sql = f"SELECT * FROM images {where} ORDER BY tag, source, created, series, series_index, id"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            params += [int(limit), int(offset)]
+        return [self._image_view(r) for r in self.query(sql, tuple(params))]
+
+    def count_images(self, tag: str | None = None, source: str | None = None, *, include_rejected: bool = True) -> int:
+        where, params = self._image_filter(tag, source, include_rejected)
+        return self.conn.execute(f"SELECT COUNT(*) FROM images {where}", tuple(params)).fetchone()[0]
+
+    def _image_filter(self, tag, source, include_rejected) -> tuple[str, list]:
+        clauses, params = [], []
+        if tag is not None:
+            self.get_tag(tag)
+            clauses.append("tag = ?")
+            params.append(tag)
+        if source is not None:
+            if source not in SOURCES:
+                raise InvalidInput(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
+            clauses.append("source = ?")
+            params.append(source)
+        if not include_rejected:
+            clauses.append("rejected = 0")
+        return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def set_rejected(self, image_id: str, rejected: bool = True) -> None:
+        """Reject (or restore) an image: it stays on disk but never enters a slice."""
+        with self.tx() as conn:
+            cur = conn.execute("UPDATE images SET rejected = ? WHERE id = ?", (int(rejected), image_id))
+        if cur.rowcount == 0:
+            raise NotFound(f"no image {image_id!r}")
+
+    def series_indices(self, series: str) -> dict[int, str]:
+        """``{index: image id}`` of the images a generation series already has."""
+        rows = self.query("SELECT series_index, id FROM images WHERE series = ?", (series,))
+        return {r["series_index"]: r["id"] for r in rows}
+
+    def open_image(self, image_id: str) -> Image.Image:
+        with Image.open(self.image_file(image_id)) as img:
+            return img.convert("RGB")

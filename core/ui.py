@@ -1,0 +1,135 @@
+"""The only Streamlit-aware module in core: cached getters, the job worker, progress and error display.
+
+Pages call :func:`store` for the store (one per process and home, with its job worker started),
+wrap calls into core in :func:`user_errors`, and show a running job with :func:`job_status`.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional
+
+import streamlit as st
+
+from . import config, jobs
+from .errors import UserError
+from .store import Store
+
+
+def _secret_lookup(name: str) -> Optional[str]:
+    """``st.secrets[name]`` — with no secrets file even a lookup raises, so guard it."""
+    try:
+        return st.secrets.get(name)
+    except Exception:  # noqa: BLE001 - no secrets.toml, or a malformed one
+        return None
+
+
+config.register_secret_source(_secret_lookup)
+
+
+@st.cache_resource(show_spinner=False)
+def _store(home: str) -> Store:
+    return Store(home)
+
+
+@st.cache_resource(show_spinner=False)
+def _worker(home: str) -> jobs.Worker:
+    worker = jobs.Worker(_store(home))
+    worker.start()
+    return worker
+
+
+@st.cache_resource(show_spinner=False)
+def device() -> str:
+    return config.device()
+
+
+def store() -> Store:
+    """The store for ``SYNTHLAB_HOME``; starts this process's job worker on first use."""
+    home = str(config.home())
+    s = _store(home)
+    worker = _worker(home)
+    if not worker.is_alive():
+        _worker.clear()
+        _worker(home)
+    return s
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Show a core :class:`UserError` as ``st.error`` instead of a traceback."""
+    try:
+        yield
+    except UserError as exc:
+        st.error(str(exc), icon="⚠️")
+
+
+def sidebar() -> None:
+    s = store()
+    with st.sidebar:
+        st.caption("Store")
+        st.code(str(s.root), language=None)
+        st.caption(f"Device: **{device()}**")
+        running = jobs.list_jobs(s, status="running", limit=5)
+        queued = jobs.list_jobs(s, status="queued", limit=50)
+        st.caption(f"Jobs: {len(running)} running, {len(queued)} queued")
+        azure = config.setting("VISION_TRAINING_KEY")
+        st.caption(f"Azure Custom Vision key: {config.mask(azure)}")
+
+
+def _rate(job: dict) -> str:
+    if not job.get("started") or not job["done"]:
+        return ""
+    from datetime import datetime, timezone
+
+    started = datetime.fromisoformat(job["started"])
+    elapsed = max((datetime.now(timezone.utc) - started).total_seconds(), 1e-6)
+    rate = job["done"] / elapsed
+    remaining = (job["total"] - job["done"]) / rate if rate > 0 else 0
+    return f" · {rate:.2f}/s · ETA {remaining:.0f} s"
+
+
+def job_status(job_id: int, *, key: str, on_done: Callable[[dict], None] | None = None) -> None:
+    """Live progress of one job in a fragment that reruns itself every second while the job runs.
+
+    When the job ends the whole page reruns once (so galleries and tables refresh); Cancel works
+    from here. A closed tab or a rerun does not stop the job: it lives in the store.
+    """
+
+    @st.fragment(run_every=1.0)
+    def _show() -> None:
+        s = store()
+        job = jobs.get_job(s, job_id)
+        status = job["status"]
+        total = max(job["total"], 1)
+        label = f"Job {job_id} ({job['kind']}): {status} — {job['done']}/{job['total']} {job['message']}"
+        if status in jobs.ACTIVE:
+            st.progress(min(job["done"] / total, 1.0), text=label + _rate(job))
+            if st.button("Cancel", key=f"{key}-cancel-{job_id}"):
+                jobs.cancel(s, job_id)
+                st.rerun(scope="fragment")
+            return
+        if status == "done":
+            st.success(label)
+        elif status == "cancelled":
+            st.warning(label)
+        else:
+            st.error(f"Job {job_id} failed: {job['error']}")
+        seen = st.session_state.setdefault("_jobs_seen_finished", set())
+        if job_id not in seen:
+            seen.add(job_id)
+            if on_done:
+                on_done(job)
+            st.rerun(scope="app")
+
+    _show()
+
+
+def wait_for(job_id: int, timeout: float = 60) -> dict:
+    """Block until a job ends (used where a page must show a result in the same run, and in tests)."""
+    return jobs.wait(store(), job_id, timeout=timeout)
+
+
+def elapsed(since: float) -> str:
+    return f"{time.monotonic() - since:.1f} s"

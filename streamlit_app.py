@@ -1,0 +1,22 @@
+"""Synthlab: does training on Stable Diffusion images make my image classifier better?
+
+Entry point: ``streamlit run streamlit_app.py``. Navigation over the four steps and a shared sidebar.
+"""
+
+import streamlit as st
+
+from core import ui
+
+st.set_page_config(page_title="Synthlab", page_icon="🧪", layout="wide")
+
+PAGES = [
+    st.Page("pages/generate.py", title="Generate", icon="🎨", default=True),
+    st.Page("pages/slice.py", title="Slice", icon="✂️"),
+    st.Page("pages/train.py", title="Train", icon="🏋️"),
+    st.Page("pages/results.py", title="Results", icon="📈"),
+]
+
+page = st.navigation(PAGES)
+with ui.user_errors():
+    ui.sidebar()
+page.run()

@@ -1,0 +1,48 @@
+"""Shared fixtures: every test gets its own store folder, and nothing ever reaches the hub."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+from core.store import Store  # noqa: E402
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh ``SYNTHLAB_HOME`` for this test."""
+    path = tmp_path / "home"
+    monkeypatch.setenv("SYNTHLAB_HOME", str(path))
+    for name in ("VISION_TRAINING_ENDPOINT", "VISION_TRAINING_KEY", "VISION_PREDICTION_ENDPOINT",
+                 "VISION_PREDICTION_KEY", "VISION_PREDICTION_RESOURCE_ID"):
+        monkeypatch.delenv(name, raising=False)
+    return path
+
+
+@pytest.fixture
+def store(home):
+    s = Store(home)
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory):
+    """A tiny random-weight StableDiffusionPipeline saved to a folder (loaded with from_pretrained)."""
+    from tests.tiny_models import build_tiny_sd
+
+    return build_tiny_sd(tmp_path_factory.mktemp("tiny-sd"))
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory):
+    """A tiny random-weight CLIP model (vision + text) with its processor, saved to a folder."""
+    from tests.tiny_clip import build_tiny_clip
+
+    return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
