@@ -1,0 +1,113 @@
+"""Slice: import real and test photos, cut nested reproducible slices, preview and export them."""
+
+import streamlit as st
+
+from core import slicing, ui
+from core.imaging import resized
+from core.ingest import import_uploads
+
+FROM_FOLDERS = "(from the zip's tag-named folders)"
+PREVIEW = 24
+
+st.title("Slice")
+st.caption("Slices are immutable subsets: N images per tag, nested within a repeat (10 ⊂ 30 ⊂ …), "
+           "at one pixel size, with a share of real photos. `test` photos never enter a slice.")
+store = ui.store()
+tags = store.tag_names()
+
+# -- import --------------------------------------------------------------------------------------
+st.subheader("Import photos")
+c1, c2 = st.columns(2)
+tag = c1.selectbox("Tag", [FROM_FOLDERS, *tags], index=1 if tags else 0, key="import_tag")
+source = c2.radio("Role", ["real", "test"], horizontal=True, key="import_source",
+                  help="real photos may enter slices; test photos are only used to evaluate")
+upload_key = f"uploads-{st.session_state.get('upload_round', 0)}"
+files = st.file_uploader("Photos, or a .zip of tag-named folders", accept_multiple_files=True, key=upload_key)
+if st.button("Import", disabled=not files, key="import"):
+    with ui.user_errors():
+        st.session_state["import_result"] = import_uploads(
+            store, [(f.name, f.getvalue()) for f in files], None if tag == FROM_FOLDERS else tag, source)
+        st.session_state["upload_round"] = st.session_state.get("upload_round", 0) + 1
+        st.rerun()
+result = st.session_state.get("import_result")
+if result:
+    created = f" · created tags: {', '.join(result['created_tags'])}" if result["created_tags"] else ""
+    st.success(f"Imported {result['imported']} · duplicates {result['duplicates']} · "
+               f"rejected {len(result['rejected'])}{created}")
+    if result["rejected"]:
+        st.dataframe(result["rejected"], hide_index=True, width="stretch")
+
+if not tags:
+    st.info("No tags yet: add them on the Generate page, or import a zip of tag-named folders.")
+    st.stop()
+st.dataframe([{"tag": t["name"], **t["counts"]} for t in store.list_tags()], hide_index=True)
+
+# -- build a sweep -------------------------------------------------------------------------------
+st.subheader("Build a sweep")
+preset = slicing.EXPERIMENT_PRESET
+defaults = {"sl_name": preset["name"], "sl_counts": "10, 30, 50", "sl_sizes": "256", "sl_real": 0.0,
+            "sl_repeats": 1, "sl_seed": 0, "sl_tags": []}
+for k, v in defaults.items():
+    st.session_state.setdefault(k, v)
+
+
+def use_preset() -> None:
+    st.session_state.update(
+        sl_name=preset["name"], sl_counts=", ".join(map(str, preset["counts"])),
+        sl_sizes=", ".join(map(str, preset["sizes"])), sl_real=preset["real_fraction"],
+        sl_repeats=preset["repeats"], sl_seed=preset["seed"])
+
+
+st.button("Use the experiment's preset: 10, 30, 50, 120, 170, 200 per tag at 1024 and 256 px",
+          on_click=use_preset, key="preset")
+c1, c2, c3 = st.columns(3)
+name = c1.text_input("Name", key="sl_name", max_chars=slicing.NAME_MAX)
+counts = c2.text_input("Images per tag", key="sl_counts", help="comma-separated, e.g. 10, 30, 50")
+sizes = c3.text_input("Sizes (px)", key="sl_sizes", help="comma-separated; empty or 'original' keeps pixels")
+c1, c2, c3 = st.columns(3)
+real = c1.slider("Real fraction", 0.0, 1.0, step=0.05, key="sl_real")
+repeats = c2.number_input("Repeats", 1, slicing.MAX_REPEATS, key="sl_repeats")
+seed = c3.number_input("Seed", 0, 2**31 - 1, key="sl_seed")
+c1, c2, c3 = st.columns(3)
+chosen = c1.multiselect("Tags (none = all)", tags, key="sl_tags")
+fit = c2.selectbox("Fit", ["crop", "pad", "stretch"], key="sl_fit")
+resample = c3.selectbox("Resample", ["lanczos", "bicubic", "bilinear", "box", "hamming", "nearest"],
+                        key="sl_resample")
+
+specs = []
+with ui.user_errors():
+    specs = slicing.sweep(name, slicing.parse_ints(counts), slicing.parse_sizes(sizes), fit=fit,
+                          resample=resample, real_fraction=float(real), repeats=int(repeats), seed=int(seed),
+                          tags=tuple(chosen))
+    for warning in dict.fromkeys(w for spec in specs for w in slicing.plan_warnings(store, spec)):
+        st.warning(warning)
+if st.button("Build slices", type="primary", disabled=not specs, key="build"):
+    with ui.user_errors():
+        built = slicing.build_sweep(store, specs)
+        new = sum(s["created"] for s in built)
+        st.success(f"{len(built)} slices ready ({new} new, {len(built) - new} already there)")
+
+# -- slices --------------------------------------------------------------------------------------
+st.subheader("Slices")
+table = slicing.slice_table(store)
+if not table:
+    st.info("No slices yet.")
+    st.stop()
+st.dataframe(table, hide_index=True, width="stretch")
+
+labels = {r["id"]: f"#{r['id']} {r['name']} · {r['count/tag']}/tag · {r['size']} px · repeat {r['repeat']}"
+          for r in table}
+picked = st.selectbox("Preview", list(labels), format_func=labels.get, key="preview")
+members = slicing.slice_members(store, picked)
+shown = members[:PREVIEW]
+st.image([resized(store, m["id"], 128) for m in shown],
+         caption=[f"{m['tag']} · {m['source']}" for m in shown], width=128)
+st.caption(f"{len(shown)} of {len(members)} images shown.")
+chosen_slice = next(r for r in table if r["id"] == picked)
+st.download_button(
+    "Download as a Hugging Face imagefolder zip",
+    data=lambda: slicing.export_bytes(store, picked),
+    file_name=f"slice-{picked}-{chosen_slice['hash']}.zip",
+    mime="application/zip",
+    key="export",
+)

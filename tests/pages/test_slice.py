@@ -1,0 +1,138 @@
+"""The Slice page in Streamlit's AppTest: upload, the preset, building a sweep, the table, preview, export."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from core.store import Store
+
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "slice.py")
+
+
+def png(color, size=(40, 36)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def tag_zip(per_tag: int) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for t, tag in enumerate(("jeans", "shoes")):
+            for i in range(per_tag):
+                z.writestr(f"{tag}/{i}.png", png((i * 9, t * 100, 30)))
+    return buf.getvalue()
+
+
+def page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(elements) -> str:
+    return "\n".join(e.value for e in elements)
+
+
+def test_upload_zip_then_files_with_a_rejection(home):
+    at = page()
+    assert "No tags yet" in texts(at.info)
+    uploader = at.file_uploader[0]
+    assert uploader.accept_multiple_files
+    assert at.selectbox(key="import_tag").value.startswith("(from the zip")
+    uploader.set_value([("clothes.zip", tag_zip(6), "application/zip")])
+    at.run()
+    at.button(key="import").click().run()
+    assert not at.exception, at.exception
+    assert "Imported 12 · duplicates 0 · rejected 0 · created tags: jeans, shoes" in texts(at.success)
+    store = Store(home)
+    assert store.tag_counts("jeans")["real"] == 6
+
+    # the uploader was reset; now single files, as test photos of one tag, one of them not an image
+    at.selectbox(key="import_tag").set_value("shoes")
+    at.radio(key="import_source").set_value("test")
+    at.file_uploader[0].set_value([("a.png", png((1, 2, 3)), "image/png"), ("b.png", png((0, 100, 30)), "image/png"),
+                                   ("notes.txt", b"hello", "text/plain")])
+    at.run()
+    at.button(key="import").click().run()
+    assert not at.exception, at.exception
+    assert "Imported 1 · duplicates 0 · rejected 2" in texts(at.success)
+    rejected = at.dataframe[0].value
+    assert set(rejected["path"]) == {"b.png", "notes.txt"}
+    reasons = dict(zip(rejected["path"], rejected["reason"]))
+    assert reasons["notes.txt"].startswith("not an image")
+    assert "already stored as real 'shoes'" in reasons["b.png"]
+    assert store.tag_counts("shoes") == {"synthetic": 0, "real": 6, "test": 1}
+
+
+def seeded(home, per_tag: int = 12) -> Store:
+    store = Store(home)
+    for t, tag in enumerate(("jeans", "shoes")):
+        store.add_tag(tag, f"a photo of {tag}")
+        for i in range(per_tag):
+            store.add_image(Image.new("RGB", (40, 40), (i * 9, t * 100, 60)), tag=tag, source="synthetic", seed=i)
+    return store
+
+
+def test_preset_fills_the_sweep_and_warns_of_missing_images(home):
+    seeded(home)
+    at = page()
+    at.button(key="preset").click().run()
+    assert at.text_input(key="sl_counts").value == "10, 30, 50, 120, 170, 200"
+    assert at.text_input(key="sl_sizes").value == "1024, 256"
+    warnings = texts(at.warning)
+    assert "tag 'jeans' has 12 synthetic images, a slice of 200 per tag at real fraction 0 needs 200" in warnings
+    assert "no test photos for 'jeans', 'shoes'" in warnings
+    at.button(key="build").click().run()
+    assert "not enough images" in texts(at.error)
+    assert Store(home).query_one("SELECT COUNT(*) AS n FROM slices")["n"] == 0
+
+
+def test_build_a_sweep_table_preview_and_export(home):
+    store = seeded(home)
+    at = page()
+    at.text_input(key="sl_name").set_value("small")
+    at.text_input(key="sl_counts").set_value("3, 6")
+    at.text_input(key="sl_sizes").set_value("64")
+    at.number_input(key="sl_repeats").set_value(2)
+    at.run()
+    assert "at least 256 px" in texts(at.warning) and "count 3" in texts(at.warning)
+    at.button(key="build").click().run()
+    assert not at.exception, at.exception
+    assert "4 slices ready (4 new, 0 already there)" in texts(at.success)
+    table = at.dataframe[-1].value
+    assert list(table["count/tag"]) == [3, 6, 3, 6] and list(table["repeat"]) == [0, 0, 1, 1]
+    assert list(table["jeans · synthetic"]) == [3, 6, 3, 6] and list(table["size"]) == [64] * 4
+    assert len(table["hash"].iloc[0]) == 12
+
+    at.button(key="build").click().run()
+    assert "4 slices ready (0 new, 4 already there)" in texts(at.success)
+    assert store.query_one("SELECT COUNT(*) AS n FROM slices")["n"] == 4
+
+    six = int(table["id"].iloc[1])
+    at.selectbox(key="preview").set_value(six).run()
+    assert not at.exception, at.exception
+    (grid,) = at.image
+    assert sorted(grid.captions) == ["jeans · synthetic"] * 6 + ["shoes · synthetic"] * 6
+    assert "12 of 12 images shown." in texts(at.caption)
+    (download,) = at.download_button
+    assert download.label == "Download as a Hugging Face imagefolder zip"
+    members = store.query("SELECT image_id FROM slice_images WHERE slice_id = ?", (six,))
+    assert all((store.cache_dir / "resized" / "128-crop-lanczos" / m["image_id"][:2]).is_dir() for m in members)
+
+
+def test_bad_sweep_input_is_a_clear_error(home):
+    seeded(home)
+    at = page()
+    at.text_input(key="sl_counts").set_value("10, ten").run()
+    assert "counts must be whole numbers separated by commas" in texts(at.error)
+    assert at.button(key="build").disabled
+    at.text_input(key="sl_counts").set_value("5").run()
+    at.text_input(key="sl_sizes").set_value("8").run()
+    assert "between 16 and 4096" in texts(at.error)
