@@ -7,13 +7,14 @@ import streamlit as st
 
 from core import ui
 
-st.set_page_config(page_title="Synthlab", page_icon="🧪", layout="wide")
+st.set_page_config(page_title="Synthlab", page_icon=":material/science:", layout="wide")
 
 PAGES = [
-    st.Page("pages/generate.py", title="Generate", icon="🎨", default=True),
-    st.Page("pages/slice.py", title="Slice", icon="✂️"),
-    st.Page("pages/train.py", title="Train", icon="🏋️"),
-    st.Page("pages/results.py", title="Results", icon="📈"),
+    st.Page("pages/generate.py", title="Generate", icon=":material/palette:", default=True),
+    st.Page("pages/slice.py", title="Slice", icon=":material/content_cut:"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/results.py", title="Results", icon=":material/monitoring:"),
+    st.Page("pages/diagnostics.py", title="Diagnostics", icon=":material/biotech:"),
 ]
 
 page = st.navigation(PAGES)

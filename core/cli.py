@@ -39,9 +39,12 @@ def _str_list(text: str) -> list[str]:
 # -- commands ------------------------------------------------------------------------------------
 
 def cmd_tags_add(store: Store, a: argparse.Namespace) -> dict:
-    tag = store.add_tag(a.name, a.prompt or "", a.negative or "", update=a.update)
-    from .prompts import count_prompts
+    from .prompts import count_prompts, validate_template
 
+    for text, what in ((a.prompt, "prompt"), (a.negative, "negative prompt")):
+        if text and text.strip():
+            validate_template(text, what)
+    tag = store.add_tag(a.name, a.prompt or "", a.negative or "", update=a.update)
     tag["distinct_prompts"] = count_prompts(tag["prompt"]) if tag["prompt"] else 0
     print(f"tag {tag['name']}: {tag['distinct_prompts']} distinct prompts")
     return {"tag": tag}
@@ -61,7 +64,8 @@ def cmd_generate(store: Store, a: argparse.Namespace) -> dict:
     spec = GenerationSpec(
         tag=a.tag, count=a.count, model=a.model, width=a.width, height=a.height, steps=a.steps,
         guidance=a.guidance, seed=a.seed, batch_size=a.batch_size, init_images=tuple(a.init_images or ()),
-        strength=a.strength, expansion=a.expansion,
+        strength=a.strength, expansion=a.expansion, scheduler=a.scheduler, fast_decode=a.fast_decode,
+        compile=a.compile,
     )
     result = generate(store, spec, progress=_printer("generate"))
     print(f"generated {result['generated']}, skipped {result['skipped']} (job {result['job']})")
@@ -73,6 +77,8 @@ def cmd_import(store: Store, a: argparse.Namespace) -> dict:
 
     report = import_paths(store, a.paths, tag=a.tag, source=a.source)
     print(f"imported {report['imported']}, duplicates {report['duplicates']}, rejected {len(report['rejected'])}")
+    if report["created_tags"]:
+        print(f"created tags (empty prompts): {', '.join(report['created_tags'])}")
     for r in report["rejected"]:
         print(f"  rejected {r['path']}: {r['reason']}")
     return report
@@ -93,14 +99,22 @@ def cmd_images_reject(store: Store, a: argparse.Namespace) -> dict:
 
 
 def cmd_slice(store: Store, a: argparse.Namespace) -> dict:
-    from .slicing import SliceSpec, build_slices
+    from .slicing import build_sweep, sweep
 
-    spec = SliceSpec(name=a.name, counts=tuple(a.counts), size=a.size, real_fraction=a.real_fraction,
-                     repeats=a.repeats, seed=a.seed, tags=tuple(a.tags or ()))
-    slices = build_slices(store, spec)
+    from .filtering import FilterSpec
+
+    sizes = tuple(a.sizes or ()) or (a.size,)
+    filter_spec = None
+    if a.min_own_tag_probability is not None or a.drop_near_duplicates:
+        filter_spec = FilterSpec(min_own_tag_probability=a.min_own_tag_probability,
+                                 drop_near_duplicates=a.drop_near_duplicates, clip_model=a.filter_clip)
+    slices = build_sweep(store, sweep(a.name, tuple(a.counts), sizes, fit=a.fit, resample=a.resample,
+                                      real_fraction=a.real_fraction, repeats=a.repeats, seed=a.seed,
+                                      tags=tuple(a.tags or ()), filter=filter_spec))
     for s in slices:
         print(f"slice {s['id']} {s['name']} n={s['count_per_tag']} size={s['size']} "
-              f"real={s['real_fraction']} repeat={s['repeat']} {s['hash'][:12]}")
+              f"real={s['real_fraction']} repeat={s['repeat']} {s['hash'][:12]}"
+              f"{'' if s.get('created', True) else ' (existing)'}")
     return {"slices": slices}
 
 
@@ -118,8 +132,17 @@ def cmd_train(store: Store, a: argparse.Namespace) -> dict:
     params: dict[str, Any] = {"encoder": a.encoder, "mode": a.mode, "seed": a.seed}
     if a.epochs is not None:
         params["epochs"] = a.epochs
+    for item in a.param or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CliUsageError(f"--param takes KEY=VALUE, not {item!r}")
+        try:
+            params[key.strip()] = json.loads(value)
+        except ValueError:
+            params[key.strip()] = value
     if a.backend == "azure":
-        params.update({"budget_hours": a.budget_hours, "training_type": a.training_type, "tier": a.tier})
+        params.update({"budget_hours": a.budget_hours, "training_type": a.training_type, "tier": a.tier,
+                       "layout": a.layout})
     runs = train(store, a.slices, backend=a.backend, params=params, progress=_printer("train"))
     for r in runs:
         print(f"run {r['id']} slice {r['slice']} {r['backend']} {r['status']}")
@@ -131,17 +154,30 @@ def cmd_evaluate(store: Store, a: argparse.Namespace) -> dict:
 
     results = evaluate(store, a.runs or None, progress=_printer("evaluate"))
     for r in results:
+        f1 = f"{r['macro_f1']:.3f}" if r.get("macro_f1") is not None else "-"
         print(f"run {r['run']} n={r['count_per_tag']} size={r['size']} repeat={r['repeat']} "
-              f"accuracy {r['accuracy']:.3f}")
+              f"accuracy {r['accuracy']:.3f} macro-F1 {f1}")
     return {"results": results}
 
 
 def cmd_report(store: Store, a: argparse.Namespace) -> dict:
     from .report import write_report
 
-    path = write_report(store, a.out)
+    path = write_report(store, a.out, run_ids=a.runs or None)
     print(f"wrote {path}")
     return {"report": str(path)}
+
+
+def cmd_diagnose(store: Store, a: argparse.Namespace) -> dict:
+    from .diagnostics import run_diagnosis
+
+    result = run_diagnosis(store, a.tags or None, a.sizes or [256], a.encoder)
+    for tag, r in result["tags"].items():
+        auc = ", ".join(f"{size}px {v if v is not None else 'n/a'}" for size, v in r["auc"].items())
+        print(f"{tag}: diversity synthetic {r['diversity']['synthetic']} real {r['diversity']['real']}; "
+              f"Fréchet {r['frechet']['synthetic_vs_real']} (floor {r['frechet']['real_vs_real_floor']}); "
+              f"AUC {auc}; {len(r['duplicate_clusters'])} duplicate clusters")
+    return result
 
 
 def cmd_jobs_list(store: Store, a: argparse.Namespace) -> dict:
@@ -157,6 +193,31 @@ def cmd_jobs_cancel(store: Store, a: argparse.Namespace) -> dict:
     from .jobs import cancel
 
     return {"job": cancel(store, a.id)}
+
+
+def cmd_azure_status(store: Store, a: argparse.Namespace) -> dict:
+    from .backends.azure import status
+
+    result = status(store, check=not a.offline)
+    for name, value in result["settings"].items():
+        print(f"{name:<30} {value}")
+    if "connection" in result:
+        print(("ok: " if result["connection"]["ok"] else "not connected: ") + result["connection"]["message"])
+    for p in result["projects"]:
+        print(f"project {p['project_id'] or '(being created)'} {p['name']}: {p['images']} images, "
+              f"{p['iterations']} iterations")
+    return result
+
+
+def cmd_azure_cleanup(store: Store, a: argparse.Namespace) -> dict:
+    from .backends.azure import cleanup
+
+    result = cleanup(store, a.sweep)
+    for p in result["deleted"]:
+        print(f"deleted project {p['project_id']} {p['name']}")
+    for p in result["already_gone"]:
+        print(f"already gone: {p['name']}")
+    return result
 
 
 def _printer(what: str) -> Optional[Callable[[int, int, str], None]]:
@@ -205,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--init-images", nargs="+", help="reference images for image-to-image")
     g.add_argument("--strength", type=float, default=0.6)
     g.add_argument("--expansion", choices=["random", "combinatorial"], default="random")
+    g.add_argument("--scheduler", help="diffusers scheduler class, e.g. EulerAncestralDiscreteScheduler")
+    g.add_argument("--fast-decode", action="store_true", help="decode with the tiny autoencoder (TAESD)")
+    g.add_argument("--compile", action="store_true", help="torch.compile the UNet (pays off on long runs)")
     g.set_defaults(func=cmd_generate)
 
     i = sub.add_parser("import", parents=[common], help="import real or test photos")
@@ -227,15 +291,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--name", required=True)
     s.add_argument("--counts", type=_int_list, required=True, help="e.g. 10,30,50,120,170,200")
     s.add_argument("--size", type=int, help="pixel size (shorter side, centre crop)")
+    s.add_argument("--sizes", type=_int_list, help="several pixel sizes, same members at each (e.g. 1024,256)")
+    s.add_argument("--fit", choices=["crop", "pad", "stretch"], default="crop")
+    s.add_argument("--resample", choices=["lanczos", "bicubic", "bilinear", "box", "hamming", "nearest"],
+                   default="lanczos")
     s.add_argument("--real-fraction", type=float, default=0.0)
     s.add_argument("--repeats", type=int, default=1)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--tags", type=_str_list)
+    s.add_argument("--min-own-tag-probability", type=float,
+                   help="drop synthetic images whose zero-shot probability of their own tag is below this")
+    s.add_argument("--drop-near-duplicates", action="store_true",
+                   help="keep one synthetic image per near-duplicate (perceptual hash) cluster")
+    s.add_argument("--filter-clip", help="full CLIP model (hub id or folder) for the zero-shot filter")
     s.set_defaults(func=cmd_slice)
 
     e = sub.add_parser("export", parents=[common], help="export a slice as an imagefolder zip")
-    e.add_argument("slice", help="slice id or hash")
-    e.add_argument("--out", required=True)
+    e.add_argument("slice", help="slice id, hash, or a name with one slice")
+    e.add_argument("--out", required=True, help="a .zip path, or an existing folder")
     e.set_defaults(func=cmd_slice_export)
 
     tr = sub.add_parser("train", parents=[common], help="train one model per slice")
@@ -245,9 +318,15 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--mode", choices=["probe", "finetune", "zeroshot"], default="probe")
     tr.add_argument("--epochs", type=int)
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--param", action="append", metavar="KEY=VALUE",
+                    help="a backend parameter, repeatable (local: C, lr, head_lr, unfreeze, batch_size, "
+                         "image_size, width, augment, hflip, prompt)")
     tr.add_argument("--budget-hours", type=int, default=0)
     tr.add_argument("--training-type", choices=["Regular", "Advanced"], default="Regular")
-    tr.add_argument("--tier", choices=["F0", "S0"], default="S0")
+    tr.add_argument("--tier", choices=["F0", "S0"], default=None,
+                    help="Azure pricing tier, for the quota plan (default $SYNTHLAB_AZURE_TIER or S0)")
+    tr.add_argument("--layout", choices=["nested", "plain"], default="nested",
+                    help="Azure: one project per nested series (default) or one per slice")
     tr.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("evaluate", parents=[common], help="score finished runs on the test images")
@@ -255,8 +334,24 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_evaluate)
 
     rp = sub.add_parser("report", parents=[common], help="write a standalone HTML report")
-    rp.add_argument("--out", required=True)
+    rp.add_argument("--out", required=True, help="the HTML file to write (its folder must exist)")
+    rp.add_argument("--runs", type=int, nargs="*", help="run ids (default: every evaluated run)")
     rp.set_defaults(func=cmd_report)
+
+    dg = sub.add_parser("diagnose", parents=[common], help="diversity, domain gap and fingerprint of synthetic images")
+    dg.add_argument("--tags", type=_str_list)
+    dg.add_argument("--sizes", type=_int_list, help="pixel sizes for the synthetic-vs-real probe (default 256)")
+    dg.add_argument("--encoder", default=None, help=f"hub id or local folder (default {config.DEFAULT_ENCODER})")
+    dg.set_defaults(func=cmd_diagnose)
+
+    azure = sub.add_parser("azure", help="Azure Custom Vision: status and cleanup").add_subparsers(
+        dest="azure_cmd", required=True)
+    az = azure.add_parser("status", parents=[common], help="settings (keys masked), connection, projects")
+    az.add_argument("--offline", action="store_true", help="do not call Azure")
+    az.set_defaults(func=cmd_azure_status)
+    az = azure.add_parser("cleanup", parents=[common], help="delete the Azure projects this store created")
+    az.add_argument("--sweep", help="only the projects of this slice name")
+    az.set_defaults(func=cmd_azure_cleanup)
 
     jobs = sub.add_parser("jobs", help="background jobs").add_subparsers(dest="jobs_cmd", required=True)
     jl = jobs.add_parser("list", parents=[common])

@@ -28,6 +28,7 @@ from .store import Store, now
 HANDLERS: dict[str, str] = {
     "generate": "core.generation:run_generate_job",
     "train": "core.training:run_train_job",
+    "diagnose": "core.diagnostics:run_diagnose_job",
 }
 
 ACTIVE = ("queued", "running")

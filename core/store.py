@@ -124,7 +124,75 @@ MIGRATIONS: list[tuple[int, str]] = [
             PRIMARY KEY (run_id, image_id));
         """,
     ),
+    (
+        2,
+        """
+        CREATE TABLE embeddings(
+            encoder TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            image_id TEXT NOT NULL,
+            dim INTEGER NOT NULL,
+            vector BLOB NOT NULL,
+            created TEXT NOT NULL,
+            PRIMARY KEY (encoder, size, image_id));
+        CREATE INDEX runs_by_slice ON runs(slice_id, backend, status);
+        """,
+    ),
+    (
+        3,
+        """
+        CREATE TABLE azure_projects(
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            endpoint TEXT NOT NULL,
+            series_key TEXT NOT NULL,
+            sweep TEXT NOT NULL,
+            name TEXT NOT NULL,
+            project_id TEXT,
+            spec TEXT NOT NULL DEFAULT '{}',
+            created TEXT NOT NULL,
+            UNIQUE (endpoint, series_key));
+        CREATE TABLE azure_tags(
+            project INTEGER NOT NULL REFERENCES azure_projects(id) ON DELETE CASCADE,
+            tag TEXT NOT NULL,
+            tag_id TEXT NOT NULL,
+            PRIMARY KEY (project, tag));
+        CREATE TABLE azure_images(
+            project INTEGER NOT NULL REFERENCES azure_projects(id) ON DELETE CASCADE,
+            image_id TEXT NOT NULL,
+            azure_image_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            created TEXT NOT NULL,
+            PRIMARY KEY (project, image_id));
+        CREATE TABLE azure_iterations(
+            project INTEGER NOT NULL REFERENCES azure_projects(id) ON DELETE CASCADE,
+            slice_id INTEGER NOT NULL,
+            params_key TEXT NOT NULL,
+            iteration_id TEXT,
+            status TEXT NOT NULL,
+            published_name TEXT,
+            error TEXT,
+            created TEXT NOT NULL,
+            PRIMARY KEY (project, slice_id, params_key));
+        """,
+    ),
+    (
+        4,
+        """
+        CREATE TABLE slice_filtered(
+            slice_id INTEGER NOT NULL REFERENCES slices(id),
+            image_id TEXT NOT NULL REFERENCES images(id),
+            reason TEXT NOT NULL,
+            PRIMARY KEY (slice_id, image_id));
+        """,
+    ),
 ]
+
+
+def _is_storage_error(exc: sqlite3.Error) -> bool:
+    """A full, failing or read-only disk under ``lab.db`` (not a bug in a query)."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return name.startswith(("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN")) or \
+        any(text in str(exc) for text in ("disk is full", "disk I/O error", "readonly database"))
 
 
 def now() -> str:
@@ -215,14 +283,21 @@ class Store:
         if conn.in_transaction:
             yield conn
             return
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                # SQLite may already have rolled back (a full disk, an I/O error); a failed COMMIT may not have
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            if _is_storage_error(exc):
+                raise InvalidInput(f"cannot write to the store at {self.root}: {exc} — free some space (or make "
+                                   "it writable) and run again; everything saved before is kept") from exc
             raise
-        else:
-            conn.execute("COMMIT")
 
     def query(self, sql: str, params: tuple | dict = ()) -> list[dict]:
         return [dict(r) for r in self.conn.execute(sql, params).fetchall()]

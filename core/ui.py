@@ -133,3 +133,75 @@ def wait_for(job_id: int, timeout: float = 60) -> dict:
 
 def elapsed(since: float) -> str:
     return f"{time.monotonic() - since:.1f} s"
+
+
+# -- image gallery (Generate page) ---------------------------------------------------------------
+
+def paginate(total: int, *, key: str, page_size: int = 12) -> tuple[int, int]:
+    """A page picker under a list of ``total`` items; returns ``(offset, limit)``."""
+    pages = max((total + page_size - 1) // page_size, 1)
+    page = 1
+    if pages > 1:
+        page = int(st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, key=key))
+    return (min(page, pages) - 1) * page_size, page_size
+
+
+def image_caption(image: dict) -> str:
+    """Prompt and seed for a generated image; the original file name for an imported one."""
+    p = image.get("provenance") or {}
+    if image["source"] == "synthetic":
+        return f"{p.get('prompt') or '(no prompt)'} · seed {p.get('seed')}"
+    return f"{image['source']}: {p.get('original_name') or image['id'][:12]}"
+
+
+def gallery(s: Store, images: list[dict], *, key: str, columns: int = 4) -> None:
+    """Images in a grid, each with its caption and a Reject / Restore button (the file stays on disk)."""
+    if not images:
+        st.info("No images match these filters yet.")
+        return
+    cols = st.columns(columns)
+    for n, image in enumerate(images):
+        with cols[n % columns]:
+            st.image(image["path"], width="stretch")
+            prefix = "**rejected** · " if image["rejected"] else ""
+            st.caption(f"{prefix}{image['tag']} · {image_caption(image)}")
+            if st.button("Restore" if image["rejected"] else "Reject", key=f"{key}-{image['id']}"):
+                s.set_rejected(image["id"], not image["rejected"])
+                st.rerun()
+
+
+# -- Azure Custom Vision (Train page) --------------------------------------------------------------
+
+def azure_panel(s: Store, slice_refs: list, params: dict) -> None:
+    """The Train page's Azure box: connection status, settings (keys masked), the sweep's quota plan,
+    and a cleanup button for the projects this store created. One call into core."""
+    from .backends import azure
+
+    info = azure.panel(s, slice_refs, params)
+    connection = info["connection"]
+    if connection["ok"]:
+        st.success(f"Azure Custom Vision: {connection['message']} · predictions: {connection['prediction']}")
+    else:
+        st.error(f"Azure Custom Vision: {connection['message']}")
+    plan = info["plan"]
+    if info["plan_error"]:
+        st.error(info["plan_error"])
+    elif plan:
+        st.caption(f"Quota plan, tier {plan['tier']}: {plan['projects']} new project(s) "
+                   f"(one per nested series), {plan['iterations']} iteration(s), {plan['images']} image(s), "
+                   f"{plan['tags']} tag(s)" + (f"; the resource has {plan['resource_projects']} project(s)"
+                                              if plan["resource_projects"] is not None else ""))
+        for message in plan["errors"]:
+            st.error(message)
+        for message in plan["warnings"]:
+            st.warning(message)
+    with st.expander("Azure settings and projects"):
+        st.table([{"setting": k, "value": v} for k, v in connection["settings"].items()])
+        if info["projects"]:
+            st.dataframe(info["projects"], hide_index=True, key="az_projects")
+            sweeps = sorted({p["sweep"] for p in info["projects"]})
+            sweep = st.selectbox("Delete the Azure projects of", sweeps, key="az_cleanup_sweep")
+            if st.button("Delete these Azure projects", key="az_cleanup"):
+                with user_errors():
+                    done = azure.cleanup(s, sweep)
+                    st.success(f"Deleted {len(done['deleted'])} Azure project(s) of {sweep}")

@@ -1,0 +1,584 @@
+"""Diagnostics: why synthetic images help or hurt a classifier.
+
+Every number answers a question a user asks after seeing a bad curve:
+
+* **diversity** — are the synthetic images of a tag as varied as the real ones? (mean pairwise cosine
+  distance of encoder embeddings, distinct expanded prompts, near-duplicate clusters by perceptual hash);
+* **domain gap** — how far is the synthetic distribution from the real one? (Fréchet distance of
+  embeddings, with the real-vs-real split-half distance as its floor so the number has a scale);
+* **generator fingerprint** — can a linear probe tell synthetic from real, and does downscaling remove
+  what separates them? (cross-validated ROC AUC per pixel size, and the mean radial power spectrum).
+
+The metric functions are pure functions on arrays (tested on constructed cases); :func:`diagnose`
+gathers the images and embeddings from the store. A metric that needs images a tag lacks (e.g. real
+photos for the domain gap) is reported as ``null`` with the reason under ``"notes"`` — one missing
+source must not hide the other numbers. Unknown tags, bad sizes and a selection with no images at all
+raise a :class:`~core.errors.UserError`.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Callable, Iterable, Optional, Sequence
+
+import numpy as np
+
+from .errors import InvalidInput, UserError
+
+DUPLICATE_THRESHOLD = 6
+"""Largest Hamming distance (of 64 phash bits) at which two images count as near-duplicates."""
+
+MIN_FOR_DIVERSITY = 2
+MIN_FOR_FRECHET = 2
+MIN_REAL_FOR_FLOOR = 4
+MIN_PER_CLASS_FOR_AUC = 2
+MAX_SIZE = 4096
+FLOOR_SPLITS = 5
+
+Progress = Optional[Callable[[int, int, str], None]]
+
+
+# -- diversity -----------------------------------------------------------------------------------
+
+def mean_pairwise_cosine_distance(embeddings: np.ndarray) -> float:
+    """Mean of ``1 - cos(a, b)`` over all pairs of distinct rows (0 when all rows point the same way).
+
+    Needs at least two rows. Zero rows (no direction) are treated as orthogonal to everything.
+    """
+    x = np.asarray(embeddings, dtype=np.float64)
+    if x.ndim != 2 or len(x) < MIN_FOR_DIVERSITY:
+        raise ValueError("need a 2-D array with at least two rows")
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    unit = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+    sim = np.clip(unit @ unit.T, -1.0, 1.0)
+    n = len(x)
+    off_diagonal = (sim.sum() - np.trace(sim)) / (n * (n - 1))
+    return float(max(0.0, 1.0 - off_diagonal))
+
+
+def distinct_prompts(prompts: Iterable[Optional[str]]) -> int:
+    """How many different expanded prompts made these images (missing prompts are not counted)."""
+    return len({p.strip() for p in prompts if p and p.strip()})
+
+
+def perceptual_hash_bits(image) -> np.ndarray:
+    """The 64 bits of ``imagehash.phash`` of a PIL image, flattened to a boolean array."""
+    import imagehash
+
+    return np.asarray(imagehash.phash(image).hash, dtype=bool).ravel()
+
+
+def duplicate_clusters(ids: Sequence[str], bits: np.ndarray, threshold: int = DUPLICATE_THRESHOLD) -> list[list[str]]:
+    """Groups of near-duplicate images: connected components of "Hamming distance ≤ ``threshold``".
+
+    ``bits`` is an ``(n, 64)`` boolean array (one perceptual hash per id). Only groups of two or more
+    are returned, each in the order of ``ids``, groups ordered by their first member.
+    """
+    bits = np.asarray(bits, dtype=bool)
+    n = len(ids)
+    if bits.shape[0] != n:
+        raise ValueError("one hash per id")
+    if n < 2:
+        return []
+    b = bits.astype(np.int32)
+    hamming = b @ (1 - b).T + (1 - b) @ b.T
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in zip(*np.nonzero(np.triu(hamming <= threshold, k=1))):
+        ri, rj = find(int(i)), find(int(j))
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+    groups: dict[int, list[str]] = {}
+    for i in range(n):
+        groups.setdefault(find(i), []).append(ids[i])
+    return [g for _, g in sorted(groups.items()) if len(g) > 1]
+
+
+# -- domain gap ----------------------------------------------------------------------------------
+
+def _shrunk_covariance(x: np.ndarray) -> np.ndarray:
+    """Ledoit–Wolf shrinkage: a well-conditioned covariance even with fewer samples than dimensions."""
+    from sklearn.covariance import ledoit_wolf
+
+    cov, _ = ledoit_wolf(x)
+    return cov
+
+
+def _sqrtm_psd(m: np.ndarray) -> np.ndarray:
+    w, v = np.linalg.eigh((m + m.T) / 2)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two sets of embeddings (the FID formula).
+
+    ``|μa−μb|² + Tr(Σa) + Tr(Σb) − 2·Tr((Σa^½ Σb Σa^½)^½)``, computed with symmetric eigen-decompositions
+    (no complex round-off from ``sqrtm``) on Ledoit–Wolf shrunk covariances, so it is defined and
+    stable for small sets (n < dimensions). Each set needs at least two rows of the same width.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError("two 2-D arrays of the same width")
+    if len(a) < MIN_FOR_FRECHET or len(b) < MIN_FOR_FRECHET:
+        raise ValueError("each set needs at least two rows")
+    mu = a.mean(axis=0) - b.mean(axis=0)
+    sa, sb = _shrunk_covariance(a), _shrunk_covariance(b)
+    root_a = _sqrtm_psd(sa)
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ sb @ root_a), 0, None)).sum()
+    return float(max(0.0, mu @ mu + np.trace(sa) + np.trace(sb) - 2.0 * cross))
+
+
+def matched_frechet(synthetic: np.ndarray, real: np.ndarray, splits: int = FLOOR_SPLITS,
+                    seed: int = 0) -> tuple[float, float]:
+    """``(synthetic vs real, real vs real floor)``: Fréchet distances at matched sample sizes.
+
+    The estimator grows as samples shrink, so a floor from two halves of the real set is only a fair
+    scale if the synthetic-vs-real distance is measured at the same sizes. Each of ``splits`` random
+    rounds splits the real set into halves A and B (``m = ⌊n_real/2⌋``, capped by the synthetic count),
+    and compares a random ``m`` synthetic images with B and A with B; both are averaged over the
+    rounds. A synthetic-vs-real distance near the floor means the encoder cannot tell the two
+    distributions apart. Needs at least four real and two synthetic rows.
+    """
+    s = np.asarray(synthetic, dtype=np.float64)
+    r = np.asarray(real, dtype=np.float64)
+    if len(r) < MIN_REAL_FOR_FLOOR or len(s) < MIN_FOR_FRECHET:
+        raise ValueError("need at least four real and two synthetic rows")
+    m = min(len(r) // 2, len(s))
+    rng = np.random.default_rng(seed)
+    gap, floor = [], []
+    for _ in range(splits):
+        order = rng.permutation(len(r))
+        half_a, half_b = r[order[:m]], r[order[len(r) - m:]]
+        pick = s[rng.permutation(len(s))[:m]]
+        gap.append(frechet_distance(pick, half_b))
+        floor.append(frechet_distance(half_a, half_b))
+    return float(np.mean(gap)), float(np.mean(floor))
+
+
+# -- generator fingerprint -----------------------------------------------------------------------
+
+def probe_auc(synthetic: np.ndarray, real: np.ndarray, folds: int = 5, seed: int = 0) -> float:
+    """Cross-validated ROC AUC of a logistic-regression probe telling synthetic (1) from real (0).
+
+    Standardised features, ``StratifiedKFold`` (at most ``folds``, at least 2, never more than the
+    smaller class), AUC of the pooled out-of-fold decision values. 0.5 means the encoder sees no
+    difference; near 1 means something in the images gives their origin away.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    s = np.asarray(synthetic, dtype=np.float64)
+    r = np.asarray(real, dtype=np.float64)
+    smaller = min(len(s), len(r))
+    if smaller < MIN_PER_CLASS_FOR_AUC:
+        raise ValueError("each class needs at least two rows")
+    x = np.vstack([s, r])
+    y = np.concatenate([np.ones(len(s), dtype=int), np.zeros(len(r), dtype=int)])
+    cv = StratifiedKFold(n_splits=max(2, min(folds, smaller)), shuffle=True, random_state=seed)
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+    scores = cross_val_predict(model, x, y, cv=cv, method="decision_function")
+    return float(roc_auc_score(y, scores))
+
+
+def greyscale_array(image, size: int | None = None) -> np.ndarray:
+    """A PIL image as a float greyscale array in [0, 1] (resized to ``size``×``size`` if given)."""
+    from PIL import Image
+
+    grey = image.convert("L")
+    if size is not None and grey.size != (size, size):
+        grey = grey.resize((size, size), Image.Resampling.BICUBIC)
+    return np.asarray(grey, dtype=np.float64) / 255.0
+
+
+def radial_power_spectrum(grey: np.ndarray) -> np.ndarray:
+    """Mean power of the 2-D FFT of a greyscale image in rings of integer radius 0 … min(h, w)//2.
+
+    The mean is removed first (no DC spike), so a flat image has zero power everywhere. Index ``k``
+    is the frequency ``k / min(h, w)`` cycles per pixel; the last index is the Nyquist frequency.
+    """
+    g = np.asarray(grey, dtype=np.float64)
+    if g.ndim != 2:
+        raise ValueError("a 2-D greyscale array")
+    h, w = g.shape
+    power = np.abs(np.fft.fftshift(np.fft.fft2(g - g.mean()))) ** 2 / (h * w)
+    yy, xx = np.indices((h, w))
+    radius = np.hypot(yy - h // 2, xx - w // 2).round().astype(int)
+    n = min(h, w) // 2 + 1
+    inside = radius < n
+    sums = np.bincount(radius[inside], weights=power[inside], minlength=n)
+    counts = np.bincount(radius[inside], minlength=n)
+    return sums / np.maximum(counts, 1)
+
+
+def mean_radial_spectrum(greys: Iterable[np.ndarray]) -> np.ndarray:
+    """The mean of :func:`radial_power_spectrum` over images of one size."""
+    spectra = [radial_power_spectrum(g) for g in greys]
+    if not spectra:
+        raise ValueError("no images")
+    return np.mean(np.vstack(spectra), axis=0)
+
+
+# -- gathering from the store --------------------------------------------------------------------
+
+_phash_cache: dict[str, np.ndarray] = {}
+
+
+def image_hash_bits(store, image_id: str) -> np.ndarray:
+    """Perceptual-hash bits of a stored image (kept per process: an id is the hash of its bytes)."""
+    bits = _phash_cache.get(image_id)
+    if bits is None:
+        bits = perceptual_hash_bits(store.open_image(image_id))
+        _phash_cache[image_id] = bits
+    return bits
+
+
+def find_duplicate_clusters(store, image_ids: Sequence[str], threshold: int = DUPLICATE_THRESHOLD) -> list[list[str]]:
+    """:func:`duplicate_clusters` of stored images (hashes of the original pixels)."""
+    ids = list(image_ids)
+    if len(ids) < 2:
+        return []
+    return duplicate_clusters(ids, np.vstack([image_hash_bits(store, i) for i in ids]), threshold)
+
+
+def _check_sizes(sizes: Sequence[int]) -> tuple[int, ...]:
+    from .imaging import check_resize
+
+    out = tuple(dict.fromkeys(sizes or ()))
+    if not out:
+        raise InvalidInput("give at least one pixel size, e.g. 256")
+    for size in out:
+        check_resize(size)
+    return out
+
+
+def _check_tags(store, tags: Optional[Sequence[str]]) -> list[str]:
+    known = store.tag_names()
+    if not known:
+        raise InvalidInput("the store has no tags yet: add tags and images first")
+    if isinstance(tags, str):
+        tags = [tags]
+    chosen = list(dict.fromkeys(t.strip() for t in (tags or ()) if t and t.strip())) or known
+    for tag in chosen:
+        store.get_tag(tag)
+    return chosen
+
+
+def _train_images(store, tag: str) -> dict[str, list[dict]]:
+    return {source: store.list_images(tag=tag, source=source, include_rejected=False)
+            for source in ("synthetic", "real")}
+
+
+def _round(value: Optional[float], digits: int = 4) -> Optional[float]:
+    return None if value is None else round(float(value), digits)
+
+
+def _tag_report(store, tag: str, images: dict[str, list[dict]], ref, sizes: tuple[int, ...],
+                threshold: int, step: Callable[[str], None]) -> dict:
+    synthetic, real = images["synthetic"], images["real"]
+    notes: dict[str, str] = {}
+    vectors: dict[int, dict[str, np.ndarray]] = {}
+    for size in sizes:
+        step(f"{tag}: embedding at {size} px")
+        vectors[size] = {source: embeddings(store, ref, images[source], size) for source in ("synthetic", "real")}
+    first = vectors[sizes[0]]
+
+    diversity = {}
+    for source in ("synthetic", "real"):
+        if len(images[source]) >= MIN_FOR_DIVERSITY:
+            diversity[source] = _round(mean_pairwise_cosine_distance(first[source]))
+        else:
+            diversity[source] = None
+            notes[f"diversity.{source}"] = f"needs at least {MIN_FOR_DIVERSITY} {source} images, tag has {len(images[source])}"
+
+    frechet: dict[str, Optional[float]] = {"synthetic_vs_real": None, "real_vs_real_floor": None}
+    if len(real) >= MIN_REAL_FOR_FLOOR and len(synthetic) >= MIN_FOR_FRECHET:
+        gap, floor = matched_frechet(first["synthetic"], first["real"])
+        frechet = {"synthetic_vs_real": _round(gap), "real_vs_real_floor": _round(floor)}
+    else:
+        notes["frechet"] = (f"needs at least {MIN_FOR_FRECHET} synthetic and {MIN_REAL_FOR_FLOOR} real images, "
+                            f"tag has {len(synthetic)} and {len(real)}")
+
+    auc: dict[str, Optional[float]] = {}
+    for size in sizes:
+        if min(len(synthetic), len(real)) >= MIN_PER_CLASS_FOR_AUC:
+            auc[str(size)] = _round(probe_auc(vectors[size]["synthetic"], vectors[size]["real"]))
+        else:
+            auc[str(size)] = None
+    if any(v is None for v in auc.values()):
+        notes["auc"] = (f"needs at least {MIN_PER_CLASS_FOR_AUC} synthetic and {MIN_PER_CLASS_FOR_AUC} real "
+                        f"images, tag has {len(synthetic)} and {len(real)}")
+
+    step(f"{tag}: perceptual hashes")
+    clusters = find_duplicate_clusters(store, [im["id"] for im in synthetic + real], threshold)
+    return {
+        "counts": {"synthetic": len(synthetic), "real": len(real)},
+        "diversity": diversity,
+        "distinct_prompts": distinct_prompts(im["provenance"].get("prompt") for im in synthetic),
+        "duplicate_clusters": clusters,
+        "frechet": frechet,
+        "auc": auc,
+        "notes": notes,
+    }
+
+
+def embeddings(store, ref, images: list[dict], size: Optional[int]) -> np.ndarray:
+    """Embeddings of stored images at ``size`` px (centre crop, as slices resize them; None: original),
+    through the shared cache of :mod:`core.encoders` (no second cache here)."""
+    from . import encoders
+
+    if not images:
+        return np.zeros((0, 0), dtype=np.float32)
+    return encoders.embed_images(store, ref, list(images), encoders.View.of(size))
+
+
+def spectra(store, images: Sequence[dict], sizes: Sequence[int], max_images: int = 100) -> dict[str, dict]:
+    """Mean radial power spectrum of synthetic and real images per size (at most ``max_images`` each).
+
+    ``{str(size): {"frequency": [cycles/pixel], "synthetic": [...] | None, "real": [...] | None}}``, the
+    images resized exactly as slices resize them (:func:`core.imaging.resized`, centre crop).
+    """
+    from .imaging import resized
+
+    out: dict[str, dict] = {}
+    for size in sizes:
+        entry: dict = {"frequency": [round(k / size, 6) for k in range(size // 2 + 1)]}
+        for source in ("synthetic", "real"):
+            chosen = sorted((im for im in images if im["source"] == source), key=lambda im: im["id"])[:max_images]
+            if not chosen:
+                entry[source] = None
+                continue
+            mean = mean_radial_spectrum(greyscale_array(resized(store, im["id"], size)) for im in chosen)
+            entry[source] = [float(f"{v:.6g}") for v in mean]
+        out[str(size)] = entry
+    return out
+
+
+def check_request(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] = (256,),
+                  encoder: Optional[str] = None) -> dict:
+    """Validate a diagnose request before any work: tags exist, sizes are valid, the encoder loads.
+
+    Returns the normalised parameters (tags listed, encoder pinned to its canonical name).
+    """
+    from . import encoders
+
+    chosen = _check_tags(store, tags)
+    sizes = _check_sizes(sizes)
+    ref = encoders.resolve_encoder(encoder)
+    have = sum(store.count_images(t, s, include_rejected=False) for t in chosen for s in ("synthetic", "real"))
+    if not have:
+        raise UserError("no synthetic or real images for " + ", ".join(repr(t) for t in chosen)
+                        + ": generate or import some first (test images are not diagnosed)")
+    return {"tags": chosen, "sizes": list(sizes), "encoder": ref.name}
+
+
+def diagnose(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] = (256,),
+             encoder: Optional[str] = None, progress: Progress = None, *,
+             duplicate_threshold: int = DUPLICATE_THRESHOLD, spectrum: bool = True) -> dict:
+    """Diagnose the synthetic images of ``tags`` (default: every tag) against the real ones.
+
+    Returns ``{"encoder", "sizes", "embedding_size", "duplicate_threshold", "tags": {tag: {"counts",
+    "diversity": {"synthetic", "real"}, "distinct_prompts", "duplicate_clusters": [[ids]], "frechet":
+    {"synthetic_vs_real", "real_vs_real_floor"}, "auc": {"<size>": value}, "notes": {metric: reason}}},
+    "spectrum": {"<size>": …}}``. Non-rejected ``synthetic`` and ``real`` images only (``test`` images
+    stay unseen). Diversity and the Fréchet distance use embeddings at the first size; the AUC is given
+    for each size; duplicate clusters are sought among the tag's synthetic and real images together
+    (an image-to-image copy of a photo shows up). A metric the tag lacks images for is ``null`` and
+    its reason is under ``notes``.
+    Raises a :class:`UserError` for unknown tags, bad sizes, an encoder that does not load, or a
+    selection without any synthetic or real image.
+    """
+    from . import encoders
+
+    request = check_request(store, tags, sizes, encoder)
+    sizes = tuple(request["sizes"])
+    ref = encoders.resolve_encoder(request["encoder"])
+    chosen = request["tags"]
+    total = len(chosen) * (len(sizes) + 1) + (len(sizes) if spectrum else 0)
+    done = 0
+
+    def step(message: str) -> None:
+        nonlocal done
+        if progress:
+            progress(done, total, message)
+        done += 1
+
+    report: dict = {
+        "encoder": ref.describe(),
+        "sizes": list(sizes),
+        "embedding_size": sizes[0],
+        "duplicate_threshold": duplicate_threshold,
+        "tags": {},
+    }
+    pooled: list[dict] = []
+    for tag in chosen:
+        images = _train_images(store, tag)
+        pooled += images["synthetic"] + images["real"]
+        report["tags"][tag] = _tag_report(store, tag, images, ref, sizes, duplicate_threshold, step)
+    if spectrum:
+        report["spectrum"] = {}
+        for size in sizes:
+            step(f"power spectrum at {size} px")
+            report["spectrum"].update(spectra(store, pooled, [size]))
+    if progress:
+        progress(total, total, "done")
+    return report
+
+
+# -- jobs: the page runs a diagnosis in the worker, the CLI in the foreground --------------------
+
+JOB_KIND = "diagnose"
+
+
+def run_diagnose_job(ctx) -> dict:
+    """Job handler (``jobs.HANDLERS["diagnose"]``): :func:`diagnose` with the job's params."""
+    p = ctx.params
+    return diagnose(ctx.store, p.get("tags"), p.get("sizes") or (256,), p.get("encoder"), progress=ctx.progress,
+                    duplicate_threshold=int(p.get("duplicate_threshold", DUPLICATE_THRESHOLD)))
+
+
+def submit_diagnosis(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] = (256,),
+                     encoder: Optional[str] = None, *, claim: bool = False) -> int:
+    """Validate the request (user errors raise here, before anything is queued) and queue a job."""
+    from . import jobs
+
+    return jobs.submit(store, JOB_KIND, check_request(store, tags, sizes, encoder), claim=claim)
+
+
+def run_diagnosis(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] = (256,),
+                  encoder: Optional[str] = None) -> dict:
+    """Run a diagnosis in this thread as a job (so its result is kept, like the page's); returns it."""
+    from . import jobs
+
+    job_id = submit_diagnosis(store, tags, sizes, encoder, claim=True)
+    job = jobs.run_job(store, job_id)
+    if job["status"] != "done":
+        raise UserError(f"diagnosis job {job_id} {job['status']}: {job['error']}")
+    return {"job": job_id, **job["result"]}
+
+
+def latest_diagnosis(store) -> Optional[dict]:
+    """The result of the most recent finished diagnosis (with ``job`` and ``finished``), or None."""
+    from . import jobs
+
+    for job in jobs.list_jobs(store, kind=JOB_KIND, status="done", limit=1):
+        return {"job": job["id"], "finished": job["finished"], **(job["result"] or {})}
+    return None
+
+
+def active_diagnosis(store) -> Optional[int]:
+    """The id of a queued or running diagnosis job, if any."""
+    from . import jobs
+
+    for status in ("running", "queued"):
+        for job in jobs.list_jobs(store, kind=JOB_KIND, status=status, limit=1):
+            return job["id"]
+    return None
+
+
+# -- views for the page and the report -----------------------------------------------------------
+
+def suggested_sizes(store) -> list[int]:
+    """The pixel sizes the store's slices use (largest first), else ``[256]``: what to probe at."""
+    rows = store.query("SELECT DISTINCT size FROM slices WHERE size IS NOT NULL ORDER BY size DESC")
+    return [int(r["size"]) for r in rows] or [256]
+
+
+def summary_rows(result: dict) -> list[dict]:
+    """One flat row per tag (for a table): counts, diversity, prompts, clusters, Fréchet, AUC per size."""
+    rows = []
+    for tag, r in result.get("tags", {}).items():
+        row = {
+            "tag": tag,
+            "synthetic": r["counts"]["synthetic"],
+            "real": r["counts"]["real"],
+            "diversity (synthetic)": r["diversity"]["synthetic"],
+            "diversity (real)": r["diversity"]["real"],
+            "distinct prompts": r["distinct_prompts"],
+            "duplicate clusters": len(r["duplicate_clusters"]),
+            "Fréchet synthetic↔real": r["frechet"]["synthetic_vs_real"],
+            "Fréchet floor (real↔real)": r["frechet"]["real_vs_real_floor"],
+        }
+        for size, value in r["auc"].items():
+            row[f"AUC @ {size}px"] = value
+        rows.append(row)
+    return rows
+
+
+def spectrum_figure(result: dict):
+    """Plotly line chart: mean radial power spectrum (log scale) of synthetic vs real, one pair per size."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    dash = {"synthetic": "solid", "real": "dot"}
+    for size, entry in (result.get("spectrum") or {}).items():
+        for source in ("synthetic", "real"):
+            values = entry.get(source)
+            if not values:
+                continue
+            fig.add_trace(go.Scatter(x=entry["frequency"][1:], y=values[1:], mode="lines",
+                                     name=f"{source} @ {size}px", line={"dash": dash[source]}))
+    fig.update_layout(title="Mean radial power spectrum", xaxis_title="frequency (cycles / pixel)",
+                      yaxis_title="power", yaxis_type="log", legend_title="source @ size",
+                      margin={"t": 50, "b": 40, "l": 60, "r": 20})
+    return fig
+
+
+def cluster_images(store, cluster: Sequence[str]) -> list[dict]:
+    """The images of a duplicate cluster that are still in the store: id, path, source, rejected."""
+    out = []
+    for image_id in cluster:
+        rows = store.query("SELECT id, source, rejected FROM images WHERE id = ?", (image_id,))
+        if rows:
+            out.append({"id": image_id, "path": str(store.image_file(image_id)), "source": rows[0]["source"],
+                        "rejected": bool(rows[0]["rejected"])})
+    return out
+
+
+def reject_duplicates(store, cluster: Sequence[str]) -> list[str]:
+    """Reject every image of a cluster but its first: one click on the page. Returns the rejected ids."""
+    rest = list(dict.fromkeys(cluster))[1:]
+    with store.tx():
+        for image_id in rest:
+            store.set_rejected(image_id, True)
+    return rest
+
+
+def report_section(store) -> str:
+    """An HTML fragment with the latest diagnosis (table, notes, duplicate counts, spectrum chart).
+
+    Plotly figures are ``<div>``s without plotly.js: the page that includes the fragment loads it once
+    (as :mod:`core.report` does). Without a diagnosis yet, a short paragraph says how to make one.
+    """
+    result = latest_diagnosis(store)
+    if result is None:
+        return ("<p class='muted'>No diagnostics yet: run <code>python -m core diagnose</code> or use the "
+                "Diagnostics page.</p>")
+    import pandas as pd
+
+    e = html.escape
+    parts = [f"<p class='muted'>Diagnosis {e(str(result['job']))} of {e(str(result.get('finished') or ''))}, "
+             f"encoder {e(str(result['encoder']['name']))}; diversity and Fréchet at "
+             f"{e(str(result['embedding_size']))} px. AUC near 0.5: the probe cannot tell synthetic from "
+             f"real; near 1: the images give their origin away.</p>"]
+    table = pd.DataFrame(summary_rows(result))
+    parts.append(table.to_html(index=False, escape=True, na_rep="n/a", border=0,
+                               float_format=lambda v: f"{v:.4g}"))
+    notes = [f"<li>{e(tag)} — {e(metric)}: {e(reason)}</li>"
+             for tag, r in result["tags"].items() for metric, reason in r.get("notes", {}).items()]
+    if notes:
+        parts.append("<ul class='muted'>" + "".join(notes) + "</ul>")
+    if result.get("spectrum"):
+        div = spectrum_figure(result).to_html(full_html=False, include_plotlyjs=False, default_height="420px",
+                                              config={"displaylogo": False, "responsive": True})
+        parts.append(f"<div class='chart'>{div}</div>")
+    return "".join(parts)

@@ -1,0 +1,91 @@
+"""Diagnostics: why synthetic images help or hurt — diversity, domain gap, generator fingerprint."""
+
+import pandas as pd
+import streamlit as st
+
+from core import config, diagnostics, ui
+from core.slicing import parse_ints
+
+MAX_CLUSTERS = 12
+THUMB_PX = 96
+
+st.title("Diagnostics")
+st.caption("Every number here answers a question asked after a bad curve: are the synthetic images varied "
+           "enough, how far are they from real photos, and can a probe tell them apart — at which size?")
+store = ui.store()
+tags = store.tag_names()
+if not tags:
+    st.info("No tags yet: add tags and generate or import images first.")
+    st.stop()
+
+with st.form("diagnose"):
+    chosen = st.multiselect("Tags", tags, default=tags, key="dg_tags")
+    c1, c2 = st.columns(2)
+    sizes_text = c1.text_input("Pixel sizes (comma-separated)", key="dg_sizes",
+                               value=", ".join(map(str, diagnostics.suggested_sizes(store))),
+                               help="the synthetic-vs-real probe runs once per size; the first size is also "
+                                    "used for diversity and the Fréchet distance")
+    encoder = c2.text_input("Encoder (hub id or local folder)", value=config.DEFAULT_ENCODER, key="dg_encoder")
+    run = st.form_submit_button("Run diagnostics", type="primary")
+if run:
+    with ui.user_errors():
+        diagnostics.submit_diagnosis(store, chosen, parse_ints(sizes_text, "sizes"), encoder.strip() or None)
+
+active = diagnostics.active_diagnosis(store)
+if active is not None:
+    ui.job_status(active, key="diagnose")
+
+result = diagnostics.latest_diagnosis(store)
+if result is None:
+    st.info("No diagnosis yet: pick tags and sizes and press **Run diagnostics**.")
+    st.stop()
+
+st.subheader("Per tag")
+st.caption(f"Diagnosis {result['job']} ({result.get('finished', '')}), encoder `{result['encoder']['name']}`; "
+           f"diversity and Fréchet distance at {result['embedding_size']} px.")
+st.dataframe(pd.DataFrame(diagnostics.summary_rows(result)), hide_index=True, key="dg_table")
+with st.expander("How to read these numbers"):
+    st.markdown(
+        "- **Diversity**: mean pairwise cosine distance of embeddings; synthetic well below real means "
+        "the generator repeats itself.\n"
+        "- **Distinct prompts**: expanded prompts behind the synthetic images; few prompts, little variety.\n"
+        "- **Fréchet synthetic↔real** against its **floor** (two halves of the real photos): near the floor, "
+        "the encoder sees one distribution; far above it, a domain gap.\n"
+        "- **AUC @ size**: a cross-validated linear probe telling synthetic from real. 0.5: no fingerprint; "
+        "near 1: something gives the origin away. Falling at a smaller size: downscaling removes it.")
+for tag, r in result["tags"].items():
+    for metric, reason in r.get("notes", {}).items():
+        st.caption(f"**{tag}** · {metric}: {reason}")
+
+if result.get("spectrum"):
+    st.subheader("Power spectrum")
+    st.caption("Mean radial power spectrum of the greyscale images at each size; diffusion images are known "
+               "to differ from photos at high frequencies.")
+    st.plotly_chart(diagnostics.spectrum_figure(result), key="dg_spectrum")
+
+st.subheader("Near-duplicates")
+st.caption(f"Images whose perceptual hashes differ in at most {result['duplicate_threshold']} of 64 bits. "
+           "Rejecting keeps the first image of a cluster; rejected images never enter a slice.")
+any_cluster = False
+for tag, r in result["tags"].items():
+    clusters = r["duplicate_clusters"]
+    if not clusters:
+        continue
+    any_cluster = True
+    st.markdown(f"**{tag}** — {len(clusters)} cluster(s)")
+    for n, cluster in enumerate(clusters[:MAX_CLUSTERS]):
+        images = diagnostics.cluster_images(store, cluster)
+        if not images:
+            continue
+        st.image([im["path"] for im in images], width=THUMB_PX,
+                 caption=[f"{im['source']}{' · rejected' if im['rejected'] else ''}" for im in images])
+        pending = [im for im in images[1:] if not im["rejected"]]
+        if st.button(f"Reject {len(pending)} duplicate(s), keep the first", key=f"dg-reject-{tag}-{n}",
+                     disabled=not pending):
+            with ui.user_errors():
+                diagnostics.reject_duplicates(store, [im["id"] for im in images])
+                st.rerun()
+    if len(clusters) > MAX_CLUSTERS:
+        st.caption(f"… and {len(clusters) - MAX_CLUSTERS} more clusters (see `python -m core diagnose --json`).")
+if not any_cluster:
+    st.caption("No near-duplicates found.")

@@ -1,0 +1,97 @@
+"""Generate: tags with prompt templates, Stable Diffusion images per tag as background jobs, a gallery."""
+
+import streamlit as st
+
+from core import config, jobs, ui
+from core.generation import MODEL_PRESETS, GenerationSpec, preset_for, submit_generation
+from core.prompts import COUNT_CAP, count_prompts, validate_template
+from core.store import SOURCES
+
+OTHER = "Other: a hub id or a local folder"
+NEW_TAG = "(new tag)"
+
+st.title("Generate")
+st.caption("Each tag has a prompt template — `{blue|black|ripped} jeans on {a white background|a street}` — "
+           "and a series of images made from it. Re-running a series makes only the images it lacks.")
+store = ui.store()
+tags = store.list_tags()
+names = [t["name"] for t in tags]
+
+st.subheader("Tags")
+if tags:
+    st.dataframe(
+        [{"tag": t["name"], "prompt": t["prompt"], "negative": t["negative"], **t["counts"]} for t in tags],
+        hide_index=True, width="stretch",
+    )
+with st.expander("Add or edit a tag", expanded=not tags):
+    editing = st.selectbox("Tag", [NEW_TAG] + names, key="gen_edit")
+    current = next((t for t in tags if t["name"] == editing), {"name": "", "prompt": "", "negative": ""})
+    name = st.text_input("Name", value=current["name"], key=f"gen_name_{editing}", disabled=editing != NEW_TAG)
+    prompt = st.text_area("Prompt template", value=current["prompt"], key=f"gen_prompt_{editing}",
+                          help="{a|b|c} picks one of a, b, c; {2$$a|b|c} picks two; nest freely.")
+    negative = st.text_input("Negative prompt", value=current["negative"], key=f"gen_negative_{editing}")
+    if prompt.strip():
+        with ui.user_errors():
+            n = count_prompts(prompt)
+            st.caption(f"This template yields {n if n < COUNT_CAP else f'{COUNT_CAP} or more'} distinct prompt(s).")
+    if st.button("Save tag", key="gen_save_tag"):
+        with ui.user_errors():
+            for text, what in ((prompt, "prompt"), (negative, "negative prompt")):
+                if text.strip():
+                    validate_template(text, what)
+            store.add_tag(name, prompt, negative, update=editing != NEW_TAG)
+            st.rerun()
+
+st.subheader("Generate images")
+if not names:
+    st.info("Add a tag with a prompt first.")
+else:
+    c1, c2 = st.columns(2)
+    choice = c1.selectbox(
+        "Model", list(MODEL_PRESETS) + [OTHER], key="gen_model_choice",
+        format_func=lambda m: f"{MODEL_PRESETS[m].label} ({m})" if m in MODEL_PRESETS else m,
+    )
+    model = c2.text_input("Hub id or folder", key="gen_model_other") if choice == OTHER else choice
+    preset = preset_for(model or None)
+    st.caption(f"Defaults for this model ({preset.label}): {preset.width}×{preset.height} px, "
+               f"{preset.steps} step(s), guidance {preset.guidance:g}. Device: {ui.device()}.")
+    chosen = st.multiselect("Tags", names, default=names, key="gen_tags")
+    cols = st.columns(4)
+    count = cols[0].number_input("Images per tag", 1, 100_000, 20, key="gen_count")
+    seed = cols[1].number_input("Seed", 0, 2**31, 0, key="gen_seed")
+    batch = cols[2].number_input("Batch size", 1, 64, 1, key="gen_batch")
+    expansion = cols[3].selectbox("Prompt expansion", ["random", "combinatorial"], key="gen_expansion")
+    mk = model or "none"
+    width = cols[0].number_input("Width", 64, 2048, preset.width, step=8, key=f"gen_w_{mk}")
+    height = cols[1].number_input("Height", 64, 2048, preset.height, step=8, key=f"gen_h_{mk}")
+    steps = cols[2].number_input("Steps", 1, 500, preset.steps, key=f"gen_steps_{mk}")
+    guidance = cols[3].number_input("Guidance", 0.0, 50.0, float(preset.guidance), step=0.5, key=f"gen_g_{mk}")
+    fast = st.checkbox("Fast decode (tiny autoencoder, TAESD)", key="gen_fast")
+    if st.button("Generate", type="primary", key="gen_submit", disabled=not chosen):
+        with ui.user_errors():
+            specs = [GenerationSpec(tag=t, count=int(count), model=model or None, width=int(width),
+                                    height=int(height), steps=int(steps), guidance=float(guidance),
+                                    seed=int(seed), batch_size=int(batch), expansion=expansion, fast_decode=fast)
+                     for t in chosen]
+            submitted = [submit_generation(store, spec) for spec in specs]
+            st.session_state.setdefault("gen_jobs", [])
+            st.session_state["gen_jobs"] += [j for j in submitted if j not in st.session_state["gen_jobs"]]
+
+active = [j["id"] for j in jobs.list_jobs(store, kind="generate", limit=20) if j["status"] in jobs.ACTIVE]
+for job_id in sorted(set(st.session_state.get("gen_jobs", [])) | set(active)):
+    ui.job_status(job_id, key="gen")
+
+st.subheader("Gallery")
+f1, f2, f3 = st.columns(3)
+tag_filter = f1.selectbox("Tag", ["all"] + names, key="gal_tag")
+source_filter = f2.selectbox("Source", ["all", *SOURCES], key="gal_source")
+show_rejected = f3.checkbox("Show rejected", value=True, key="gal_rejected")
+with ui.user_errors():
+    tag_arg = None if tag_filter == "all" else tag_filter
+    source_arg = None if source_filter == "all" else source_filter
+    total = store.count_images(tag_arg, source_arg, include_rejected=show_rejected)
+    st.caption(f"{total} image(s)")
+    offset, limit = ui.paginate(total, key=f"gal_page_{tag_filter}_{source_filter}_{show_rejected}")
+    images = store.list_images(tag_arg, source_arg, include_rejected=show_rejected, limit=limit, offset=offset)
+    ui.gallery(store, images, key="gal")
+st.caption(f"Store: {store.root} · default model {config.DEFAULT_MODEL}")

@@ -1,0 +1,125 @@
+"""Results: each tag's predicted probability against images per tag, metrics, confusion, and the report."""
+
+from pathlib import Path
+
+import streamlit as st
+
+from core import charts, ui
+from core.evaluation import evaluate, results as stored_results
+from core.report import default_report_path, write_report
+
+st.title("Results")
+s = ui.store()
+all_results = charts.with_slice_names(s, stored_results(s))
+
+if not all_results:
+    st.info(
+        "No results yet. First add tags and images (Generate), import labelled **test** photos "
+        "(`python -m core import --source test …`), cut slices (Slice) and train on them (Train); "
+        "then evaluate the finished runs here or with `python -m core evaluate`."
+    )
+    if st.button("Evaluate finished runs", key="evaluate"):
+        with ui.user_errors(), st.spinner("Scoring the test images…"):
+            evaluate(s)
+            st.rerun()
+    st.stop()
+
+
+def show(fig, key: str, **select):
+    """A chart with its HTML download (plotly.js embedded); PNG via the chart toolbar's camera button."""
+    event = st.plotly_chart(fig, key=key, config={"displaylogo": False, "toImageButtonOptions": {"filename": key}},
+                            **select)
+    st.download_button("Download chart (HTML)", lambda: fig.to_html(include_plotlyjs=True), file_name=f"{key}.html",
+                       mime="text/html", key=f"{key}-html", on_click="ignore", icon=":material/download:")
+    return event
+
+
+names = sorted({charts.slice_label(r) for r in all_results})
+backends = sorted({r["backend"] for r in all_results})
+left, middle, right = st.columns([3, 2, 2])
+chosen_names = left.multiselect("Slices", names, default=names)
+chosen_backends = middle.multiselect("Backends", backends, default=backends)
+error = right.radio("Error bars", list(charts.ERRORS), format_func=lambda e: {"std": "± 1 std", "ci95": "95% CI"}[e],
+                    horizontal=True, help="Spread of runs that differ only in their slice's repeat.")
+results = [r for r in all_results if charts.slice_label(r) in chosen_names and r["backend"] in chosen_backends]
+if not results:
+    st.warning("No run matches: pick at least one slice and one backend.")
+    st.stop()
+st.caption(f"{len(results)} of {len(all_results)} runs. PNG of any chart: the camera button in its toolbar.")
+stale = [r["run"] for r in results if r.get("stale")]
+if stale:
+    st.warning(f"{len(stale)} runs were scored on an older set of test images.")
+    if st.button("Re-evaluate them", key="reevaluate"):
+        with ui.user_errors(), st.spinner("Scoring the test images…"):
+            evaluate(s, stale)
+            st.rerun()
+
+per_image, averages, metrics, confusion, table = st.tabs(
+    ["Per test image", "True-tag probability", "Metrics", "Confusion", "Table & report"])
+
+with per_image:
+    images = charts.scored_images(results)
+    flips = charts.flip_counts(results)
+    tags = ["all tags"] + charts.tags_of(results)
+    a, b = st.columns([2, 3])
+    tag = a.selectbox("Test images of", tags, key="picker-tag")
+    most_flips = b.toggle("Most prediction changes first", value=True, key="picker-flips")
+    shown = [im for im in images if tag == "all tags" or im["tag"] == tag]
+    if most_flips:
+        shown.sort(key=lambda im: -flips.get(im["image"], 0))
+    shown = shown[:24]
+    if st.session_state.get("results-image") not in {im["image"] for im in images}:
+        st.session_state["results-image"] = shown[0]["image"] if shown else images[0]["image"]
+    for row in range(0, len(shown), 8):
+        for col, im in zip(st.columns(8), shown[row:row + 8]):
+            col.image(str(s.image_file(im["image"])), caption=f"{im['tag']} · {flips.get(im['image'], 0)}×",
+                      width="stretch")
+            picked = im["image"] == st.session_state["results-image"]
+            if col.button("Picked" if picked else "Pick", key=f"pick-{im['image']}", type="primary" if picked else "secondary",
+                          width="stretch"):
+                st.session_state["results-image"] = im["image"]
+                st.rerun()
+    image_id = st.session_state["results-image"]
+    with ui.user_errors():
+        show(charts.probability_vs_count(results, image_id, error=error), "probability-vs-count")
+        show(charts.image_history(results, image_id), "image-history")
+
+with averages:
+    with ui.user_errors():
+        show(charts.true_tag_probability_vs_count(results, error=error), "true-tag-probability")
+
+with metrics:
+    metric = st.radio("Metric", list(charts.METRICS), format_func=charts.METRICS.get, horizontal=True, key="metric")
+    with ui.user_errors():
+        show(charts.metrics_vs_count(results, metric, error=error), f"metric-{metric}")
+
+with confusion:
+    by_run = {r["run"]: r for r in charts.history_order(results)}
+    run = st.selectbox("Run", list(by_run), format_func=lambda i: charts.run_label(by_run[i]), key="confusion-run")
+    event = show(charts.confusion_matrix(by_run[run]), f"confusion-{run}", on_select="rerun", selection_mode="points")
+    cell = charts.cell_from_selection(event)
+    if cell is None:
+        st.caption("Click a cell to see the test images behind it.")
+    else:
+        cell_images = charts.confusion_cell_images(by_run[run], *cell)
+        st.markdown(f"**{len(cell_images)}** test images of **{cell[0]}** predicted as **{cell[1]}**")
+        if cell_images:
+            st.image([str(s.image_file(i)) for i in cell_images[:48]], caption=[i[:12] for i in cell_images[:48]],
+                     width=96)
+
+with table:
+    st.dataframe(charts.results_frame(results), hide_index=True)
+    st.download_button("Download all results (CSV)", charts.results_csv(all_results), file_name="synthlab-results.csv",
+                       mime="text/csv", key="results-csv", on_click="ignore", icon=":material/download:")
+    st.divider()
+    st.write("One HTML file with these charts, the run table, slice specs, prompts and generation settings; "
+             "it opens offline.")
+    if st.button("Build report", key="build-report", type="primary"):
+        with ui.user_errors(), st.spinner("Writing the report…"):
+            path = write_report(s, default_report_path(s), run_ids=[r["run"] for r in results])
+            st.session_state["results-report"] = str(path)
+    if st.session_state.get("results-report"):
+        report = Path(st.session_state["results-report"])
+        st.success(f"Report written to {report}")
+        st.download_button("Download report (HTML)", lambda: report.read_bytes(), file_name=report.name,
+                           mime="text/html", key="report-download", on_click="ignore", icon=":material/download:")

@@ -1,0 +1,94 @@
+"""The Diagnostics page under Streamlit's AppTest, on a real store and the tiny CLIP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from core import diagnostics, jobs
+from core.store import Store
+
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "diagnostics.py")
+TIMEOUT = 60
+
+
+def blocks(seed: int, px: int = 40) -> np.ndarray:
+    grid = np.random.default_rng(seed).integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    return np.asarray(Image.fromarray(grid).resize((px, px), Image.Resampling.NEAREST))
+
+
+@pytest.fixture
+def lab(home):
+    """jeans: 4 near-identical synthetic images and 5 noise photos."""
+    store = Store(home)
+    store.add_tag("jeans")
+    base = blocks(7)
+    for i in range(4):
+        arr = base.copy()
+        arr[0, 0, 0] = i
+        store.add_image(Image.fromarray(arr), tag="jeans", source="synthetic", prompt="blue jeans", seed=i)
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        store.add_image(Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)), tag="jeans", source="real")
+    yield store
+    store.close()
+
+
+def page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_an_empty_store_says_what_to_do_first(home):
+    at = page()
+    assert "No tags yet" in at.info[0].value
+
+
+def test_running_diagnostics_from_the_form_shows_the_table(lab, tiny_clip):
+    at = page()
+    assert "No diagnosis yet" in at.info[0].value
+    at.text_input(key="dg_sizes").set_value("32")
+    at.text_input(key="dg_encoder").set_value(tiny_clip)
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    job = jobs.list_jobs(lab, kind="diagnose")[0]
+    assert job["params"] == {"tags": ["jeans"], "sizes": [32], "encoder": tiny_clip}
+    done = jobs.wait(lab, job["id"], timeout=TIMEOUT)
+    assert done["status"] == "done", done["error"]
+    at.run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert list(table["tag"]) == ["jeans"]
+    assert table["AUC @ 32px"][0] == pytest.approx(done["result"]["tags"]["jeans"]["auc"]["32"])
+    assert table["duplicate clusters"][0] == 1
+
+
+def test_bad_sizes_show_an_error_and_queue_nothing(lab, tiny_clip):
+    at = page()
+    at.text_input(key="dg_sizes").set_value("32, big")
+    at.text_input(key="dg_encoder").set_value(tiny_clip)
+    at.button[0].click().run()
+    assert "sizes must be whole numbers" in at.error[0].value
+    assert jobs.list_jobs(lab, kind="diagnose") == []
+
+
+def test_a_duplicate_cluster_is_rejected_in_one_click(lab, tiny_clip):
+    diagnostics.run_diagnosis(lab, ["jeans"], [32], tiny_clip)
+    at = page()
+    assert len(at.get("plotly_chart")) == 1
+    reject = [b for b in at.button if b.key and b.key.startswith("dg-reject-jeans")]
+    assert len(reject) == 1 and "Reject 3 duplicate(s)" in reject[0].label
+    reject[0].click().run()
+    assert not at.exception, at.exception
+    synthetic = lab.list_images("jeans", "synthetic")
+    assert [im["rejected"] for im in synthetic].count(True) == 3
+    kept = diagnostics.latest_diagnosis(lab)["tags"]["jeans"]["duplicate_clusters"][0][0]
+    assert not next(im for im in synthetic if im["id"] == kept)["rejected"]
+    again = [b for b in at.button if b.key and b.key.startswith("dg-reject-jeans")]
+    assert again[0].disabled

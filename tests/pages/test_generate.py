@@ -1,0 +1,132 @@
+"""The Generate page in Streamlit's AppTest: tag editor, presets, submit → background job → gallery,
+filters and reject/restore — on an empty and on a populated store."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from core import jobs
+from core.generation import GenerationSpec, generate
+from core.store import Store
+
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "generate.py")
+OTHER = "Other: a hub id or a local folder"
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def test_empty_store_then_add_and_edit_a_tag(home):
+    at = page()
+    assert "Add a tag with a prompt first." in texts(at.info)
+    assert "No images match these filters yet." in texts(at.info)
+    at.text_input(key="gen_name_(new tag)").input("jeans")
+    at.text_area(key="gen_prompt_(new tag)").input("{blue|black|ripped} jeans on {grass|sand}")
+    at.run()
+    assert "This template yields 6 distinct prompt(s)." in texts(at.caption)
+    at.button(key="gen_save_tag").click().run()
+    assert not at.exception and not at.error, at.error
+    assert Store(home).get_tag("jeans")["prompt"] == "{blue|black|ripped} jeans on {grass|sand}"
+
+    at.selectbox(key="gen_edit").set_value("jeans").run()
+    at.text_input(key="gen_negative_jeans").input("blurry").run()
+    at.button(key="gen_save_tag").click().run()
+    assert Store(home).get_tag("jeans")["negative"] == "blurry"
+    assert at.dataframe[0].value["tag"].tolist() == ["jeans"]
+
+
+def test_bad_template_shows_an_error_and_saves_nothing(home):
+    at = page()
+    at.text_input(key="gen_name_(new tag)").input("jeans")
+    at.text_area(key="gen_prompt_(new tag)").input("{blue|black jeans").run()
+    assert "not valid variation syntax" in texts(at.error)
+    at.button(key="gen_save_tag").click().run()
+    assert "not valid variation syntax" in texts(at.error)
+    assert Store(home).tag_names() == []
+
+
+def test_presets_follow_the_model(home, store):
+    store.add_tag("jeans", "jeans")
+    at = page()
+    assert at.selectbox(key="gen_model_choice").value == "stabilityai/sd-turbo"
+    assert at.number_input(key="gen_steps_stabilityai/sd-turbo").value == 1
+    assert at.number_input(key="gen_w_stabilityai/sd-turbo").value == 512
+    at.selectbox(key="gen_model_choice").set_value("stabilityai/stable-diffusion-xl-base-1.0").run()
+    assert at.number_input(key="gen_w_stabilityai/stable-diffusion-xl-base-1.0").value == 1024
+    assert at.number_input(key="gen_steps_stabilityai/stable-diffusion-xl-base-1.0").value == 30
+
+
+def test_submit_runs_a_job_and_the_gallery_shows_its_images(home, store, tiny_sd):
+    store.add_tag("jeans", "{blue|black} jeans")
+    at = page()
+    at.selectbox(key="gen_model_choice").set_value(OTHER).run()
+    at.text_input(key="gen_model_other").input(tiny_sd).run()
+    assert at.number_input(key=f"gen_w_{tiny_sd}").value == 64  # the folder's native size
+    at.number_input(key=f"gen_steps_{tiny_sd}").set_value(2)
+    at.number_input(key="gen_count").set_value(3)
+    at.number_input(key="gen_batch").set_value(2)
+    at.button(key="gen_submit").click().run()
+    assert not at.exception and not at.error, (at.exception, at.error)
+    job_id = jobs.list_jobs(store, kind="generate")[0]["id"]
+    deadline = time.monotonic() + 120
+    while jobs.get_job(store, job_id)["status"] in jobs.ACTIVE:  # the app's worker thread runs it
+        assert time.monotonic() < deadline, jobs.get_job(store, job_id)
+        time.sleep(0.2)
+        at.run()
+    at.run()
+    assert jobs.get_job(store, job_id)["status"] == "done"
+    assert f"Job {job_id} (generate): done — 3/3" in texts(at.success)
+    captions = [c for c in texts(at.caption).splitlines() if c.startswith("jeans · ")]
+    assert len(captions) == 3 and all(" · seed " in c for c in captions)
+    assert "3 image(s)" in texts(at.caption)
+
+
+def test_populated_store_filters_paginates_and_rejects(home, store, tiny_sd, tmp_path):
+    store.add_tag("jeans", "{blue|black} jeans")
+    store.add_tag("shoes", "red shoes")
+    made = generate(store, GenerationSpec(tag="jeans", count=13, model=tiny_sd, steps=1, batch_size=13))["images"]
+    store.add_image(Image.new("RGB", (64, 64), "white"), tag="shoes", source="real", original_name="shoe.jpg")
+    at = page()
+    assert "14 image(s)" in texts(at.caption)
+    assert at.number_input(key="gal_page_all_all_True").value == 1  # 14 images, 12 a page
+    at.number_input(key="gal_page_all_all_True").set_value(2).run()
+    assert len([b for b in at.button if b.key and b.key.startswith("gal-")]) == 2
+
+    at.selectbox(key="gal_source").set_value("real").run()
+    assert "1 image(s)" in texts(at.caption) and "shoes · real: shoe.jpg" in texts(at.caption)
+    at.selectbox(key="gal_source").set_value("all")
+    at.selectbox(key="gal_tag").set_value("jeans").run()
+    assert "13 image(s)" in texts(at.caption)
+
+    first = store.list_images("jeans")[0]["id"]
+    at.button(key=f"gal-{first}").click().run()
+    assert store.get_image(first)["rejected"] and first in made
+    assert at.button(key=f"gal-{first}").label == "Restore"
+    at.checkbox(key="gal_rejected").uncheck().run()
+    assert "12 image(s)" in texts(at.caption)
+    at.checkbox(key="gal_rejected").check().run()
+    at.button(key=f"gal-{first}").click().run()
+    assert not store.get_image(first)["rejected"]

@@ -1,0 +1,199 @@
+"""The Results page under Streamlit's AppTest, on an empty store and on a real populated one."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.core.test_report import COUNTS, build_populated, copy_populated
+
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "results.py")
+
+
+@pytest.fixture(scope="session")
+def populated_template(tmp_path_factory, tiny_clip):
+    return build_populated(tmp_path_factory.mktemp("populated"), tiny_clip)
+
+
+@pytest.fixture
+def populated(home, populated_template):
+    s = copy_populated(populated_template, home)
+    yield s
+    s.close()
+
+
+def run(at: AppTest) -> AppTest:
+    at.run(timeout=120)
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def chart(at: AppTest, key: str) -> dict:
+    found = [json.loads(el.proto.spec) for el in at.get("plotly_chart") if el.key == key]
+    assert len(found) == 1, [el.key for el in at.get("plotly_chart")]
+    return found[0]
+
+
+def test_empty_store_says_what_to_do_first(store):
+    at = run(AppTest.from_file(PAGE))
+    assert "No results yet" in at.info[0].value and "train" in at.info[0].value
+    assert not at.get("plotly_chart")
+    at.button(key="evaluate").click()
+    run(at)
+    assert "no test images" in at.error[0].value
+    assert store.query_one("SELECT COUNT(*) AS n FROM runs")["n"] == 0
+
+
+def test_populated_store_draws_probability_vs_count_with_one_line_per_tag(populated):
+    from core.evaluation import results
+
+    stored = results(populated)
+    tags = sorted(stored[0]["tags"])
+    at = run(AppTest.from_file(PAGE))
+    keys = {el.key for el in at.get("plotly_chart")}
+    assert {"probability-vs-count", "image-history", "true-tag-probability", "metric-accuracy"} <= keys
+    image = at.session_state["results-image"]
+    spec = chart(at, "probability-vs-count")
+    assert image[:12] in spec["layout"]["title"]["text"]
+    lines = [t for t in spec["data"] if not t["meta"]["baseline"]]
+    assert sorted(t["meta"]["key"] for t in lines) == tags
+    for t in lines:
+        assert t["x"] == list(COUNTS) and t["meta"]["n"] == [2, 2]
+        for x, y, err in zip(t["x"], t["y"], t["error_y"]["array"]):
+            values = [next(p for p in r["per_image"] if p["image"] == image)["probabilities"][t["meta"]["key"]]
+                      for r in stored if r["count_per_tag"] == x]
+            assert y == pytest.approx(sum(values) / 2)
+            assert err == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5)
+    assert sorted(t["meta"]["key"] for t in spec["data"] if t["meta"]["baseline"]) == tags
+    assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == len(stored)
+    labels = {b.label for b in at.get("download_button")}
+    assert {"Download chart (HTML)", "Download all results (CSV)"} <= labels
+
+
+def test_picking_another_test_image_redraws_its_chart(populated):
+    at = run(AppTest.from_file(PAGE))
+    first = at.session_state["results-image"]
+    other = next(b for b in at.button if b.key and b.key.startswith("pick-") and b.key != f"pick-{first}")
+    chosen = other.key.removeprefix("pick-")
+    other.click()
+    run(at)
+    assert at.session_state["results-image"] == chosen
+    assert chosen[:12] in chart(at, "probability-vs-count")["layout"]["title"]["text"]
+    assert chosen[:12] in chart(at, "image-history")["layout"]["title"]["text"]
+
+
+def test_clicking_a_confusion_cell_lists_its_images(populated):
+    from core.evaluation import results
+
+    at = run(AppTest.from_file(PAGE))
+    run_id = at.selectbox(key="confusion-run").value
+    result = next(r for r in results(populated) if r["run"] == run_id)
+    labels, matrix = result["confusion"]["labels"], result["confusion"]["matrix"]
+    i, j = max(((i, j) for i in range(len(labels)) for j in range(len(labels))), key=lambda ij: matrix[ij[0]][ij[1]])
+    key = f"confusion-{run_id}"
+    assert chart(at, key)["data"][0]["type"] == "heatmap"
+    at.session_state[key] = {"selection": {"points": [{"curve_number": 1, "x": labels[j], "y": labels[i],
+                                                       "customdata": [labels[i], labels[j], matrix[i][j]]}],
+                                           "point_indices": [0], "box": [], "lasso": []}}
+    run(at)
+    text = " ".join(m.value for m in at.markdown)
+    assert f"**{matrix[i][j]}** test images of **{labels[i]}** predicted as **{labels[j]}**" in text
+    from core.charts import confusion_cell_images
+
+    expected = [img[:12] for img in confusion_cell_images(result, labels[i], labels[j])]
+    assert len(expected) == matrix[i][j]
+    assert any(list(im.captions) == expected for im in at.image)
+
+
+def test_filters_that_match_nothing_say_so(populated):
+    at = run(AppTest.from_file(PAGE))
+    at.multiselect[1].set_value([])
+    run(at)
+    assert "No run matches" in at.warning[0].value
+    assert not at.get("plotly_chart")
+
+
+def test_build_report_button_writes_a_standalone_report(populated):
+    at = run(AppTest.from_file(PAGE))
+    at.button(key="build-report").click()
+    run(at)
+    path = at.session_state["results-report"]
+    assert path.startswith(str(populated.root / "reports"))
+    assert "Report written to" in at.success[0].value
+    assert any(b.label == "Download report (HTML)" for b in at.get("download_button"))
+    from core.report import check_self_contained
+
+    with open(path, encoding="utf-8") as fh:
+        assert check_self_contained(fh.read()) == []
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture
+def served(populated):
+    """The page under a real ``streamlit run`` on a free local port, on the populated store."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", PAGE, "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--server.headless", "true"],
+        env={**os.environ, "SYNTHLAB_HOME": str(populated.root)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("streamlit did not start")
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(_chromium() is None, reason="needs a Chromium (the CI installs one)")
+def test_in_a_browser_the_chart_draws_and_a_confusion_cell_click_lists_images(served, populated):
+    from playwright.sync_api import sync_playwright
+
+    from core import charts
+    from core.evaluation import results
+
+    first = charts.history_order(results(populated))[0]
+    labels, matrix = first["confusion"]["labels"], first["confusion"]["matrix"]
+    i, j = max(((i, j) for i in range(len(labels)) for j in range(len(labels))), key=lambda ij: matrix[ij[0]][ij[1]])
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            page.goto(served)
+            page.wait_for_selector(".stPlotlyChart .scatterlayer .trace", timeout=60_000)
+            assert page.locator(".stPlotlyChart").first.locator(".scatterlayer .trace").count() >= len(labels)
+            page.get_by_role("tab", name="Confusion").click()
+            grid = page.locator(".stPlotlyChart:visible .nsewdrag").first
+            grid.wait_for(timeout=30_000)
+            box = grid.bounding_box()
+            n = len(labels)
+            page.mouse.click(box["x"] + box["width"] * (j + 0.5) / n, box["y"] + box["height"] * (i + 0.5) / n)
+            page.get_by_text("predicted as").wait_for(timeout=30_000)
+            text = page.get_by_text("predicted as").inner_text()
+        finally:
+            browser.close()
+    assert text.split()[0] == str(matrix[i][j]) and f"of {labels[i]} predicted as {labels[j]}" in text
