@@ -46,3 +46,15 @@ def tiny_clip(tmp_path_factory):
     from tests.tiny_clip import build_tiny_clip
 
     return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op torch thread per test: on two shared cores OpenMP threads thrash (25 steps went from
+    0.65 s to 18 s). Subprocesses get ``OMP_NUM_THREADS=1`` from their tests."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

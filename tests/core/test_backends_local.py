@@ -16,17 +16,6 @@ from core.training import slice_for_run
 from tests.datasets import copy_store, digits_template
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tests share two cores with other test runs: one intra-op thread avoids OpenMP thrashing."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def digits(home):
     s = copy_store(digits_template(), home)

@@ -20,17 +20,6 @@ ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Match the subprocesses (OMP_NUM_THREADS=1) so in-process images are bit-identical to theirs."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def cli(home, *args, timeout=180):
     return subprocess.run([sys.executable, "-m", "core", "--home", str(home), *args], capture_output=True,
                           text=True, env=ENV, cwd=ROOT, timeout=timeout)

@@ -13,17 +13,6 @@ from core.store import Store
 JEANS = "{blue|black|ripped} jeans on {a white background|a street}"
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Two OpenMP threads on a shared 2-core box spin and crawl; one is steady (restored afterwards)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def jeans(store):
     store.add_tag("jeans", JEANS, "blurry, {low quality|watermark}")

@@ -12,16 +12,6 @@ from core.errors import InvalidInput, ModelNotFound
 from tests.datasets import copy_store, digits_template
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def digits(home):
     s = copy_store(digits_template(), home)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -16,16 +15,6 @@ from core.store import Store
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "generate.py")
 OTHER = "Other: a hub id or a local folder"
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def page() -> AppTest:

@@ -17,16 +17,6 @@ from tests.datasets import copy_store, digits_template
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "train.py")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def digits(home):
     s = copy_store(digits_template(), home)
