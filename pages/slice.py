@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core import slicing, ui
+from core import filtering, slicing, ui
 from core.imaging import resized
 from core.ingest import import_uploads
 
@@ -74,11 +74,19 @@ fit = c2.selectbox("Fit", ["crop", "pad", "stretch"], key="sl_fit")
 resample = c3.selectbox("Resample", ["lanczos", "bicubic", "bilinear", "box", "hamming", "nearest"],
                         key="sl_resample")
 
+with st.expander("Filter synthetic images (recorded in the slice's spec)"):
+    c1, c2, c3 = st.columns(3)
+    dedupe = c1.checkbox("Drop near-duplicates", key="sl_dedupe")
+    min_p = c2.number_input("Min zero-shot probability of own tag (0 = off)", 0.0, 0.99, step=0.05,
+                            key="sl_min_p")
+    clip = c3.text_input("CLIP model for the zero-shot filter", key="sl_clip", placeholder="default encoder")
+the_filter = filtering.FilterSpec(min_own_tag_probability=min_p or None, drop_near_duplicates=dedupe,
+                                  clip_model=clip or None) if dedupe or min_p else None
 specs = []
 with ui.user_errors():
     specs = slicing.sweep(name, slicing.parse_ints(counts), slicing.parse_sizes(sizes), fit=fit,
                           resample=resample, real_fraction=float(real), repeats=int(repeats), seed=int(seed),
-                          tags=tuple(chosen))
+                          tags=tuple(chosen), filter=the_filter)
     for warning in dict.fromkeys(w for spec in specs for w in slicing.plan_warnings(store, spec)):
         st.warning(warning)
 if st.button("Build slices", type="primary", disabled=not specs, key="build"):

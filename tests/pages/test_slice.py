@@ -136,3 +136,25 @@ def test_bad_sweep_input_is_a_clear_error(home):
     at.text_input(key="sl_counts").set_value("5").run()
     at.text_input(key="sl_sizes").set_value("8").run()
     assert "between 16 and 4096" in texts(at.error)
+
+
+def test_near_duplicate_filter_from_the_page_is_recorded_in_the_slice(home):
+    store = seeded(home)  # flat colours: every image of a tag is a near-duplicate of the others
+    at = page()
+    at.text_input(key="sl_name").set_value("dedup")
+    at.text_input(key="sl_counts").set_value("3")
+    at.text_input(key="sl_sizes").set_value("32")
+    at.checkbox(key="sl_dedupe").check().run()
+    at.button(key="build").click().run()
+    assert not at.exception, at.exception
+    assert "not enough images" in texts(at.error)
+    assert store.query_one("SELECT COUNT(*) AS n FROM slices")["n"] == 0
+    at.text_input(key="sl_counts").set_value("1").run()
+    at.button(key="build").click().run()
+    assert "1 slices ready" in texts(at.success)
+    import json
+
+    (row,) = store.query("SELECT id, spec FROM slices")
+    assert json.loads(row["spec"])["filter"]["drop_near_duplicates"] is True
+    dropped = store.query_one("SELECT COUNT(*) AS n FROM slice_filtered WHERE slice_id = ?", (row["id"],))
+    assert dropped["n"] == 22
