@@ -33,6 +33,23 @@ def store(home):
 
 
 @pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the whole session (Playwright's sync API allows one driver per thread)."""
+    from pathlib import Path
+
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install chromium (.ci/run does)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="session")
 def tiny_sd(tmp_path_factory):
     """A tiny random-weight StableDiffusionPipeline saved to a folder (loaded with from_pretrained)."""
     from tests.tiny_models import build_tiny_sd

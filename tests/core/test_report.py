@@ -243,32 +243,23 @@ def test_cli_report_user_errors_exit_2_with_one_line(populated, store, tmp_path)
     assert not (tmp_path / "r.html").exists()
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.mark.skipif(_chromium() is None, reason="needs a Chromium (the CI installs one)")
-def test_report_renders_its_charts_with_the_network_off(populated, tmp_path):
-    from playwright.sync_api import sync_playwright
-
+def test_report_renders_its_charts_with_the_network_off(populated, tmp_path, browser):
     out = write_report(populated, tmp_path / "r.html")
     expected = len(figures_in(out.read_text(encoding="utf-8")))
     requested = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
-        try:
-            context = browser.new_context(offline=True)
-            page = context.new_page()
-            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
-                       else (requested.append(route.request.url), route.abort()))
-            errors = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(out.as_uri(), wait_until="load")
-            page.wait_for_function(f"document.querySelectorAll('.plotly-graph-div .main-svg').length >= {expected}",
-                                   timeout=60_000)
-            drawn = page.evaluate("document.querySelectorAll('.plotly-graph-div .main-svg').length")
-            lines = page.evaluate("document.querySelectorAll('.plotly-graph-div .scatterlayer .trace').length")
-        finally:
-            browser.close()
+    context = browser.new_context(offline=True)
+    try:
+        page = context.new_page()
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+                   else (requested.append(route.request.url), route.abort()))
+        errors = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(out.as_uri(), wait_until="load")
+        page.wait_for_function(f"document.querySelectorAll('.plotly-graph-div .main-svg').length >= {expected}",
+                               timeout=60_000)
+        drawn = page.evaluate("document.querySelectorAll('.plotly-graph-div .main-svg').length")
+        lines = page.evaluate("document.querySelectorAll('.plotly-graph-div .scatterlayer .trace').length")
+    finally:
+        context.close()
     assert errors == [] and requested == []
     assert drawn >= expected and lines > 0

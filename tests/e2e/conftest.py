@@ -15,9 +15,7 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = os.environ.get("SYNTHLAB_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+from tests.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: F401 - used by tests importing from here
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -84,24 +82,24 @@ def app_server(tmp_path):
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install chromium (.ci/run does)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.failed_call = report.failed
+    return report
 
 
 @pytest.fixture
-def page(browser):
+def page(browser, request, tmp_path):
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     pg = context.new_page()
     pg.set_default_timeout(30_000)
     yield pg
+    if getattr(request.node, "failed_call", False):  # what the browser showed when the test failed
+        shot = Path(os.environ.get("SYNTHLAB_E2E_SHOTS", tmp_path)) / f"{request.node.name}.png"
+        pg.screenshot(path=str(shot), full_page=True)
+        print(f"screenshot of the failure: {shot}")
     context.close()
 
 
@@ -120,3 +118,69 @@ def open_page(page, server: AppServer, title: str) -> None:
         page.get_by_role("link", name=title).first.click()
         wait_idle(page)
     page.get_by_role("heading", name=title).first.wait_for()
+
+
+# -- widget helpers: Streamlit gives every keyed widget's container the class ``st-key-<key>`` ----------
+
+def widget(page, key: str):
+    """The container of the widget with this ``key`` (Streamlit's ``st-key-…`` class, non [A-Za-z0-9_-] → '-')."""
+    import re
+
+    return page.locator(".st-key-" + re.sub(r"[^A-Za-z0-9_-]", "-", key.strip()))
+
+
+def set_text(page, key: str, value: str) -> None:
+    """Type into a text input, text area or number input and commit it (Enter, or Tab for a text area)."""
+    box = widget(page, key).locator("input, textarea").first
+    box.fill(str(value))
+    box.press("Tab" if box.evaluate("e => e.tagName") == "TEXTAREA" else "Enter")
+    wait_idle(page)
+
+
+def choose(page, key: str, option: str) -> None:
+    """Pick an option of a selectbox or multiselect by its label."""
+    box = widget(page, key).locator('input[role="combobox"]').first
+    box.click()
+    if box.get_attribute("aria-expanded") != "true":
+        box.press("ArrowDown")  # a click on an already focused box does not always open its list
+    page.get_by_role("option", name=option, exact=True).first.click()
+    page.keyboard.press("Escape")
+    wait_idle(page)
+
+
+def press(page, key: str) -> None:
+    """Click a keyed button and wait for the rerun it starts."""
+    widget(page, key).locator("button").first.click()
+    wait_idle(page)
+
+
+def upload(page, files: list, key: str | None = None) -> None:
+    """Hand files to a file uploader, as a user's file picker would, and wait until they are listed."""
+    from playwright.sync_api import expect
+
+    scope = widget(page, key) if key else page
+    scope.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files([str(f) for f in files])
+    expect(scope.locator('[data-testid="stFileChip"]')).to_have_count(len(files))
+    expect(scope.locator('[data-testid="stFileChipIconSpinner"]')).to_have_count(0)  # all sent to the server
+    wait_idle(page)
+
+
+def wait_text(page, text: str, timeout: float = 60_000):
+    """Wait for visible text (exact substring) anywhere in the app; returns its locator."""
+    found = page.get_by_text(text, exact=False).first
+    found.wait_for(timeout=timeout)
+    return found
+
+
+def no_exception(page) -> None:
+    shown = page.locator('[data-testid="stException"]')
+    assert shown.count() == 0, shown.first.inner_text()
+
+
+def wait_cell(page, text: str, table: int = 0, timeout: float = 30_000):
+    """Wait for a cell of a ``st.dataframe`` with exactly this text: the grid is drawn on a canvas but keeps
+    an accessible (visually hidden) table in the DOM."""
+    grid = page.locator('[data-testid="stDataFrame"]').nth(table)
+    found = grid.get_by_role("gridcell", name=text, exact=True, include_hidden=True).first
+    found.wait_for(state="attached", timeout=timeout)
+    return found

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -137,10 +136,6 @@ def test_build_report_button_writes_a_standalone_report(populated):
         assert check_self_contained(fh.read()) == []
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 @pytest.fixture
 def served(populated):
     """The page under a real ``streamlit run`` on a free local port, on the populated store."""
@@ -169,31 +164,27 @@ def served(populated):
 
 
 @pytest.mark.e2e
-@pytest.mark.skipif(_chromium() is None, reason="needs a Chromium (the CI installs one)")
-def test_in_a_browser_the_chart_draws_and_a_confusion_cell_click_lists_images(served, populated):
-    from playwright.sync_api import sync_playwright
-
+def test_in_a_browser_the_chart_draws_and_a_confusion_cell_click_lists_images(served, populated, browser):
     from core import charts
     from core.evaluation import results
 
     first = charts.history_order(results(populated))[0]
     labels, matrix = first["confusion"]["labels"], first["confusion"]["matrix"]
     i, j = max(((i, j) for i in range(len(labels)) for j in range(len(labels))), key=lambda ij: matrix[ij[0]][ij[1]])
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1400})
-            page.goto(served)
-            page.wait_for_selector(".stPlotlyChart .scatterlayer .trace", timeout=60_000)
-            assert page.locator(".stPlotlyChart").first.locator(".scatterlayer .trace").count() >= len(labels)
-            page.get_by_role("tab", name="Confusion").click()
-            grid = page.locator(".stPlotlyChart:visible .nsewdrag").first
-            grid.wait_for(timeout=30_000)
-            box = grid.bounding_box()
-            n = len(labels)
-            page.mouse.click(box["x"] + box["width"] * (j + 0.5) / n, box["y"] + box["height"] * (i + 0.5) / n)
-            page.get_by_text("predicted as").wait_for(timeout=30_000)
-            text = page.get_by_text("predicted as").inner_text()
-        finally:
-            browser.close()
+    context = browser.new_context(viewport={"width": 1400, "height": 1400})
+    try:
+        page = context.new_page()
+        page.goto(served)
+        page.wait_for_selector(".stPlotlyChart .scatterlayer .trace", timeout=60_000)
+        assert page.locator(".stPlotlyChart").first.locator(".scatterlayer .trace").count() >= len(labels)
+        page.get_by_role("tab", name="Confusion").click()
+        grid = page.locator(".stPlotlyChart:visible .nsewdrag").first
+        grid.wait_for(timeout=30_000)
+        box = grid.bounding_box()
+        n = len(labels)
+        page.mouse.click(box["x"] + box["width"] * (j + 0.5) / n, box["y"] + box["height"] * (i + 0.5) / n)
+        page.get_by_text("predicted as").wait_for(timeout=30_000)
+        text = page.get_by_text("predicted as").inner_text()
+    finally:
+        context.close()
     assert text.split()[0] == str(matrix[i][j]) and f"of {labels[i]} predicted as {labels[j]}" in text
