@@ -75,3 +75,30 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def digits(home):
+    """A store with real photos (scikit-learn's digits 0–3) as real and test images, and a 'digits' sweep."""
+    from tests.datasets import copy_store, digits_template
+
+    s = copy_store(digits_template(), home)
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="session")
+def populated_template(tmp_path_factory, tiny_clip):
+    """A store with trained and evaluated runs (built once per session; tests get copies)."""
+    from tests.core.test_report import build_populated
+
+    return build_populated(tmp_path_factory.mktemp("populated"), tiny_clip)
+
+
+@pytest.fixture
+def populated(home, populated_template):
+    from tests.core.test_report import copy_populated
+
+    s = copy_populated(populated_template, home)
+    yield s
+    s.close()

@@ -13,14 +13,6 @@ from core.backends import Trainer, get_trainer
 from core.encoders import View
 from core.errors import InvalidInput, ModelNotFound
 from core.training import slice_for_run
-from tests.datasets import copy_store, digits_template
-
-
-@pytest.fixture
-def digits(home):
-    s = copy_store(digits_template(), home)
-    yield s
-    s.close()
 
 
 def _slice(store, count: int) -> dict:

@@ -11,20 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from core import slicing
 from core.cli import main
-from tests.datasets import copy_store, digits_template
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def digits(home):
-    s = copy_store(digits_template(), home)
-    yield s
-    s.close()
 
 
 def cli(capsys, *argv: str) -> tuple[int, dict | None, str]:

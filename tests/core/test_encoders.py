@@ -9,14 +9,6 @@ from PIL import Image
 from core import encoders
 from core.encoders import CacheStats, View
 from core.errors import ModelNotFound
-from tests.datasets import copy_store, digits_template
-
-
-@pytest.fixture
-def digits(home):
-    s = copy_store(digits_template(), home)
-    yield s
-    s.close()
 
 
 def test_resolve_pins_folder_revision_and_preprocessing(tiny_clip):

@@ -11,16 +11,8 @@ from PIL import Image
 
 from core import evaluation, slicing, training
 from core.errors import InvalidInput, UserError
-from tests.datasets import copy_store, digits_template
 
 TAGS = ["one", "three", "two", "zero"]
-
-
-@pytest.fixture
-def digits(home):
-    s = copy_store(digits_template(), home)
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -58,17 +58,6 @@ def copy_populated(template: Path, home: Path) -> Store:
     return Store(home)
 
 
-@pytest.fixture(scope="session")
-def populated_template(tmp_path_factory, tiny_clip):
-    return build_populated(tmp_path_factory.mktemp("populated"), tiny_clip)
-
-
-@pytest.fixture
-def populated(home, populated_template):
-    s = copy_populated(populated_template, home)
-    yield s
-    s.close()
-
 
 class _Checker(HTMLParser):
     """Well-formedness of the report's own markup, and the plotly divs and scripts it holds."""

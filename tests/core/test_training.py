@@ -9,14 +9,6 @@ import pytest
 
 from core import jobs, slicing, training
 from core.errors import InvalidInput, ModelNotFound
-from tests.datasets import copy_store, digits_template
-
-
-@pytest.fixture
-def digits(home):
-    s = copy_store(digits_template(), home)
-    yield s
-    s.close()
 
 
 @pytest.fixture

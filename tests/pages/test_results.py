@@ -14,21 +14,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.core.test_report import COUNTS, build_populated, copy_populated
+from tests.core.test_report import COUNTS
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "results.py")
 
-
-@pytest.fixture(scope="session")
-def populated_template(tmp_path_factory, tiny_clip):
-    return build_populated(tmp_path_factory.mktemp("populated"), tiny_clip)
-
-
-@pytest.fixture
-def populated(home, populated_template):
-    s = copy_populated(populated_template, home)
-    yield s
-    s.close()
 
 
 def run(at: AppTest) -> AppTest:

@@ -6,22 +6,13 @@ import io
 import time
 from pathlib import Path
 
-import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core import training
 from core.store import Store
-from tests.datasets import copy_store, digits_template
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "train.py")
-
-
-@pytest.fixture
-def digits(home):
-    s = copy_store(digits_template(), home)
-    yield s
-    s.close()
 
 
 def page() -> AppTest:
