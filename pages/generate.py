@@ -39,7 +39,9 @@ with st.expander("Add or edit a tag", expanded=not tags):
             for text, what in ((prompt, "prompt"), (negative, "negative prompt")):
                 if text.strip():
                     validate_template(text, what)
-            store.add_tag(name, prompt, negative, update=editing != NEW_TAG)
+            saved = store.add_tag(name, prompt, negative, update=editing != NEW_TAG)["name"]
+            if "gen_tags" in st.session_state and saved not in st.session_state["gen_tags"]:
+                st.session_state["gen_tags"] = [*st.session_state["gen_tags"], saved]
             st.rerun()
 
 st.subheader("Generate images")

@@ -45,6 +45,13 @@ def test_empty_store_then_add_and_edit_a_tag(home):
     at.button(key="gen_save_tag").click().run()
     assert Store(home).get_tag("jeans")["negative"] == "blurry"
     assert at.dataframe[0].value["tag"].tolist() == ["jeans"]
+    assert at.multiselect(key="gen_tags").value == ["jeans"]
+
+    at.selectbox(key="gen_edit").set_value("(new tag)").run()
+    at.text_input(key="gen_name_(new tag)").input("shoes")
+    at.text_area(key="gen_prompt_(new tag)").input("shoes")
+    at.button(key="gen_save_tag").click().run()
+    assert at.multiselect(key="gen_tags").value == ["jeans", "shoes"]  # a new tag is picked for generation
 
 
 def test_bad_template_shows_an_error_and_saves_nothing(home):
