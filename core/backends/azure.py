@@ -188,8 +188,15 @@ def _network_reason(exc: BaseException) -> str:
     return "no answer"
 
 
+UNREACHABLE_SECONDS = 20.0
+_NEVER_ANSWERS = ("connection refused", "the host name does not resolve")
+
+
 class AzureApi:
     """Every SDK call, retried and rate-limited.
+
+    An endpoint that has not answered once yet and refuses connections or does not resolve (a typo,
+    a closed port) is given up on after ``UNREACHABLE_SECONDS`` rather than the whole retry budget.
 
     ``call`` retries 429, 408 and 5xx answers and dropped connections with exponential back-off
     (``Retry-After`` honoured), until ``retry_seconds`` would be exceeded; other errors become a clear
@@ -204,6 +211,7 @@ class AzureApi:
         self.retry_seconds = settings.retry_seconds if retry_seconds is None else retry_seconds
         self.calls = 0
         self.retries = 0
+        self.answered = False
 
     def training(self, what: str, method: str, *args: Any, recover: Optional[Callable[[], Any]] = None,
                  **kwargs: Any) -> Any:
@@ -223,10 +231,13 @@ class AzureApi:
             limiter.wait()
             self.calls += 1
             try:
-                return fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
+                self.answered = True
+                return result
             except ClientRequestError as exc:
                 error, status, wait = exc, None, None
             except HttpOperationError as exc:
+                self.answered = True
                 status = getattr(exc.response, "status_code", None)
                 if status not in RETRY_STATUSES:
                     raise self._refused(api, what, exc) from None
@@ -235,7 +246,10 @@ class AzureApi:
                 wait = min(self.settings.backoff * 2 ** attempt, self.settings.max_wait)
                 wait *= 1 + 0.1 * random.random()
             elapsed = time.monotonic() - started
-            if elapsed + wait > self.retry_seconds:
+            budget = self.retry_seconds
+            if status is None and not self.answered and _network_reason(error) in _NEVER_ANSWERS:
+                budget = min(budget, UNREACHABLE_SECONDS)
+            if elapsed + wait > budget:
                 raise self._gave_up(api, what, error, status, attempt + 1, elapsed) from None
             log.info("azure %s: %s (%s); retry %d in %.2f s", api, what,
                      status or _network_reason(error), attempt + 1, wait)

@@ -126,6 +126,12 @@ def test_connection_check_ok_wrong_key_and_unreachable(env, monkeypatch):
         azure.check_connection(retry_seconds=0.3)
     assert "connection refused" in str(excinfo.value) and time.monotonic() - started < 5
 
+    monkeypatch.setattr(azure, "UNREACHABLE_SECONDS", 0.5)  # a never-answering endpoint: not the whole budget
+    started = time.monotonic()
+    with pytest.raises(AzureUnreachable, match="connection refused"):
+        azure.check_connection(retry_seconds=300)
+    assert time.monotonic() - started < 5
+
 
 # -- the whole sweep -------------------------------------------------------------------------------------
 
