@@ -112,6 +112,14 @@ def _hub_snapshot(repo_id: str) -> Path:
                             f"Hugging Face hub ({_hub_reason(exc)})") from None
 
 
+def _first_line(text: str, width: int) -> str:
+    """The first line of an error, shortened at a word boundary (never cut mid-word)."""
+    import textwrap
+
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return textwrap.shorten(line, width, placeholder=" …")
+
+
 def _hub_reason(exc: Exception) -> str:
     from huggingface_hub import errors
 
@@ -122,7 +130,7 @@ def _hub_reason(exc: Exception) -> str:
     if isinstance(exc, (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled)) or "offline" in str(exc).lower():
         return "not in the local cache, and the hub cannot be reached or HF_HUB_OFFLINE is set"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:160]
+    return _first_line(text, 160)
 
 
 def _source(name: str) -> tuple[str, str, Path]:
@@ -192,7 +200,7 @@ def _load_processor(name: str, revision: str):
             processor = AutoImageProcessor.from_pretrained(name, backend="pil", **_hub_kwargs(name, revision))
     except Exception as exc:  # noqa: BLE001 - a folder without an image processor, a broken config
         raise ModelNotFound(f"encoder {name!r} has no usable image processor ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0][:160] if str(exc) else ''})") from None
+                            f"{_first_line(str(exc), 160)})") from None
     _processors[(name, revision)] = processor
     return processor
 
@@ -226,7 +234,7 @@ def load_vision_model(ref: EncoderRef, device: str | None = None, *, trainable: 
             model = cls.from_pretrained(ref.name, **_hub_kwargs(ref.name, ref.revision))
     except Exception as exc:  # noqa: BLE001 - missing weights, an unknown architecture
         raise ModelNotFound(f"cannot load encoder {ref.name!r}: {type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
+                            f"{_first_line(str(exc), 200)}") from None
     model = model.to(device)
     if trainable:
         return model

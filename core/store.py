@@ -416,7 +416,9 @@ class Store:
                 tmp.unlink()
             except OSError:
                 pass
-            raise InvalidInput(f"cannot write to the store at {self.root}: {exc.strerror or exc}") from exc
+            where = Path(exc.filename).relative_to(self.root) if exc.filename and str(exc.filename).startswith(
+                str(self.root)) else target.relative_to(self.root)
+            raise InvalidInput(f"cannot write to the store at {self.root}: {exc.strerror or exc} ({where})") from exc
         return image_id
 
     def add_image(self, image: Image.Image, *, tag: str, source: str, extra: dict | None = None,

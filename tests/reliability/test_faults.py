@@ -39,7 +39,7 @@ def test_a_shard_folder_turning_into_a_file_mid_generation_fails_the_job_clearly
                     shard.write_bytes(b"")
                     blockers.append(shard)
 
-    with pytest.raises(InvalidInput, match=r"cannot write to the store at .*: File exists") as failure:
+    with pytest.raises(InvalidInput, match=r"cannot write to the store at .*: File exists \(images/") as failure:
         generate(store, spec, progress=sabotage)
     job = store.query_one("SELECT id, status, error, done FROM jobs")
     assert job["status"] == "failed" and job["error"] == str(failure.value)
