@@ -11,7 +11,7 @@ from PIL import Image
 from core import evaluation, slicing, training
 from core.azure_settings import (AzureAuthError, AzureUnreachable, QuotaPlan, load_settings, quota_plan,
                                  scrub)
-from core.backends import azure
+from core.backends import azure, azure_api
 from core.errors import InvalidInput, MissingSetting, UserError
 from tests.fakes import FAKE_PREDICTION_RESOURCE_ID, FakeCustomVision
 
@@ -126,7 +126,7 @@ def test_connection_check_ok_wrong_key_and_unreachable(env, monkeypatch):
         azure.check_connection(retry_seconds=0.3)
     assert "connection refused" in str(excinfo.value) and time.monotonic() - started < 5
 
-    monkeypatch.setattr(azure, "UNREACHABLE_SECONDS", 0.5)  # a never-answering endpoint: not the whole budget
+    monkeypatch.setattr(azure_api, "UNREACHABLE_SECONDS", 0.5)  # a never-answering endpoint: not the whole budget
     started = time.monotonic()
     with pytest.raises(AzureUnreachable, match="connection refused"):
         azure.check_connection(retry_seconds=300)
