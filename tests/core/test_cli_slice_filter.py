@@ -3,7 +3,7 @@
 import json
 
 from tests.core.test_cli import cli, last_json
-from tests.core.test_filtering import blocks, lab  # noqa: F401 - fixture
+from tests.core.test_filtering import lab  # noqa: F401 - fixture
 
 
 def test_slice_with_near_duplicate_filter_excludes_them_and_records_it(lab, home):  # noqa: F811

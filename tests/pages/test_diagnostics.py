@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +10,8 @@ from streamlit.testing.v1 import AppTest
 
 from core import diagnostics, jobs
 from core.store import Store
+from tests.pages.apptest import open_page
 
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "diagnostics.py")
 TIMEOUT = 60
 
 
@@ -39,10 +38,7 @@ def lab(home):
 
 
 def page() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page("diagnostics")
 
 
 def test_an_empty_store_says_what_to_do_first(home):

@@ -4,7 +4,6 @@ filters and reject/restore — on an empty and on a populated store."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -12,20 +11,13 @@ from streamlit.testing.v1 import AppTest
 from core import jobs
 from core.generation import GenerationSpec, generate
 from core.store import Store
+from tests.pages.apptest import open_page, texts
 
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "generate.py")
 OTHER = "Other: a hub id or a local folder"
 
 
 def page() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
+    return open_page("generate")
 
 
 def test_empty_store_then_add_and_edit_a_tag(home):

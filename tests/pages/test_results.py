@@ -9,15 +9,14 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.core.test_report import COUNTS
+from tests.pages.apptest import page_path
 
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "results.py")
-
+PAGE = page_path("results")
 
 
 def run(at: AppTest) -> AppTest:

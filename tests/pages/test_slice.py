@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import io
 import zipfile
-from pathlib import Path
 
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.store import Store
-
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "slice.py")
+from tests.pages.apptest import open_page, texts
 
 
 def png(color, size=(40, 36)) -> bytes:
@@ -30,14 +28,7 @@ def tag_zip(per_tag: int) -> bytes:
 
 
 def page() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def texts(elements) -> str:
-    return "\n".join(e.value for e in elements)
+    return open_page("slice")
 
 
 def test_upload_zip_then_files_with_a_rejection(home):

@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import io
 import time
-from pathlib import Path
 
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core import training
 from core.store import Store
-
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "train.py")
+from tests.pages.apptest import open_page, texts
 
 
 def page() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
+    return open_page("train")
 
 
 def wait_for(store: Store, predicate, timeout: float = 90):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -14,12 +13,9 @@ from core import training
 from core.store import Store
 from tests.core.test_backends_azure import PREDICTION_KEY, TRAINING_KEY, azure_env, cut, fill_store
 from tests.fakes import FakeCustomVision
+from tests.pages.apptest import page_path, texts
 
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "train.py")
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
+PAGE = page_path("train")
 
 
 def everything(at: AppTest) -> str:

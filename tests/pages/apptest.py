@@ -1,0 +1,27 @@
+"""Shared AppTest helpers for the page tests: open a page by name, run it, and read its texts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+PAGES = Path(__file__).resolve().parents[2] / "pages"
+
+
+def page_path(name: str) -> str:
+    """The file of page `name` (e.g. "generate") under pages/."""
+    return str(PAGES / f"{name}.py")
+
+
+def open_page(name: str, timeout: float = 60) -> AppTest:
+    """Run page `name` once and fail on any exception it raised."""
+    at = AppTest.from_file(page_path(name), default_timeout=timeout)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(elements) -> str:
+    """The values of a list of AppTest elements, one per line."""
+    return "\n".join(str(e.value) for e in elements)
