@@ -119,7 +119,7 @@ def test_kill_9_mid_generation_and_mid_training_then_restart_finishes_both_exact
     open_page(page, app_server, "Train")
     choose(page, "tr_encoder", "cnn-small (from scratch, offline)")
     page.get_by_text("Parameters", exact=True).click()
-    set_text(page, "tr_epochs_True", 40)
+    set_text(page, "tr_epochs_True", 1000)  # the most allowed: a run takes seconds, so the kill lands mid-run
     press(page, "tr_queue")
     until(lambda: read(home, "SELECT 1 FROM runs r JOIN jobs j ON j.id = r.job_id WHERE r.status = 'running' "
                              "AND j.done >= 2"), "a run two epochs in")
