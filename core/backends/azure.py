@@ -15,10 +15,10 @@ so a run killed at any point continues with the same project, without duplicate 
 project or iteration.
 
 Robust. The SDK does not retry POSTs and retries GETs only a little; every call here goes through
-:class:`~core.backends.azure_api.AzureApi`, which retries 429, 5xx and dropped connections with exponential back-off honouring
-``Retry-After``, bounded in total time, behind a client-side rate limit (the free tier allows about
-2 requests/s). Creations that may have reached the service before a connection dropped are looked up
-before they are retried.
+:class:`~core.backends.azure_api.AzureApi`, which retries 429, 5xx and dropped connections with
+exponential back-off honouring ``Retry-After``, bounded in total time, behind a client-side rate limit
+(the free tier allows about 2 requests/s). Creations that may have reached the service before a
+connection dropped are looked up before they are retried.
 
 Secret. Keys are read from settings at call time and never leave memory: every message this module
 raises is passed through :func:`core.azure_settings.scrub`.
@@ -43,7 +43,7 @@ from .. import azure_settings as az
 from ..azure_settings import AzureSettings, QuotaPlan, load_settings, quota_plan, scrub
 from ..errors import BackendError, InvalidInput, MissingSetting, NotFound, UserError
 from ..store import Store, now, png_bytes
-from .azure_api import AzureApi, AzureRequestError, RateLimiter, fingerprint, prediction_client, training_client
+from .azure_api import AzureApi, AzureRequestError, fingerprint
 from .base import Progress
 
 log = logging.getLogger("synthlab.azure")
@@ -833,7 +833,6 @@ def _tier() -> str:
     return config.setting("SYNTHLAB_AZURE_TIER") or "S0"
 
 
-__all__ = ["AzureApi", "AzureRequestError", "AzureTrainer", "RateLimiter", "TrainingFailed",
-           "check_connection", "check_min_side", "cleanup", "connection_status", "encode_within", "normalise",
-           "normalise_params", "panel", "plan_sweep", "prediction_client", "projects", "series_of", "status",
-           "training_client"]
+__all__ = ["AzureApi", "AzureRequestError", "AzureTrainer", "TrainingFailed", "check_connection",
+           "check_min_side", "cleanup", "connection_status", "encode_within", "normalise", "normalise_params",
+           "panel", "plan_sweep", "projects", "series_of", "status"]

@@ -249,7 +249,7 @@ def test_retry_after_is_honoured_and_retries_are_bounded(env, store, monkeypatch
 
 
 def test_rate_limiter_spaces_calls():
-    limiter = azure.RateLimiter(20)
+    limiter = azure_api.RateLimiter(20)
     started = time.monotonic()
     for _ in range(5):
         limiter.wait()
@@ -296,7 +296,7 @@ def test_a_killed_create_is_found_again_not_repeated(env, store):
     settings = load_settings()
     key, spec = azure.series_of(s)
     row = azure._reserve_project(store, settings.training_endpoint, key, spec, "nested", 5)
-    client = azure.training_client(settings)
+    client = azure_api.training_client(settings)
     client.create_project(row["name"], classification_type="Multiclass")  # created, id never recorded
     params = trainer.validate(store, {})
     [run_id] = training.prepare_runs(store, ["sw"], "azure", params)
@@ -376,7 +376,7 @@ def test_cleanup_unpublishes_and_deletes_the_sweeps_projects(env, store):
     evaluation.evaluate(store)
     assert len(env.published) == 2
     (project_id, _), iteration_id = next(iter(env.published.items()))
-    azure.training_client(load_settings()).unpublish_iteration(project_id, iteration_id)  # in the portal
+    azure_api.training_client(load_settings()).unpublish_iteration(project_id, iteration_id)  # in the portal
     other = next(r for r in training.list_runs(store) if r["metrics"]["azure"]["iteration_id"] == iteration_id)
     [probs] = azure.AzureTrainer().predict(store, other, evaluation.test_images(store)[:1])
     assert sum(probs.values()) == pytest.approx(1.0) and len(env.published) == 2  # published again
