@@ -98,3 +98,46 @@ def copy_store(template: Path, home: str | os.PathLike):
 
     shutil.copytree(template, home, dirs_exist_ok=True)
     return Store(home)
+
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
+_fashion_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def fashion_available() -> bool:
+    """Debian's ``dataset-fashion-mnist`` is installed (CI installs it; ``.ci/run``)."""
+    return (FASHION_DIR / "t10k-images-idx3-ubyte.gz").exists()
+
+
+def fashion_arrays(split: str = "t10k") -> tuple[np.ndarray, np.ndarray]:
+    """``(images uint8 [n, 28, 28], labels uint8 [n])`` of one split, read from the IDX files."""
+    import gzip
+
+    if split not in _fashion_cache:
+        with gzip.open(FASHION_DIR / f"{split}-images-idx3-ubyte.gz") as f:
+            images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
+        with gzip.open(FASHION_DIR / f"{split}-labels-idx1-ubyte.gz") as f:
+            labels = np.frombuffer(f.read(), np.uint8, offset=8)
+        _fashion_cache[split] = (images, labels)
+    return _fashion_cache[split]
+
+
+def fashion_images(classes: dict[str, int] | None = None, n_train: int = 60, n_test: int = 30, size: int = 64,
+                   split: str = "t10k") -> dict[str, dict[str, list[Image.Image]]]:
+    """Real clothing photos as ``{"real": {tag: [...]}, "test": {tag: [...]}}``, disjoint, upscaled
+    bicubic to ``size`` px RGB. ``classes`` maps tag → Fashion-MNIST label (default: jeans=Trouser,
+    shoes=Sneaker, shirts=Shirt, other=Bag)."""
+    classes = classes or {"jeans": 1, "shoes": 7, "shirts": 6, "other": 8}
+    images, labels = fashion_arrays(split)
+    out: dict[str, dict[str, list[Image.Image]]] = {"real": {}, "test": {}}
+    for tag, label in classes.items():
+        picked = images[labels == label][: n_train + n_test]
+        if len(picked) < n_train + n_test:
+            raise ValueError(f"class {label} has only {len(picked)} photos")
+        pictures = [Image.fromarray(a, mode="L").resize((size, size), Image.Resampling.BICUBIC).convert("RGB")
+                    for a in picked]
+        out["real"][tag] = pictures[:n_train]
+        out["test"][tag] = pictures[n_train:]
+    return out
