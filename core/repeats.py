@@ -52,17 +52,3 @@ def repeat_overlaps(store: Store, slice_ids: Iterable[int]) -> dict[int, float |
         overlap = stats.repeat_overlap(members)
         out.update((sid, overlap) for sid in group if sid in ids)
     return out
-
-
-def _view(slice_id: int, digest: str, spec: dict, images: list[str], composition: dict,
-          created: bool | None = None, filtered: list[dict] | None = None) -> dict:
-    view = {
-        "id": slice_id, "name": spec["name"], "count_per_tag": spec["count_per_tag"], "size": spec["size"],
-        "real_fraction": spec["real_fraction"], "repeat": spec["repeat"], "hash": digest, "images": images,
-        "spec": spec, "composition": composition,
-    }
-    if created is not None:
-        view["created"] = created
-    if "filter" in spec:
-        view["filtered"] = filtered or []
-    return view

@@ -9,7 +9,9 @@ Two sources of noise sit in every accuracy Synthlab reports:
   spread, so each repeat's deviation from the arm mean is scaled by ``sqrt(R/(R-1)) · t(R-1)/z`` first:
   the repeat part of the interval then matches a Student-t interval on R − 1 degrees of freedom (with
   3 repeats the spread is known to 2 degrees of freedom, and the interval says so by being wide).
-  One repeat carries no spread information: its interval covers test-set uncertainty only.
+  One repeat carries no spread information: its interval covers test-set uncertainty only. When two
+  arms are compared, the degrees of freedom are Welch–Satterthwaite's for the difference of their
+  repeat means (both arms' deviations get the same t/z factor).
 
 :func:`paired_difference` compares two arms on the **same** test images (paired): each bootstrap
 draw resamples the test images once for both arms and the repeats of each arm independently. The 95 %
@@ -159,12 +161,27 @@ def combined_interval(values: Sequence[float], standard_errors: Sequence[float] 
 
 # -- two arms: paired difference -----------------------------------------------------------------------
 
-def _scaled_repeats(correct):
-    """Repeat rows moved away from their mean by :func:`repeat_scale` (unchanged for one repeat)."""
+def welch_df(a, b) -> Optional[float]:
+    """Welch–Satterthwaite degrees of freedom of the difference of two arms' repeat means (rows:
+    repeats' per-image 0/1); None when neither arm has two repeats or neither varies."""
     np = _np()
+    parts = []
+    for rows in (a, b):
+        r = rows.shape[0]
+        if r >= 2:
+            v = float(np.var(rows.mean(axis=1), ddof=1)) / r
+            parts.append((v, r - 1))
+    total = sum(v for v, _ in parts)
+    if not parts or total <= 0:
+        return None
+    return total ** 2 / sum(v * v / df for v, df in parts if v > 0)
+
+
+def _scaled_repeats(correct, factor: float):
+    """Repeat rows moved away from their mean by ``sqrt(R/(R-1)) · factor`` (unchanged for one repeat)."""
     mean = correct.mean(axis=0, keepdims=True)
     r = correct.shape[0]
-    return mean + repeat_scale(r) * (correct - mean) if r >= 2 else correct
+    return mean + math.sqrt(r / (r - 1)) * factor * (correct - mean) if r >= 2 else correct
 
 
 def paired_difference(correct_a, correct_b, *, resamples: int = RESAMPLES, seed: int = 0) -> dict:
@@ -180,7 +197,13 @@ def paired_difference(correct_a, correct_b, *, resamples: int = RESAMPLES, seed:
         raise ValueError("both arms need predictions on the same, non-empty set of test images")
     n = a.shape[1]
     acc_a, acc_b = float(a.mean()), float(b.mean())
-    sa, sb = _scaled_repeats(a), _scaled_repeats(b)
+    df = welch_df(a, b)
+    factor = 1.0
+    if df is not None:
+        from scipy.stats import t as student
+
+        factor = float(student.ppf(0.5 + LEVEL / 2, df) / Z95)
+    sa, sb = _scaled_repeats(a, factor), _scaled_repeats(b, factor)
     rng = np.random.default_rng([seed, n, a.shape[0], b.shape[0], 2])
     draws = []
     for start in range(0, resamples, _CHUNK):
