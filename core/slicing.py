@@ -293,7 +293,14 @@ def _load(store: Store, row: dict) -> dict:
 
 
 def get_slice(store: Store, ref: int | str) -> dict:
-    """A slice by id, hash, hash prefix (≥ 6 characters) or a name that has exactly one slice."""
+    """A slice by id, hash, hash prefix (≥ 6 characters) or a name that has exactly one slice, with its
+    ``repeat_overlap`` (:mod:`core.repeats`)."""
+    found = _find_slice(store, ref)
+    found["repeat_overlap"] = repeats.repeat_overlaps(store, [found["id"]]).get(found["id"])
+    return found
+
+
+def _find_slice(store: Store, ref: int | str) -> dict:
     text = str(ref).strip()
     if isinstance(ref, int) or text.isdigit():
         row = store.query_one("SELECT * FROM slices WHERE id = ?", (int(text),))
@@ -324,7 +331,7 @@ def resolve_slices(store: Store, refs: Iterable[int | str]) -> list[dict]:
             "SELECT * FROM slices WHERE name = ? ORDER BY COALESCE(size, 0) DESC, repeat, count_per_tag, id",
             (text,),
         )
-        for found in ([_load(store, r) for r in rows] if rows else [get_slice(store, text)]):
+        for found in ([_load(store, r) for r in rows] if rows else [_find_slice(store, text)]):
             out.setdefault(found["id"], found)
     return list(out.values())
 
