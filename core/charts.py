@@ -14,32 +14,24 @@ drawn at x = 0 on probability charts and as a horizontal reference line on metri
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import statistics
 from collections import defaultdict
 from typing import Any, Iterable, Optional, Sequence
 
-import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 from . import arms, stats
 from .errors import InvalidInput, NotFound
+from .tables import FRAME_COLUMNS, read_results_csv, results_csv, results_frame  # noqa: F401 (re-exported)
 
 METRICS = {"accuracy": "accuracy", "macro_f1": "macro F1", "average_precision": "average precision (macro)"}
 ERRORS = {"combined": "95% interval: repeat spread and test-set uncertainty combined",
           "std": "± 1 standard deviation over repeats (test-set uncertainty not included)",
           "ci95": "95% t-interval over repeats (test-set uncertainty not included)"}
 DEFAULT_ERROR = "combined"
-FRAME_COLUMNS = (
-    "run", "slice", "slice_name", "backend", "encoder", "count_per_tag", "size", "real_fraction", "repeat",
-    "accuracy", "macro_f1", "average_precision", "log_loss",
-)
-_INT_COLUMNS = ("run", "slice", "count_per_tag", "size", "repeat")
-_FLOAT_COLUMNS = ("real_fraction", "accuracy", "macro_f1", "average_precision", "log_loss")
-_TEXT_COLUMNS = ("slice_name", "backend", "encoder")
 _DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 _HOVER = (
     "<b>%{fullData.name}</b><br>images per tag: %{x}<br>mean %{y:.3f} ± %{customdata[4]:.3f} "
@@ -474,42 +466,3 @@ def scored_images(results: Sequence[dict]) -> list[dict]:
     """``[{"image", "tag"}]`` of every test image the results score, by tag then id."""
     seen = {pi["image"]: pi["tag"] for r in results for pi in r.get("per_image") or ()}
     return [{"image": i, "tag": t} for i, t in sorted(seen.items(), key=lambda kv: (kv[1], kv[0]))]
-
-
-# -- tables ------------------------------------------------------------------------------------------
-
-def results_frame(results: Sequence[dict]) -> pd.DataFrame:
-    """One row per run with its slice, backend, slice parameters and headline metrics."""
-    rows = [{
-        **{c: r.get(c) for c in FRAME_COLUMNS},
-        "slice_name": slice_label(r),
-        "average_precision": _average_precision(r),
-    } for r in sorted(results, key=lambda r: r["run"])]
-    return _typed(pd.DataFrame(rows, columns=list(FRAME_COLUMNS)))
-
-
-def _typed(df: pd.DataFrame) -> pd.DataFrame:
-    for c in _INT_COLUMNS:
-        df[c] = pd.to_numeric(df[c]).astype("Int64")
-    for c in _FLOAT_COLUMNS:
-        df[c] = pd.to_numeric(df[c]).astype("float64")
-    for c in _TEXT_COLUMNS:
-        df[c] = df[c].astype("string")
-    return df
-
-
-def results_csv(results: Sequence[dict]) -> str:
-    """All results as CSV (one row per run), readable back with :func:`read_results_csv`."""
-    return results_frame(results).to_csv(index=False, float_format="%.17g")
-
-
-def read_results_csv(text: str) -> pd.DataFrame:
-    """Parse :func:`results_csv` output back into the frame :func:`results_frame` gives."""
-    try:
-        df = pd.read_csv(io.StringIO(text), keep_default_na=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise InvalidInput(f"not a results CSV: {exc}") from exc
-    missing = [c for c in FRAME_COLUMNS if c not in df.columns]
-    if missing:
-        raise InvalidInput(f"not a results CSV: missing columns {', '.join(missing)}")
-    return _typed(df[list(FRAME_COLUMNS)].copy())
