@@ -95,7 +95,8 @@ def parse_pairs(items: Iterable[str]) -> list[tuple[str, str]]:
 
 
 def sentence(c: dict) -> str:
-    """One line a person reads: ``n=30: a − b = +0.051 [0.012, 0.094], p = 0.012 → a better``."""
+    """One line a person reads: ``n=30: a 0.9 vs b 0.85, difference +0.051 [+0.012, +0.094], p = 0.012 → a better``."""
     lo, hi = c["ci"]
     return (f"n={c['count_per_tag']}: a {c['a']:.3f} vs b {c['b']:.3f}, difference {c['difference']:+.3f} "
-            f"[{lo:+.3f}, {hi:+.3f}], p = {c['p_value']:.3g} → {c['verdict']}")
+            f"[{lo:+.3f}, {hi:+.3f}], p = {c['p_value']:.3g} → {c['verdict']}"
+            + (f" ({c['note']})" if c.get("note") else ""))

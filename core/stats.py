@@ -189,7 +189,7 @@ def paired_difference(correct_a, correct_b, *, resamples: int = RESAMPLES, seed:
 
     ``correct_a``: ``repeats_a × images`` of 0/1 (1 = that repeat's model got that image right), and
     the same for b with the same image columns. Returns ``{"a", "b", "difference", "ci", "p_value",
-    "verdict", "repeats": [Ra, Rb], "test_images"}``."""
+    "verdict", "repeats": [Ra, Rb], "test_images"}`` and a ``note`` when an arm has one repeat."""
     np = _np()
     a = np.atleast_2d(np.asarray(correct_a, dtype=np.float64))
     b = np.atleast_2d(np.asarray(correct_b, dtype=np.float64))
@@ -217,8 +217,12 @@ def paired_difference(correct_a, correct_b, *, resamples: int = RESAMPLES, seed:
     ci = percentile_interval(d)
     below, above = int((d <= 0).sum()), int((d >= 0).sum())
     p = min(1.0, 2 * (min(below, above) + 1) / (len(d) + 1))
-    return {"a": acc_a, "b": acc_b, "difference": acc_a - acc_b, "ci": ci, "p_value": p,
-            "verdict": verdict(ci), "repeats": [int(a.shape[0]), int(b.shape[0])], "test_images": n}
+    out = {"a": acc_a, "b": acc_b, "difference": acc_a - acc_b, "ci": ci, "p_value": p,
+           "verdict": verdict(ci), "repeats": [int(a.shape[0]), int(b.shape[0])], "test_images": n}
+    if min(a.shape[0], b.shape[0]) < 2:
+        out["note"] = ("an arm has one repeat: its spread over training draws is unknown, so the interval "
+                       "covers test-set uncertainty (and the other arm's repeats) only; add repeats")
+    return out
 
 
 def verdict(ci: Sequence[float]) -> str:

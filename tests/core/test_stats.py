@@ -86,6 +86,7 @@ def test_few_repeats_widen_the_interval_like_a_t_interval():
     three = stats.paired_difference(a3, b3, seed=0)
     one = stats.paired_difference(a3[:1], b3[:1], seed=0)
     assert three["repeats"] == [3, 3] and one["repeats"] == [1, 1]
+    assert "one repeat" in one["note"] and "note" not in three
     # three repeats add their (t-corrected) spread to the test-set part one repeat has alone
     df = stats.welch_df(a3, b3)
     assert 2 <= df <= 4
