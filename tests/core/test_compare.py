@@ -124,3 +124,13 @@ def test_report_includes_the_comparisons_asked_for(two_arms, tmp_path):
     out = cli(store.root, "report", "--out", str(bad), "--compare", f"{a}:nosucharm")
     assert out.code == 2 and "no arm 'nosucharm'" in out.error_line and not bad.exists()
     assert snapshot(store.root) == before
+
+
+def test_plan_warnings_flag_overlapping_and_identical_repeats_before_building(digits):
+    from core.slicing import SliceSpec, plan_warnings
+
+    warnings = plan_warnings(digits, SliceSpec(name="p", counts=(5, 50, 60), real_fraction=1.0, repeats=3))
+    assert any(w.startswith("60 per tag: identical repeats") for w in warnings)
+    assert any(w.startswith("50 per tag: repeats share") for w in warnings)
+    assert not any(w.startswith("5 per tag") for w in warnings)
+    assert not any("repeat" in w for w in plan_warnings(digits, SliceSpec(name="q", counts=(60,), real_fraction=1.0)))
