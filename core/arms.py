@@ -21,6 +21,7 @@ from .errors import InvalidInput, NotFound
 SLICE_KEYS = ("name", "tags", "size", "fit", "resample", "real_fraction", "filter")
 _NOT_TRAINING = {"encoder", "mode", "input_px", "tags"}
 _SECRETISH = ("key", "secret", "token", "password")
+_LABEL_PARAMS = ("epochs", "C", "lr", "unfreeze", "input_size", "tiles", "augment", "budget_hours", "training_type")
 
 
 def arm_spec(slice_spec: Optional[dict], backend: Optional[str], params: Optional[dict]) -> dict:
@@ -50,7 +51,8 @@ def _short(encoder: Any) -> str:
 
 
 def arm_label(spec: dict) -> str:
-    """``digits · 4 tags · 32 px · real 100% · local cnn-small · epochs=2`` (readable, not unique)."""
+    """``digits · 4 tags · 32 px · real 100% · local cnn-small · epochs=2`` (readable, not unique: only the
+    training parameters people usually vary are shown; the id tells arms apart)."""
     s = spec.get("slice")
     parts: list[str] = []
     if s is None:
@@ -71,7 +73,8 @@ def arm_label(spec: dict) -> str:
     model = " ".join(p for p in (spec.get("backend") or "?", _short(spec.get("encoder")),
                                  spec.get("mode") if spec.get("mode") not in (None, "probe") else "") if p)
     parts.append(model)
-    extra = {k: v for k, v in (spec.get("training") or {}).items() if k != "seed"}
+    training = spec.get("training") or {}
+    extra = {k: training[k] for k in _LABEL_PARAMS if k in training}
     if extra:
         parts.append(", ".join(f"{k}={v}" for k, v in extra.items()))
     return " · ".join(parts)

@@ -186,6 +186,8 @@ def _line_figure(points: list[dict], *, keys: list[str], title: str, yaxis: str,
             aid, label = arms.of_result(r)
             labels[aid] = label
             lines[(p["key"], aid)][int(r["count_per_tag"])].append(p)
+    repeated = {label for label in labels.values() if list(labels.values()).count(label) > 1}
+    labels = {a: f"{label} [{a}]" if label in repeated else label for a, label in labels.items()}
     order = sorted(labels, key=lambda a: (_real_only(lines, a), labels[a], a))
     colour = _colours(order if colour_by_variant else keys)
     dash = {a: _DASHES[i % len(_DASHES)] for i, a in enumerate(order)}

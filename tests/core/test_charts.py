@@ -209,6 +209,9 @@ def test_lines_are_arms_never_mixing_sweeps_or_training_params(results):
     assert len({t.meta["arm"] for t in lines}) == 3
     mine = [t for t in lines if t.meta["arm"] == "other-arm"][0]
     assert mine.meta["n"] == [3] and mine.name == "other sweep · 64 px"
+    twin = [dict(r, run=r["run"] + 300, arm="twin-arm", arm_label="other sweep · 64 px") for r in other]
+    names = [t.name for t in charts.metrics_vs_count(results + other + twin, "accuracy").data if not t.meta["baseline"]]
+    assert "other sweep · 64 px [other-arm]" in names and "other sweep · 64 px [twin-arm]" in names
 
 
 def test_chart_says_when_slice_sizes_never_reached_the_model_and_warns_on_overlap(results):
