@@ -196,8 +196,9 @@ def evaluate(store: Store, run_ids: list[int] | None = None, progress: Progress 
 
 
 def results(store: Store, run_ids: list[int] | None = None) -> list[dict]:
-    """The stored evaluation results (no recomputation), oldest run first; runs never evaluated are left
-    out. ``stale`` is True where the test set changed since the run was evaluated."""
+    """The stored evaluation results (metrics are not recomputed; arm, input size and repeat overlap are
+    read fresh from the store), oldest run first; runs never evaluated are left out. ``stale`` is True
+    where the test set changed since the run was evaluated."""
     current = _test_set_key(test_images(store))
     runs = [r for r in list_runs(store, run_ids, status="done") if r["metrics"].get("evaluation")]
     specs = _slice_specs(store, [r["slice"] for r in runs])
