@@ -5,6 +5,7 @@ import streamlit as st
 from core import config, jobs, ui
 from core.generation import MODEL_PRESETS, GenerationSpec, preset_for, submit_generation
 from core.prompts import COUNT_CAP, count_prompts, validate_template
+from core.samples import load_clothing_sample
 from core.store import SOURCES
 
 OTHER = "Other: a hub id or a local folder"
@@ -16,6 +17,17 @@ st.caption("Each tag has a prompt template — `{blue|black|ripped} jeans on {a 
 store = ui.store()
 tags = store.list_tags()
 names = [t["name"] for t in tags]
+
+if not tags and not store.count_images():
+    st.info("An empty store. Start with real photos: the clothing sample makes the four tags of the original "
+            "experiment (jeans, shoes, shirts, other) with real and test photos from Fashion-MNIST.")
+    if st.button("Load the clothing sample", type="primary", key="gen_sample"):
+        with ui.user_errors(), st.spinner("Loading the clothing sample…"):
+            loaded = load_clothing_sample(store)
+            st.session_state["gen_sample_loaded"] = loaded["imported"]
+            st.rerun()
+if st.session_state.get("gen_sample_loaded"):
+    st.success(f"Clothing sample loaded: {st.session_state.pop('gen_sample_loaded')} photos.")
 
 st.subheader("Tags")
 if tags:
