@@ -98,3 +98,23 @@ def quiet_hub() -> Iterator[None]:
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+
+
+def not_cached_reason(what: str, state: str | None = None) -> str:
+    """One line for a hub model that is not in the local cache, told apart by why it cannot be fetched:
+    ``HF_HUB_OFFLINE`` is set, the hub cannot be reached, or (looked up in the cache only) not cached."""
+    if state == OFFLINE:
+        return (f"{what} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: unset it to "
+                f"download it once, or give a local folder")
+    if state == UNREACHABLE:
+        return (f"{what} is not in the local Hugging Face cache and the Hugging Face hub cannot be reached "
+                f"({endpoint()}): connect once to download it, or give a local folder")
+    return f"{what} is not in the local Hugging Face cache: download it once, or give a local folder"
+
+
+def download(repo_id: str, filename: str, timeout: float = 10.0) -> str:
+    """``hf_hub_download`` with its retry warnings hidden and a short timeout (the hub is known to answer)."""
+    from huggingface_hub import hf_hub_download
+
+    with quiet_hub():
+        return hf_hub_download(repo_id, filename, etag_timeout=timeout)
