@@ -6,7 +6,7 @@ import streamlit as st
 from core import azure_settings, backends, config, evaluation, slicing, training, ui
 
 DEFAULT = f"default ({config.DEFAULT_ENCODER}, pretrained, offline)"
-CNN = "cnn-small (from scratch, no pretrained weights)"
+CNN = "cnn-small (from scratch, offline)"
 OTHER = "a local folder or hub id"
 MODES = {"probe": "frozen encoder + logistic regression",
          "tiles": "frozen encoder on native-resolution tiles + logistic regression",
