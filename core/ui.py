@@ -58,7 +58,8 @@ def store() -> Store:
     return s
 
 
-_MARKDOWN = re.compile(r"([\\`*_\[\]<>$~|#{}!])|(:)(?=[A-Za-z_])|^(\s*)([-+=>]|\d+(?=[.)]))", re.MULTILINE)
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>$~|#{}!]|(?<=[Ww]{3})\.|@)|(:)(?=[A-Za-z_/])|^(\s*)([-+=>]|\d+(?=[.)]))",
+                       re.MULTILINE)
 
 
 def plain(text: object) -> str:
