@@ -125,10 +125,11 @@ def list_jobs(store: Store, kind: str | None = None, status: str | None = None, 
         params.append(kind)
     if status:
         sql += " AND status = ?"
-        params.append(status)
+        params.append("running" if status == "interrupted" else status)
     sql += " ORDER BY id DESC LIMIT ?"
     params.append(int(limit))
-    return [_interrupted(_job_view(r)) for r in store.query(sql, tuple(params))]
+    found = [_interrupted(_job_view(r)) for r in store.query(sql, tuple(params))]
+    return [j for j in found if j["status"] == status] if status in ("running", "interrupted") else found
 
 
 def _interrupted(job: dict) -> dict:
@@ -289,6 +290,8 @@ class Worker(threading.Thread):
         self.current: Optional[int] = None
 
     def run(self) -> None:
+        if self.store.read_only:  # nothing can be claimed or recorded in a read-only store
+            return
         requeue_orphans(self.store)
         while not self._stop_event.is_set():
             try:
