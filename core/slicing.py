@@ -20,7 +20,6 @@ import json
 import math
 import os
 import re
-import threading
 import unicodedata
 import zipfile
 from dataclasses import dataclass, field

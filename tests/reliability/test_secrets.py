@@ -4,7 +4,6 @@ message, a job error, a log, the CLI's stdout and stderr, a page — not only wh
 from __future__ import annotations
 
 import socket
-import sys
 
 import pytest
 
