@@ -1,11 +1,13 @@
 # Synthlab: one image for a Hugging Face Docker Space, a team server and a GPU host.
 #   docker build -t synthlab .                                        # CPU torch (as pinned in requirements.txt)
 #   docker build -t synthlab-gpu --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 .
+#   docker build -t synthlab-team --build-arg TEAM_LOGIN=1 .                  # + Streamlit's login (Authlib)
 # TORCH_INDEX_URL installs the CUDA build of the same pinned torch version before the rest; run the GPU
 # image with `docker run --gpus all …`. Data lives in the volume /data (SYNTHLAB_HOME).
 FROM python:3.11-slim
 
 ARG TORCH_INDEX_URL=""
+ARG TEAM_LOGIN=""
 
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -23,7 +25,8 @@ COPY --chown=synthlab:synthlab requirements.txt .
 RUN if [ -n "$TORCH_INDEX_URL" ]; then \
         pip install --index-url "$TORCH_INDEX_URL" "$(grep -E '^torch==' requirements.txt)"; \
     fi \
-    && pip install -r requirements.txt
+    && pip install -r requirements.txt \
+    && if [ -n "$TEAM_LOGIN" ]; then pip install "$(grep -E '^streamlit==' requirements.txt | sed 's/streamlit/streamlit[auth]/')"; fi
 
 COPY --chown=synthlab:synthlab . .
 
