@@ -51,6 +51,7 @@ def started():
             pass
 
 
+@pytest.mark.slow
 def test_worker_process_runs_jobs_is_unique_and_survives_a_kill(store, home, tiny_sd, started, monkeypatch):
     monkeypatch.delenv("SYNTHLAB_MODE", raising=False)
     store.add_tag("jeans", "{blue|black} jeans")
@@ -69,7 +70,7 @@ def test_worker_process_runs_jobs_is_unique_and_survives_a_kill(store, home, tin
     assert second.returncode == 2
     assert second.stderr.strip() == f"error: a worker (pid {proc.pid}) already serves {home}"
 
-    long_job = submit_generation(store, _spec(tiny_sd, 400, seed=10))
+    long_job = submit_generation(store, _spec(tiny_sd, 60, seed=10))
     deadline = time.monotonic() + 120
     while jobs.get_job(store, long_job)["done"] < 1 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -92,6 +93,7 @@ def test_worker_process_runs_jobs_is_unique_and_survives_a_kill(store, home, tin
     assert worker.alive(home) is None
 
 
+@pytest.mark.slow
 def test_worker_process_in_demo_mode_serves_every_workspace(home, tiny_sd, started, monkeypatch):
     monkeypatch.setenv("SYNTHLAB_MODE", "demo")
     monkeypatch.setenv("SYNTHLAB_DEMO_MODELS", str(tiny_sd))
