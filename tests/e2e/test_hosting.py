@@ -1,6 +1,6 @@
 """Hosted modes in a real browser. Demo: two visitors (two browser contexts) get two workspaces — folders
 under $SYNTHLAB_HOME/workspaces/ and ?workspace=ID in each URL —, a tag made by one is absent for the
-other, a generate request over the per-job quota is refused with its message, a job within it runs, a
+other, the clothing sample loads into a new workspace in one click, a generate request over the per-job quota is refused with its message, a job within it runs, a
 reload returns to the same workspace, and an unknown id opens nothing. Team mode without a login
 configuration says how to configure one and shows no page."""
 
@@ -42,8 +42,23 @@ def demo_server(tmp_path, tiny_sd):
     server.home.mkdir()
     yield server.start()
     server.stop()
+    stop_worker(server.home)
 
 
+def stop_worker(home) -> None:
+    """Demo mode runs the worker as its own process (its own session, so it outlives the server): stop the
+    one this test's server started, by its pid from the lock."""
+    import os
+    import signal
+
+    from core import worker
+
+    pid = worker.alive(home)
+    if pid and pid > 0:
+        os.kill(pid, signal.SIGTERM)
+
+
+@pytest.mark.slow
 def test_two_visitors_get_two_private_workspaces_with_quotas(browser, demo_server, tiny_sd):
     contexts = []
     try:
@@ -61,6 +76,11 @@ def test_two_visitors_get_two_private_workspaces_with_quotas(browser, demo_serve
         wait_text(b, "Add a tag with a prompt first.")
         assert b.get_by_role("gridcell", name="jeans", exact=True, include_hidden=True).count() == 0
         assert Store(demo_server.home / "workspaces" / ws_b).tag_names() == []
+        assert Store(demo_server.home / "workspaces" / ws_a).tag_names() == ["jeans"]
+
+        press(b, "gen_sample")  # the clothing sample, one click, into B's new workspace only
+        wait_cell(b, "shoes", timeout=180_000)
+        assert Store(demo_server.home / "workspaces" / ws_b).tag_names() == ["jeans", "other", "shirts", "shoes"]
         assert Store(demo_server.home / "workspaces" / ws_a).tag_names() == ["jeans"]
 
         choose(a, "gen_model_choice", "Other: a hub id or a local folder")

@@ -8,6 +8,7 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import ui, worker, workspaces
@@ -17,6 +18,7 @@ APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 
 def test_demo_visitor_gets_a_workspace_and_its_id_in_the_url(home, monkeypatch):
     monkeypatch.setenv("SYNTHLAB_MODE", "demo")
+    monkeypatch.setenv("SYNTHLAB_WORKER", "thread")
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert not at.exception
     workspace_id = at.query_params["workspace"]
@@ -36,6 +38,7 @@ def test_demo_visitor_gets_a_workspace_and_its_id_in_the_url(home, monkeypatch):
 
 def test_demo_unknown_workspace_opens_nothing(home, monkeypatch):
     monkeypatch.setenv("SYNTHLAB_MODE", "demo")
+    monkeypatch.setenv("SYNTHLAB_WORKER", "thread")
     at = AppTest.from_file(APP, default_timeout=60)
     at.query_params["workspace"] = "f" * 32
     at.run()
@@ -63,3 +66,14 @@ def test_app_starts_a_worker_process_once_and_finds_it_again(home, monkeypatch):
     finally:
         if pid and pid > 0:
             os.kill(pid, signal.SIGTERM)
+
+
+def test_hosted_modes_default_to_a_worker_process(monkeypatch):
+    monkeypatch.delenv("SYNTHLAB_WORKER", raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    for mode, kind in (("local", "thread"), ("demo", "process"), ("team", "process")):
+        monkeypatch.setenv("SYNTHLAB_MODE", mode)
+        assert ui.worker_kind() == kind
+    monkeypatch.setenv("SYNTHLAB_WORKER", "fork")
+    with pytest.raises(ui.UserError, match="SYNTHLAB_WORKER must be one of thread, process, not 'fork'"):
+        ui.worker_kind()
