@@ -68,6 +68,22 @@ def _hold_lock(home) -> object:
     return fh
 
 
+def _secrets_file_source() -> None:
+    """The app's ``st.secrets`` come from ``.streamlit/secrets.toml``; this process has no Streamlit, so it
+    reads the same files (project folder, then the user's) for settings not in the environment."""
+    import tomllib
+
+    values: dict = {}
+    for path in (Path.home() / ".streamlit" / "secrets.toml", Path.cwd() / ".streamlit" / "secrets.toml"):
+        try:
+            with open(path, "rb") as fh:
+                values.update(tomllib.load(fh))
+        except (OSError, tomllib.TOMLDecodeError):
+            continue
+    if values:
+        config.register_secret_source(lambda name: values.get(name) if isinstance(values.get(name), str) else None)
+
+
 def build(home: str | os.PathLike | None = None, poll_seconds: float = 0.5) -> threading.Thread:
     """The worker thread for a home: fair over workspaces in demo mode, else the home's one store."""
     if workspaces.is_demo():
@@ -82,6 +98,7 @@ def serve(home: str | os.PathLike | None = None, *, poll_seconds: float = 0.5,
           until: Optional[float] = None) -> dict:
     """Run jobs in this process until SIGTERM/SIGINT (or ``until`` seconds). Refuses when a worker lives."""
     lock = _hold_lock(home)
+    _secrets_file_source()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -108,7 +125,8 @@ def ensure_running(home: str | os.PathLike | None = None) -> int:
     root = config.home(home)
     (root / "logs").mkdir(parents=True, exist_ok=True)
     log = open(root / "logs" / "worker.log", "a")
-    proc = subprocess.Popen([sys.executable, "-m", "core", "--home", str(root), "worker"],
+    env = {**os.environ, "SYNTHLAB_MODE": workspaces.mode()}  # the mode may come from st.secrets
+    proc = subprocess.Popen([sys.executable, "-m", "core", "--home", str(root), "worker"], env=env,
                             cwd=Path(__file__).resolve().parents[1], stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     log.close()

@@ -114,3 +114,23 @@ def test_worker_process_in_demo_mode_serves_every_workspace(home, tiny_sd, start
     proc.wait(30)
     assert proc.returncode == 0
     assert not Store(home).count_images()  # nothing was made in the home's own store
+
+
+def test_worker_process_reads_the_apps_secrets_file(tmp_path, monkeypatch):
+    from core import config
+
+    (tmp_path / ".streamlit").mkdir()
+    (tmp_path / ".streamlit" / "secrets.toml").write_text('SYNTHLAB_MODE = "demo"\nVISION_TRAINING_KEY = "k-123"\n'
+                                                         '[auth]\ncookie_secret = "x"\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "nohome"))
+    monkeypatch.delenv("SYNTHLAB_MODE", raising=False)
+    monkeypatch.delenv("VISION_TRAINING_KEY", raising=False)
+    before = list(config._secret_sources)
+    try:
+        worker._secrets_file_source()
+        assert config.setting("VISION_TRAINING_KEY") == "k-123"
+        assert workspaces.mode() == "demo"
+        assert config.setting("auth") is None
+    finally:
+        config._secret_sources[:] = before
