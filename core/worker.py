@@ -68,13 +68,15 @@ def _hold_lock(home) -> object:
     return fh
 
 
-def _secrets_file_source() -> None:
+def _secrets_file_source(paths: Optional[list[Path]] = None) -> None:
     """The app's ``st.secrets`` come from ``.streamlit/secrets.toml``; this process has no Streamlit, so it
     reads the same files (project folder, then the user's) for settings not in the environment."""
     import tomllib
 
     values: dict = {}
-    for path in (Path.home() / ".streamlit" / "secrets.toml", Path.cwd() / ".streamlit" / "secrets.toml"):
+    if paths is None:
+        paths = [Path.home() / ".streamlit" / "secrets.toml", Path.cwd() / ".streamlit" / "secrets.toml"]
+    for path in paths:
         try:
             with open(path, "rb") as fh:
                 values.update(tomllib.load(fh))

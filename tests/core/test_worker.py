@@ -122,13 +122,12 @@ def test_worker_process_reads_the_apps_secrets_file(tmp_path, monkeypatch):
     (tmp_path / ".streamlit").mkdir()
     (tmp_path / ".streamlit" / "secrets.toml").write_text('SYNTHLAB_MODE = "demo"\nVISION_TRAINING_KEY = "k-123"\n'
                                                          '[auth]\ncookie_secret = "x"\n')
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HOME", str(tmp_path / "nohome"))
     monkeypatch.delenv("SYNTHLAB_MODE", raising=False)
     monkeypatch.delenv("VISION_TRAINING_KEY", raising=False)
     before = list(config._secret_sources)
+    config._secret_sources[:] = []  # only the worker's own source (no st.secrets of an imported core.ui)
     try:
-        worker._secrets_file_source()
+        worker._secrets_file_source([tmp_path / "missing.toml", tmp_path / ".streamlit" / "secrets.toml"])
         assert config.setting("VISION_TRAINING_KEY") == "k-123"
         assert workspaces.mode() == "demo"
         assert config.setting("auth") is None
