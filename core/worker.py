@@ -98,7 +98,8 @@ def build(home: str | os.PathLike | None = None, poll_seconds: float = 0.5) -> t
 
 def serve(home: str | os.PathLike | None = None, *, poll_seconds: float = 0.5,
           until: Optional[float] = None) -> dict:
-    """Run jobs in this process until SIGTERM/SIGINT (or ``until`` seconds). Refuses when a worker lives."""
+    """Run jobs in this process until SIGTERM/SIGINT, ``until`` seconds, or the home's removal. Refuses
+    when a worker lives."""
     lock = _hold_lock(home)
     _secrets_file_source()
     stop = threading.Event()
@@ -110,6 +111,8 @@ def serve(home: str | os.PathLike | None = None, *, poll_seconds: float = 0.5,
     try:
         while not stop.is_set() and worker.is_alive():
             if until is not None and time.monotonic() - started >= until:
+                break
+            if not lock_path(home).exists():  # the home was deleted under us: nothing left to serve
                 break
             stop.wait(0.5)
     finally:
