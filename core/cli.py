@@ -273,6 +273,31 @@ def cmd_azure_cleanup(store: Store, a: argparse.Namespace) -> dict:
     return result
 
 
+def cmd_worker(store: Store, a: argparse.Namespace) -> dict:
+    import os
+
+    from .worker import serve
+
+    print(f"worker {os.getpid()} serving {store.root} (Ctrl-C to stop)", flush=True)
+    return serve(store.root, poll_seconds=a.poll, until=a.seconds)
+
+
+def cmd_workspace_new(store: Store, a: argparse.Namespace) -> dict:
+    from . import workspaces
+
+    workspace_id = workspaces.create(store.root)
+    print(f"workspace {workspace_id}: open the app with ?workspace={workspace_id}")
+    return {"workspace": workspace_id, "path": str(workspaces.path(workspace_id, store.root))}
+
+
+def cmd_workspace_clean(store: Store, a: argparse.Namespace) -> dict:
+    from . import workspaces
+
+    removed = workspaces.remove_idle(a.max_age_hours, home=store.root)
+    print(f"removed {len(removed)} idle workspace(s)")
+    return {"removed": removed}
+
+
 def _printer(what: str) -> Optional[Callable[[int, int, str], None]]:
     """Progress on stderr when it is a terminal (stdout stays for results and the JSON line)."""
     if not sys.stderr.isatty():
@@ -444,6 +469,18 @@ def build_parser() -> argparse.ArgumentParser:
     jc = jobs.add_parser("cancel", parents=[common])
     jc.add_argument("id", type=int)
     jc.set_defaults(func=cmd_jobs_cancel)
+
+    wk = sub.add_parser("worker", parents=[common], help="run the job worker as its own process (one per home)")
+    wk.add_argument("--poll", type=float, default=0.5, help="seconds between looks at an empty queue")
+    wk.add_argument("--seconds", type=float, help="stop after this long (default: until SIGTERM / Ctrl-C)")
+    wk.set_defaults(func=cmd_worker)
+
+    ws = sub.add_parser("workspace", help="demo workspaces (host side)").add_subparsers(dest="ws_cmd", required=True)
+    wn = ws.add_parser("new", parents=[common], help="create an empty demo workspace and print its id")
+    wn.set_defaults(func=cmd_workspace_new)
+    wc = ws.add_parser("clean", parents=[common], help="remove idle workspaces (no queued or running job)")
+    wc.add_argument("--max-age-hours", type=float, help="default $SYNTHLAB_DEMO_IDLE_HOURS or 24")
+    wc.set_defaults(func=cmd_workspace_clean)
     return p
 
 
