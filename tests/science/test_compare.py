@@ -33,17 +33,17 @@ TEST = 50          # test photos per tag (200 in all)
 SIZE = 32
 
 
-def photos() -> dict:
-    """``{"real": {tag: [120 photos]}, "test": {tag: [50]}}``: real photos, disjoint."""
+def photos(test: int = TEST) -> dict:
+    """``{"real": {tag: [120 photos]}, "test": {tag: [test]}}``: real photos, disjoint."""
     if fashion_available():
-        return fashion_images(n_train=2 * POOL, n_test=TEST, size=SIZE)
-    return digit_images(n_train=2 * POOL, n_test=TEST, size=SIZE)
+        return fashion_images(n_train=2 * POOL, n_test=test, size=SIZE)
+    return digit_images(n_train=2 * POOL, n_test=test, size=SIZE)
 
 
-def build_store(home, wrong_fraction: float) -> Store:
+def build_store(home, wrong_fraction: float, test: int = TEST) -> Store:
     """Real pool = the first 60 photos per tag; "synthetic" pool = the next 60, of which
     ``wrong_fraction`` are stored under another tag (spread over the other tags evenly)."""
-    data = photos()
+    data = photos(test)
     store = Store(home)
     tags = list(data["real"])
     for tag in tags:
