@@ -75,7 +75,8 @@ def cmd_generate(store: Store, a: argparse.Namespace) -> dict:
 def cmd_import(store: Store, a: argparse.Namespace) -> dict:
     from .ingest import import_paths
 
-    report = import_paths(store, a.paths, tag=a.tag, source=a.source)
+    report = import_paths(store, a.paths, tag=a.tag, source=a.source, generator=a.generator,
+                          progress=_printer("import"))
     print(f"imported {report['imported']}, duplicates {report['duplicates']}, rejected {len(report['rejected'])}")
     if report["created_tags"]:
         print(f"created tags (empty prompts): {', '.join(report['created_tags'])}")
@@ -271,10 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--compile", action="store_true", help="torch.compile the UNet (pays off on long runs)")
     g.set_defaults(func=cmd_generate)
 
-    i = sub.add_parser("import", parents=[common], help="import real or test photos")
+    i = sub.add_parser("import", parents=[common], help="import real or test photos, or synthetic images made elsewhere")
     i.add_argument("paths", nargs="+")
     i.add_argument("--tag", help="tag for all files (omit for a folder/zip of tag-named subfolders)")
-    i.add_argument("--source", choices=["real", "test"], default="real")
+    i.add_argument("--source", choices=["real", "test", "synthetic"], default="real")
+    i.add_argument("--generator", help="with --source synthetic: the tool that made them (comfyui, a1111, …); "
+                                       "parameters found in the files are kept")
     i.set_defaults(func=cmd_import)
 
     images = sub.add_parser("images", help="browse images").add_subparsers(dest="images_cmd", required=True)

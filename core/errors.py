@@ -39,3 +39,7 @@ class BackendError(UserError):
 
 class JobCancelled(Exception):
     """Raised inside a job when the user asked to cancel it."""
+
+
+class StoreWriteFailed(UserError):
+    """The store's disk refused a write (full, read-only, I/O error): the whole command stops."""
