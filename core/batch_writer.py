@@ -36,7 +36,15 @@ def write_files(store: Store, files: Iterable[tuple[str, bytes]], pool: Executor
     try:
         for folder in {t.parent for t, _ in todo.values()}:
             folder.mkdir(parents=True, exist_ok=True)
-        temps = list(pool.map(_write_temp, todo.values()))
+        futures = [pool.submit(_write_temp, item) for item in todo.values()]
+        failure = None
+        for future in futures:
+            try:
+                temps.append(future.result())
+            except OSError as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
         for tmp, (target, _) in zip(temps, todo.values()):
             os.replace(tmp, target)
         for folder in {t.parent for t, _ in todo.values()}:
