@@ -339,7 +339,7 @@ def plan(store: Store, spec: GenerationSpec, *, template: str | None = None, neg
         raise InvalidInput(f"image-to-image with {steps} step(s) at strength {spec.strength:g} runs no step: "
                            f"raise --steps to at least {int(1 / spec.strength) + 1} or the strength")
     scheduler = spec.scheduler or model.scheduler
-    if spec.scheduler:
+    if spec.scheduler and spec.scheduler != model.scheduler:  # the model's own needs no check (nor diffusers)
         _check_scheduler(spec.scheduler)
     init_hashes = tuple(_hash_init_image(p) for p in spec.init_images or ())
     taesd = _resolve_taesd(model.family) if spec.fast_decode else None
@@ -478,9 +478,9 @@ def _fit(image, width: int, height: int):
 
 
 def run_generate_job(ctx: jobs.JobContext) -> dict:
-    """Job handler ``generate``: make the missing images of the job's series, committing each one."""
-    import torch
+    """Job handler ``generate``: make the missing images of the job's series, committing each one.
 
+    torch is imported only once something is missing: a series already complete costs a store query."""
     p = ctx.params
     spec = GenerationSpec(**{**p["spec"], "init_images": tuple(p["spec"].get("init_images") or ())})
     pl = plan(ctx.store, spec, template=p["template"], negative=p["negative"])
@@ -496,7 +496,9 @@ def run_generate_job(ctx: jobs.JobContext) -> dict:
             user_progress(done, len(missing), message)
 
     report(0, f"loading {pl.model.id}" + (f" ({skipped} already exist)" if skipped else ""), force=True)
-    device = config.device()
+    if missing:
+        import torch
+    device = config.device() if missing else None
     loaded = get_pipeline(pl.model, pl.task, device, scheduler=s.scheduler, taesd=pl.taesd, compile=s.compile) \
         if missing else None
     inits = [_fit(path, s.width, s.height) for path in s.init_images] if missing else []
