@@ -45,6 +45,7 @@ from .store import PROVENANCE_FIELDS, Store, now, png_bytes, validate_tag_name
 IMPORT_SOURCES = ("real", "test", "synthetic")
 SKIPPED_NAMES = {"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini"}
 BATCH_SIZE = 64
+BATCH_BYTES = 64_000_000
 GENERATOR_MAX = 200
 NOT_REGULAR = "not a regular file (a pipe, device or socket is never read)"
 
@@ -184,7 +185,7 @@ def _import(store: Store, candidates: list[_Candidate], tag: str | None, source:
 
     workers = max(1, min(4, os.cpu_count() or 1))
     with ThreadPoolExecutor(workers, thread_name_prefix="synthlab-import") as pool:
-        batches = [candidates[i:i + BATCH_SIZE] for i in range(0, total, BATCH_SIZE)]
+        batches = _batches(candidates)
         pending = _submit(pool, batches[0], tag, source, generator, limits) if batches else []
         for k in range(len(batches)):
             current = pending
@@ -192,6 +193,20 @@ def _import(store: Store, candidates: list[_Candidate], tag: str | None, source:
             pending = _submit(pool, batches[k + 1], tag, source, generator, limits) if k + 1 < len(batches) else []
             _store_batch(store, current, source, result, seen, settle, pool)
     return result
+
+
+def _batches(candidates: list[_Candidate]) -> list[list[_Candidate]]:
+    """At most :data:`BATCH_SIZE` files and about :data:`BATCH_BYTES` of input per batch (two batches are
+    in memory at once: one decoding, one being written)."""
+    out: list[list[_Candidate]] = []
+    size = 0
+    for cand in candidates:
+        if not out or len(out[-1]) >= BATCH_SIZE or (size + (cand.size or 0) > BATCH_BYTES and out[-1]):
+            out.append([])
+            size = 0
+        out[-1].append(cand)
+        size += cand.size or 0
+    return out
 
 
 def _submit(pool, batch: list[_Candidate], tag, source, generator, limits) -> list[tuple[_Candidate, Any]]:
