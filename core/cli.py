@@ -263,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", type=int)
     g.add_argument("--guidance", type=float)
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--batch-size", type=int, default=1)
+    g.add_argument("--batch-size", type=int, default=None,
+                   help="images per pipeline call (default: by device, 4 on CPU; $SYNTHLAB_BATCH_SIZE)")
     g.add_argument("--init-images", nargs="+", help="reference images for image-to-image")
     g.add_argument("--strength", type=float, default=0.6)
     g.add_argument("--expansion", choices=["random", "combinatorial"], default="random")
