@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any, Callable, Optional, Sequence
 
@@ -32,6 +33,15 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
 
 
+def _input_size(text: str) -> int | str:
+    if text.strip().lower() == "native":
+        return "native"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a pixel size or 'native', got {text!r}") from None
+
+
 def _str_list(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
@@ -46,7 +56,8 @@ def cmd_tags_add(store: Store, a: argparse.Namespace) -> dict:
             validate_template(text, what)
     tag = store.add_tag(a.name, a.prompt or "", a.negative or "", update=a.update)
     tag["distinct_prompts"] = count_prompts(tag["prompt"]) if tag["prompt"] else 0
-    print(f"tag {tag['name']}: {tag['distinct_prompts']} distinct prompts")
+    n = tag["distinct_prompts"]
+    print(f"tag {tag['name']}: {n} distinct prompts" if n <= 1000 else f"tag {tag['name']}: {n:,} prompt variants")
     return {"tag": tag}
 
 
@@ -83,6 +94,16 @@ def cmd_import(store: Store, a: argparse.Namespace) -> dict:
     for r in report["rejected"]:
         print(f"  rejected {r['path']}: {r['reason']}")
     return report
+
+
+def cmd_sample_clothing(store: Store, a: argparse.Namespace) -> dict:
+    from .samples import load_clothing_sample
+
+    result = load_clothing_sample(store, per_tag=a.per_tag, test_per_tag=a.test_per_tag, size=a.size,
+                                  progress=_printer("sample"), more_shoes=a.more_shoes, more_shirts=a.more_shirts)
+    print(f"clothing sample from {result['source']}: imported {result['imported']}, "
+          f"already there {result['duplicates']}; tags {', '.join(t['name'] for t in result['tags'])}")
+    return result
 
 
 def cmd_images_list(store: Store, a: argparse.Namespace) -> dict:
@@ -122,7 +143,7 @@ def cmd_slice(store: Store, a: argparse.Namespace) -> dict:
 def cmd_slice_export(store: Store, a: argparse.Namespace) -> dict:
     from .slicing import export_slice
 
-    path = export_slice(store, a.slice, a.out)
+    path = export_slice(store, a.slice, a.out, progress=_printer("export"))
     print(f"wrote {path}")
     return {"export": str(path)}
 
@@ -130,7 +151,12 @@ def cmd_slice_export(store: Store, a: argparse.Namespace) -> dict:
 def cmd_train(store: Store, a: argparse.Namespace) -> dict:
     from .training import train
 
-    params: dict[str, Any] = {"encoder": a.encoder, "mode": a.mode, "seed": a.seed}
+    mode = "tiles" if a.tiles else a.mode
+    if a.tiles and a.mode not in (None, "probe", "tiles"):
+        raise CliUsageError(f"--tiles is a frozen-encoder mode; it cannot be combined with --mode {a.mode}")
+    params: dict[str, Any] = {"encoder": a.encoder, "mode": mode, "seed": a.seed}
+    if a.input_size is not None:
+        params["image_size"] = a.input_size
     if a.epochs is not None:
         params["epochs"] = a.epochs
     for item in a.param or []:
@@ -281,6 +307,17 @@ def build_parser() -> argparse.ArgumentParser:
                                        "parameters found in the files are kept")
     i.set_defaults(func=cmd_import)
 
+    sm = sub.add_parser("sample", help="load a bundled sample of real photos").add_subparsers(
+        dest="sample_cmd", required=True)
+    sc = sm.add_parser("clothing", parents=[common],
+                       help="jeans, shoes, shirts, other: real and test photos from Fashion-MNIST")
+    sc.add_argument("--per-tag", type=int, default=100, help="real photos per tag (default 100)")
+    sc.add_argument("--test-per-tag", type=int, default=50, help="test photos per tag (default 50)")
+    sc.add_argument("--size", type=int, default=256, help="stored side in px, upscaled bicubic (default 256)")
+    sc.add_argument("--more-shoes", action="store_true", help="shoes also from Sandal and Ankle boot")
+    sc.add_argument("--more-shirts", action="store_true", help="shirts also from T-shirt/top")
+    sc.set_defaults(func=cmd_sample_clothing)
+
     images = sub.add_parser("images", help="browse images").add_subparsers(dest="images_cmd", required=True)
     il = images.add_parser("list", parents=[common])
     il.add_argument("--tag")
@@ -318,8 +355,16 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", parents=[common], help="train one model per slice")
     tr.add_argument("--slices", nargs="+", required=True, help="slice names or ids")
     tr.add_argument("--backend", choices=["local", "azure"], default="local")
-    tr.add_argument("--encoder", default=None, help=f"hub id, local folder or cnn-small (default {config.DEFAULT_ENCODER})")
-    tr.add_argument("--mode", choices=["probe", "finetune", "zeroshot"], default="probe")
+    tr.add_argument("--encoder", default=None,
+                    help=f"efficientnet-lite0 (embedded, offline), a hub id or local folder (e.g. CLIP), or "
+                         f"cnn-small (default {config.DEFAULT_ENCODER})")
+    tr.add_argument("--mode", choices=["probe", "tiles", "finetune", "zeroshot"], default=None,
+                    help="probe (default): frozen encoder + logistic regression; tiles: the same on "
+                         "encoder-sized tiles at native resolution; finetune; zeroshot (CLIP)")
+    tr.add_argument("--tiles", action="store_true",
+                    help="frozen encoder on encoder-sized tiles of each image at its native resolution, pooled")
+    tr.add_argument("--input-size", type=_input_size, default=None, metavar="PX|native",
+                    help="cnn-small: the side it trains at (default 32), or 'native' for the slice's size (≤ 1024)")
     tr.add_argument("--epochs", type=int)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--param", action="append", metavar="KEY=VALUE",
@@ -371,33 +416,72 @@ def build_parser() -> argparse.ArgumentParser:
 def _log_internal_error(args: argparse.Namespace | None) -> str:
     import traceback
 
+    from .redact import redact
+
     folder = config.home(getattr(args, "home", None)) / "logs"
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / "cli.log", "a", encoding="utf-8") as fh:
-            fh.write(traceback.format_exc() + "\n")
+            fh.write(redact(traceback.format_exc()) + "\n")
         return str(folder / "cli.log")
     except OSError:
-        traceback.print_exc()
-        return "the traceback above"
+        return "no log (the store's logs folder cannot be written)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Everything it prints goes through :class:`core.redact.MaskingStream`."""
+    from .redact import MaskingStream
+
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = MaskingStream(out), MaskingStream(err)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader of stdout went away (``… | head``): stop quietly, as a Unix filter does."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.__stdout__.fileno())
+    except (OSError, AttributeError, ValueError):
+        pass
+    return 0
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    import sqlite3
+
+    from .store import store_damage
+
     parser = build_parser()
+    store = None
     try:
         args = parser.parse_args(argv)
         store = Store(args.home)
         result = args.func(store, args)
+        if getattr(args, "json", False):
+            print(json.dumps(result, default=str, ensure_ascii=False))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except sqlite3.DatabaseError as exc:
+        damaged = store_damage(store, exc) if store is not None else None
+        if damaged is not None:
+            print(f"error: {damaged}", file=sys.stderr)
+            return 2
+        log = _log_internal_error(args if "args" in locals() else None)
+        print(f"error: internal error ({type(exc).__name__}: {exc}); details in {log}", file=sys.stderr)
+        return 1
     except Exception as exc:  # noqa: BLE001 - a bug: one line here, the traceback in the log
         log = _log_internal_error(args if "args" in locals() else None)
         print(f"error: internal error ({type(exc).__name__}: {exc}); details in {log}", file=sys.stderr)
         return 1
-    if getattr(args, "json", False):
-        print(json.dumps(result, default=str, ensure_ascii=False))
     return 0

@@ -43,3 +43,7 @@ class JobCancelled(Exception):
 
 class StoreWriteFailed(UserError):
     """The store's disk refused a write (full, read-only, I/O error): the whole command stops."""
+
+
+class SampleUnavailable(UserError):
+    """A bundled sample (the clothing photos) has no source here: not installed and not reachable."""

@@ -215,7 +215,7 @@ def _submit(pool, batch: list[_Candidate], tag, source, generator, limits) -> li
         try:
             if cand.rejected:
                 raise Rejected(cand.rejected)
-            target = tag or _tag_for(cand)
+            target = tag or store.canonical_tag(_tag_for(cand))
             if cand.size is not None and cand.size > limits.max_bytes:
                 raise Rejected(_too_large(cand.size, limits))
             out.append((cand, (target, pool.submit(_prepare, cand, limits, generator))))
@@ -302,19 +302,26 @@ def _commit(store: Store, fresh: dict, source: str, result: dict) -> dict[str, s
     refused: dict[str, str] = {}
     with store.tx() as conn:
         known = {r["name"] for r in store.query("SELECT name FROM tags")}
-        created = []
-        for target in sorted({t for _, t, _ in fresh.values()} - known):
+        created: list[str] = []
+        names: dict[str, str] = {}  # target → the stored tag it is (``shoes`` → ``SHOES`` made just before)
+        for target in dict.fromkeys(t for _, t, _ in fresh.values()):
+            if target in known:
+                names[target] = target
+                continue
+            same = store.canonical_tag(target)
+            if same in known or same in created:
+                names[target] = same
+                continue
             try:
-                store.add_tag(target)
-                created.append(target)
+                names[target] = store.add_tag(target)["name"]
+                created.append(names[target])
             except InvalidInput as exc:
-                if not store.query_one("SELECT 1 FROM tags WHERE name = ?", (target,)):
-                    refused[target] = f"folder {target!r} cannot be a tag: {exc}"
+                refused[target] = f"folder {target!r} cannot be a tag: {exc}"
         stamp = now()
         for image_id, (cand, target, r) in fresh.items():
             if target in refused:
                 continue
-            row = {"id": image_id, "tag": target, "source": source,
+            row = {"id": image_id, "tag": names[target], "source": source,
                    "path": str(store.image_file(image_id).relative_to(store.root)), "width": r.width,
                    "height": r.height, "extra": _json(r.extra), "created": stamp,
                    **{k: r.provenance.get(k) for k in PROVENANCE_FIELDS}, "original_name": cand.label[-500:]}

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from .errors import JobCancelled, NotFound, UserError
+from .redact import redact
 from .store import Store, now
 
 HANDLERS: dict[str, str] = {
@@ -89,7 +90,7 @@ class JobContext:
             with self.store.tx() as conn:
                 conn.execute(
                     "UPDATE jobs SET done = ?, total = ?, message = ?, heartbeat = ? WHERE id = ?",
-                    (int(done), int(total), message, time.time(), self.job_id),
+                    (int(done), int(total), redact(message), time.time(), self.job_id),
                 )
         self.check_cancelled()
 
@@ -124,10 +125,22 @@ def list_jobs(store: Store, kind: str | None = None, status: str | None = None, 
         params.append(kind)
     if status:
         sql += " AND status = ?"
-        params.append(status)
+        params.append("running" if status == "interrupted" else status)
     sql += " ORDER BY id DESC LIMIT ?"
     params.append(int(limit))
-    return [_job_view(r) for r in store.query(sql, tuple(params))]
+    found = [_interrupted(_job_view(r)) for r in store.query(sql, tuple(params))]
+    return [j for j in found if j["status"] == status] if status in ("running", "interrupted") else found
+
+
+def _interrupted(job: dict) -> dict:
+    """A job the store says is running whose owning process is gone (killed, crashed, power cut) is
+    shown as ``interrupted``: nothing runs it until it is resumed (the same CLI command again, or an app
+    worker starting, which queues it again). The row itself is not changed here."""
+    if job["status"] == "running" and not _owner_alive(job.get("owner")):
+        job["status"] = "interrupted"
+        job["message"] = ("interrupted: its process is gone; run the same command again (or open the app) "
+                          "to resume it")
+    return job
 
 
 def submit(store: Store, kind: str, params: dict, *, claim: bool = False) -> int:
@@ -253,14 +266,15 @@ def _finish(store: Store, job_id: int, status: str, *, result: Any = None, error
     with store.tx() as conn:
         conn.execute(
             "UPDATE jobs SET status = ?, result = ?, error = ?, finished = ?, owner = NULL WHERE id = ?",
-            (status, json.dumps(result, default=str) if result is not None else None, error, now(), job_id),
+            (status, redact(json.dumps(result, default=str)) if result is not None else None,
+             redact(error) if error is not None else None, now(), job_id),
         )
     if trace:
         log = store.root / "logs"
         try:
             log.mkdir(exist_ok=True)
             with open(log / "jobs.log", "a", encoding="utf-8") as fh:
-                fh.write(f"--- job {job_id} failed at {now()}\n{trace}\n")
+                fh.write(redact(f"--- job {job_id} failed at {now()}\n{trace}\n"))
         except OSError:
             pass
 
@@ -276,6 +290,8 @@ class Worker(threading.Thread):
         self.current: Optional[int] = None
 
     def run(self) -> None:
+        if self.store.read_only:  # nothing can be claimed or recorded in a read-only store
+            return
         requeue_orphans(self.store)
         while not self._stop_event.is_set():
             try:

@@ -6,6 +6,7 @@ wrap calls into core in :func:`user_errors`, and show a running job with :func:`
 
 from __future__ import annotations
 
+import re
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, Optional
@@ -14,6 +15,7 @@ import streamlit as st
 
 from . import config, jobs
 from .errors import UserError
+from .redact import redact
 from .store import Store
 
 
@@ -56,13 +58,31 @@ def store() -> Store:
     return s
 
 
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>$~|#{}!]|(?<=[Ww]{3})\.|@)|(:)(?=[A-Za-z_/])|^(\s*)([-+=>]|\d+(?=[.)]))",
+                       re.MULTILINE)
+
+
+def plain(text: object) -> str:
+    """User text (prompts, tag / slice / file names, error messages) made safe for any Streamlit element
+    that renders markdown: every markdown and HTML character is backslash-escaped, so the text shows as
+    typed — an ``![x](http://…)`` is never an image, a ``<b>`` never a tag, ``:red[x]`` never colour —
+    and every known secret value is masked (:func:`core.redact.redact`)."""
+    def escape(m: re.Match) -> str:
+        if m.group(1) or m.group(2):
+            return "\\" + (m.group(1) or m.group(2))
+        lead, mark = m.group(3), m.group(4)
+        return lead + (mark + "\\" if mark[0].isdigit() else "\\" + mark)
+
+    return _MARKDOWN.sub(escape, redact(text))
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Show a core :class:`UserError` as ``st.error`` instead of a traceback."""
+    """Show a core :class:`UserError` as ``st.error`` (as plain text, secrets masked) instead of a traceback."""
     try:
         yield
     except UserError as exc:
-        st.error(str(exc), icon="⚠️")
+        st.error(plain(exc), icon="⚠️")
 
 
 def sidebar() -> None:
@@ -103,7 +123,7 @@ def job_status(job_id: int, *, key: str, on_done: Callable[[dict], None] | None 
         job = jobs.get_job(s, job_id)
         status = job["status"]
         total = max(job["total"], 1)
-        label = f"Job {job_id} ({job['kind']}): {status} — {job['done']}/{job['total']} {job['message']}"
+        label = f"Job {job_id} ({job['kind']}): {status} — {job['done']}/{job['total']} {plain(job['message'])}"
         if status in jobs.ACTIVE:
             st.progress(min(job["done"] / total, 1.0), text=label + _rate(job))
             if st.button("Cancel", key=f"{key}-cancel-{job_id}"):
@@ -115,7 +135,7 @@ def job_status(job_id: int, *, key: str, on_done: Callable[[dict], None] | None 
         elif status == "cancelled":
             st.warning(label)
         else:
-            st.error(f"Job {job_id} failed: {job['error']}")
+            st.error(f"Job {job_id} failed: {plain(job['error'])}")
         seen = st.session_state.setdefault("_jobs_seen_finished", set())
         if job_id not in seen:
             seen.add(job_id)
@@ -124,6 +144,14 @@ def job_status(job_id: int, *, key: str, on_done: Callable[[dict], None] | None 
             st.rerun(scope="app")
 
     _show()
+
+
+def progress_bar(bar, what: str) -> Callable[[int, int, str], None]:
+    """A core ``progress(done, total, message)`` callback that moves an ``st.progress`` bar."""
+    def update(done: int, total: int, message: str = "") -> None:
+        bar.progress(min(done / max(total, 1), 1.0), text=f"{what}: {done}/{total} {plain(message)}")
+
+    return update
 
 
 def wait_for(job_id: int, timeout: float = 60) -> dict:
@@ -164,7 +192,7 @@ def gallery(s: Store, images: list[dict], *, key: str, columns: int = 4) -> None
         with cols[n % columns]:
             st.image(image["path"], width="stretch")
             prefix = "**rejected** · " if image["rejected"] else ""
-            st.caption(f"{prefix}{image['tag']} · {image_caption(image)}")
+            st.caption(f"{prefix}{plain(image['tag'])} · {plain(image_caption(image))}")
             if st.button("Restore" if image["rejected"] else "Reject", key=f"{key}-{image['id']}"):
                 s.set_rejected(image["id"], not image["rejected"])
                 st.rerun()
@@ -180,23 +208,24 @@ def azure_panel(s: Store, slice_refs: list, params: dict) -> None:
     info = azure.panel(s, slice_refs, params)
     connection = info["connection"]
     if connection["ok"]:
-        st.success(f"Azure Custom Vision: {connection['message']} · predictions: {connection['prediction']}")
+        st.success(f"Azure Custom Vision: {plain(connection['message'])} · predictions: "
+                   f"{plain(connection['prediction'])}")
     else:
-        st.error(f"Azure Custom Vision: {connection['message']}")
+        st.error(f"Azure Custom Vision: {plain(connection['message'])}")
     plan = info["plan"]
     if info["plan_error"]:
-        st.error(info["plan_error"])
+        st.error(plain(info["plan_error"]))
     elif plan:
         st.caption(f"Quota plan, tier {plan['tier']}: {plan['projects']} new project(s) "
                    f"(one per nested series), {plan['iterations']} iteration(s), {plan['images']} image(s), "
                    f"{plan['tags']} tag(s)" + (f"; the resource has {plan['resource_projects']} project(s)"
                                               if plan["resource_projects"] is not None else ""))
         for message in plan["errors"]:
-            st.error(message)
+            st.error(plain(message))
         for message in plan["warnings"]:
-            st.warning(message)
+            st.warning(plain(message))
     with st.expander("Azure settings and projects"):
-        st.table([{"setting": k, "value": v} for k, v in connection["settings"].items()])
+        st.table([{"setting": k, "value": redact(v)} for k, v in connection["settings"].items()])
         if info["projects"]:
             st.dataframe(info["projects"], hide_index=True, key="az_projects")
             sweeps = sorted({p["sweep"] for p in info["projects"]})
@@ -204,4 +233,4 @@ def azure_panel(s: Store, slice_refs: list, params: dict) -> None:
             if st.button("Delete these Azure projects", key="az_cleanup"):
                 with user_errors():
                     done = azure.cleanup(s, sweep)
-                    st.success(f"Deleted {len(done['deleted'])} Azure project(s) of {sweep}")
+                    st.success(f"Deleted {len(done['deleted'])} Azure project(s) of {plain(sweep)}")
