@@ -186,11 +186,11 @@ def _import(store: Store, candidates: list[_Candidate], tag: str | None, source:
     workers = max(1, min(4, os.cpu_count() or 1))
     with ThreadPoolExecutor(workers, thread_name_prefix="synthlab-import") as pool:
         batches = _batches(candidates)
-        pending = _submit(pool, batches[0], tag, source, generator, limits) if batches else []
+        pending = _submit(store, pool, batches[0], tag, source, generator, limits) if batches else []
         for k in range(len(batches)):
             current = pending
             # decode the next batch while this one is written and committed
-            pending = _submit(pool, batches[k + 1], tag, source, generator, limits) if k + 1 < len(batches) else []
+            pending = _submit(store, pool, batches[k + 1], tag, source, generator, limits) if k + 1 < len(batches) else []
             _store_batch(store, current, source, result, seen, settle, pool)
     return result
 
@@ -209,7 +209,7 @@ def _batches(candidates: list[_Candidate]) -> list[list[_Candidate]]:
     return out
 
 
-def _submit(pool, batch: list[_Candidate], tag, source, generator, limits) -> list[tuple[_Candidate, Any]]:
+def _submit(store: Store, pool, batch: list[_Candidate], tag, source, generator, limits) -> list[tuple[_Candidate, Any]]:
     out: list[tuple[_Candidate, Any]] = []
     for cand in batch:
         try:
