@@ -187,6 +187,13 @@ MIGRATIONS: list[tuple[int, str]] = [
             PRIMARY KEY (slice_id, image_id));
         """,
     ),
+    (
+        5,
+        """
+        ALTER TABLE jobs ADD COLUMN started_by TEXT;
+        ALTER TABLE runs ADD COLUMN started_by TEXT;
+        """,
+    ),
 ]
 
 

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core import filtering, slicing, ui
+from core import filtering, slicing, stats, ui
 from core.imaging import resized
 from core.ingest import import_uploads
 
@@ -101,6 +101,9 @@ if st.button("Build slices", type="primary", disabled=not specs, key="build"):
         built = slicing.build_sweep(store, specs)
         new = sum(s["created"] for s in built)
         st.success(f"{len(built)} slices ready ({new} new, {len(built) - new} already there)")
+        for note in dict.fromkeys(f"{b['count_per_tag']} per tag: {n}" for b in built
+                                  if (n := stats.overlap_note(b.get("repeat_overlap")))):
+            st.warning(note)
 
 # -- slices --------------------------------------------------------------------------------------
 st.subheader("Slices")
