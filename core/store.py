@@ -185,6 +185,17 @@ MIGRATIONS: list[tuple[int, str]] = [
             PRIMARY KEY (slice_id, image_id));
         """,
     ),
+    (
+        5,
+        """
+        CREATE TABLE image_signatures(
+            image_id TEXT PRIMARY KEY,
+            version INTEGER NOT NULL,
+            phash INTEGER NOT NULL,
+            thumb BLOB NOT NULL,
+            created TEXT NOT NULL);
+        """,
+    ),
 ]
 
 
