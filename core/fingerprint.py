@@ -18,6 +18,7 @@ like any encoder's), so a second diagnosis reads them instead of decoding images
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
@@ -38,18 +39,40 @@ Progress = Optional[Callable[[int, int, str], None]]
 
 # -- spectra -------------------------------------------------------------------------------------
 
-def power_spectrum_2d(grey: np.ndarray) -> np.ndarray:
+def power_spectrum_2d(grey: np.ndarray, dtype=np.float64) -> np.ndarray:
     """``|FFT|² / (h·w)`` of a 2-D array with its mean removed, zero frequency at the centre (fftshift)."""
-    g = np.asarray(grey, dtype=np.float64)
+    from scipy import fft
+
+    g = np.asarray(grey, dtype=dtype)
     if g.ndim != 2:
         raise ValueError("a 2-D greyscale array")
     h, w = g.shape
-    return np.abs(np.fft.fftshift(np.fft.fft2(g - g.mean()))) ** 2 / (h * w)
+    f = fft.fft2(g - g.mean())
+    return np.fft.fftshift(f.real ** 2 + f.imag ** 2) / (h * w)
 
 
+@functools.lru_cache(maxsize=16)
 def _radius(h: int, w: int) -> np.ndarray:
     yy, xx = np.indices((h, w))
-    return np.hypot(yy - h // 2, xx - w // 2)
+    out = np.hypot(yy - h // 2, xx - w // 2)
+    out.setflags(write=False)
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _rings(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Integer-radius ring of every cell, and each ring's cell count (out to the corner)."""
+    ring = _radius(h, w).round().astype(np.intp).ravel()
+    counts = np.bincount(ring, minlength=corner_bins(h, w))
+    return ring, counts
+
+
+@functools.lru_cache(maxsize=16)
+def _radial_bins(h: int, w: int, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    radius = _radius(h, w)
+    edges = np.linspace(0, radius.max() + 1e-9, bins + 1)
+    which = np.clip(np.digitize(radius.ravel(), edges) - 1, 0, bins - 1)
+    return which, np.maximum(np.bincount(which, minlength=bins), 1)
 
 
 def corner_bins(h: int, w: int) -> int:
@@ -66,11 +89,10 @@ def radial_power_spectrum(grey: np.ndarray) -> np.ndarray:
     """
     power = power_spectrum_2d(grey)
     h, w = power.shape
-    radius = _radius(h, w).round().astype(int)
+    ring, counts = _rings(h, w)
     n = corner_bins(h, w)
-    sums = np.bincount(radius.ravel(), weights=power.ravel(), minlength=n)[:n]
-    counts = np.bincount(radius.ravel(), minlength=n)[:n]
-    return sums / np.maximum(counts, 1)
+    sums = np.bincount(ring, weights=power.ravel(), minlength=n)[:n]
+    return sums / np.maximum(counts[:n], 1)
 
 
 def mean_radial_spectrum(greys: Iterable[np.ndarray]) -> np.ndarray:
@@ -88,7 +110,7 @@ def _pool(power: np.ndarray, grid: int, how: str = "mean") -> np.ndarray:
     reduce = np.maximum if how == "max" else np.add
     out = reduce.reduceat(reduce.reduceat(power, ry, axis=0), rx, axis=1)
     if how == "mean":
-        counts = np.add.reduceat(np.add.reduceat(np.ones_like(power), ry, axis=0), rx, axis=1)
+        counts = np.outer(np.diff(np.append(ry, h)), np.diff(np.append(rx, w)))
         out = out / counts
     return out
 
@@ -117,7 +139,7 @@ def residual(grey: np.ndarray) -> np.ndarray:
     """The high-pass residual: the image minus its 3×3 neighbourhood mean (edges reflected)."""
     from scipy.ndimage import uniform_filter
 
-    g = np.asarray(grey, dtype=np.float64)
+    g = np.asarray(grey, dtype=np.float32)
     return g - uniform_filter(g, size=3, mode="reflect")
 
 
@@ -136,16 +158,13 @@ def pixel_features(grey: np.ndarray) -> np.ndarray:
     and the residual's correlation with its neighbours at lags (0,1), (1,0), (1,1), (0,2), (2,0).
     """
     r = residual(grey)
-    power = power_spectrum_2d(r)
+    power = power_spectrum_2d(r, np.float32)
     h, w = power.shape
     cells_mean = np.log10(_pool(power, GRID, "mean") + _EPS).ravel()
     cells_max = np.log10(_pool(power, GRID, "max") + _EPS).ravel()
-    radius = _radius(h, w)
-    edges = np.linspace(0, radius.max() + 1e-9, RADIAL_BINS + 1)
-    which = np.clip(np.digitize(radius.ravel(), edges) - 1, 0, RADIAL_BINS - 1)
+    which, counts = _radial_bins(h, w, RADIAL_BINS)
     sums = np.bincount(which, weights=power.ravel(), minlength=RADIAL_BINS)
-    counts = np.bincount(which, minlength=RADIAL_BINS)
-    radial = np.log10(sums / np.maximum(counts, 1) + _EPS)
+    radial = np.log10(sums / counts + _EPS)
     std = float(r.std())
     kurt = float(((r - r.mean()) ** 4).mean() / (std ** 4)) if std > _EPS else 0.0
     stats = [np.log10(std + _EPS), np.log10(np.abs(r).mean() + _EPS), np.log10(kurt + 1.0)]

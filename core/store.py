@@ -192,6 +192,7 @@ MIGRATIONS: list[tuple[int, str]] = [
             image_id TEXT PRIMARY KEY,
             version INTEGER NOT NULL,
             phash INTEGER NOT NULL,
+            hashes BLOB NOT NULL,
             thumb BLOB NOT NULL,
             created TEXT NOT NULL);
         """,
