@@ -172,11 +172,17 @@ def cmd_diagnose(store: Store, a: argparse.Namespace) -> dict:
     from .diagnostics import run_diagnosis
 
     result = run_diagnosis(store, a.tags or None, a.sizes or [256], a.encoder)
+    def aucs(values: dict, intervals: dict) -> str:
+        return ", ".join(f"{size}px {v if v is not None else 'n/a'}"
+                         + (f" [{intervals[size][0]}, {intervals[size][1]}]" if intervals.get(size) else "")
+                         for size, v in values.items())
+
     for tag, r in result["tags"].items():
-        auc = ", ".join(f"{size}px {v if v is not None else 'n/a'}" for size, v in r["auc"].items())
         print(f"{tag}: diversity synthetic {r['diversity']['synthetic']} real {r['diversity']['real']}; "
               f"Fréchet {r['frechet']['synthetic_vs_real']} (floor {r['frechet']['real_vs_real_floor']}); "
-              f"AUC {auc}; {len(r['duplicate_clusters'])} duplicate clusters")
+              f"AUC {aucs(r['auc'], r.get('auc_ci') or {})}; "
+              f"pixel AUC {aucs(r.get('pixel_auc') or {}, r.get('pixel_auc_ci') or {})}; "
+              f"{len(r['duplicate_clusters'])} duplicate clusters")
     return result
 
 

@@ -526,6 +526,16 @@ def summary_rows(result: dict) -> list[dict]:
     return rows
 
 
+def duplicate_rule_text(result: dict) -> str:
+    """The near-duplicate thresholds a diagnosis used, in one sentence."""
+    rule = result.get("duplicates") or {"max_hamming": result.get("duplicate_threshold")}
+    text = f"Candidates: perceptual hashes within {rule['max_hamming']} of 64 bits (shifts of ±2 px tried)"
+    if "min_correlation" in rule:
+        text += (f"; confirmed when aligned thumbnails (shift up to {rule['max_shift']} of "
+                 f"{rule['thumbnail_px']} px) correlate at least {rule['min_correlation']}")
+    return text + "."
+
+
 def _interval_text(ci) -> Optional[str]:
     return None if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
 
@@ -612,6 +622,7 @@ def report_section(store) -> str:
     table = pd.DataFrame(summary_rows(result))
     parts.append(table.to_html(index=False, escape=True, na_rep="n/a", border=0,
                                float_format=lambda v: f"{v:.4g}"))
+    parts.append(f"<p class='muted'>Near-duplicates. {e(duplicate_rule_text(result))}</p>")
     notes = [f"<li>{e(tag)} — {e(metric)}: {e(reason)}</li>"
              for tag, r in result["tags"].items() for metric, reason in r.get("notes", {}).items()]
     if notes:
