@@ -434,6 +434,7 @@ def diagnose(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] =
     report["cache"] = {"embeddings": cache["embeddings"].as_dict(), "pixel_features": cache["pixel_features"],
                        "signatures": {"hits": cache["duplicates"].signatures_cached,
                                       "misses": cache["duplicates"].signatures_computed},
+                       "duplicate_searches_cached": cache["duplicates"].cached_searches,
                        "duplicate_candidates": cache["duplicates"].candidates,
                        "duplicate_pairs_confirmed": cache["duplicates"].confirmed}
     if progress:

@@ -22,12 +22,19 @@ always agree on what a near-duplicate is.
    (quality 50–75) and 1–2 px shifts caught at 128 px and up; at 64 px a 2 px shift (3 % of the side)
    of a photo that fills its frame can fall below the correlation threshold.
 
-Clusters are connected components of confirmed pairs.
+Clusters are connected components of confirmed pairs. The clusters of one set of images under one
+rule are kept under ``cache/duplicates`` (keyed by the ids and the rule; ids are content hashes, so
+an entry never goes stale), so a second diagnosis of an unchanged store does not search again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import threading
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
@@ -69,6 +76,7 @@ class SearchStats:
     confirmed: int = 0
     signatures_cached: int = 0
     signatures_computed: int = 0
+    cached_searches: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -216,22 +224,28 @@ def _taper(n: int) -> np.ndarray:
     return _taper_cache[n]
 
 
-def _prepared(thumbs: np.ndarray) -> np.ndarray:
-    """Band-passed thumbnails, each scaled to unit norm, as rfft2 spectra."""
+def prepared(thumbs: np.ndarray) -> np.ndarray:
+    """Band-passed, tapered thumbnails, each scaled to unit norm, as rfft2 spectra (complex64)."""
+    from scipy import fft
+
     t = np.asarray(thumbs, dtype=np.float32)
-    f = np.fft.rfft2(t) * _band(t.shape[-1])
-    x = np.fft.irfft2(f, s=t.shape[-2:]) * _taper(t.shape[-1])
+    f = fft.rfft2(t) * _band(t.shape[-1])
+    x = fft.irfft2(f, s=t.shape[-2:]) * _taper(t.shape[-1])
     norm = np.sqrt((x * x).sum(axis=(-2, -1), keepdims=True))
     x = np.divide(x, norm, out=np.zeros_like(x), where=norm > 1e-9)
-    return np.fft.rfft2(x)
+    return fft.rfft2(x)
 
 
-def aligned_correlation(a: np.ndarray, b: np.ndarray, max_shift: int = MAX_SHIFT) -> np.ndarray:
+def aligned_correlation(a: np.ndarray, b: np.ndarray, max_shift: int = MAX_SHIFT, *,
+                        spectra: bool = False) -> np.ndarray:
     """Per pair of thumbnails (``(k, n, n)`` each): the band-passed correlation at the best circular
-    shift within ``±max_shift`` px, with a sub-pixel parabolic refinement of the peak (1: identical)."""
-    fa, fb = _prepared(a), _prepared(b)
-    n = np.asarray(a).shape[-1]
-    corr = np.fft.irfft2(fa * np.conj(fb), s=(n, n))
+    shift within ``±max_shift`` px, with a sub-pixel parabolic refinement of the peak (1: identical).
+    With ``spectra`` the inputs are already :func:`prepared`."""
+    from scipy import fft
+
+    n = np.asarray(a).shape[-1] if not spectra else np.asarray(a).shape[-2]
+    fa, fb = (a, b) if spectra else (prepared(a), prepared(b))
+    corr = fft.irfft2(fa * np.conj(fb), s=(n, n))
     offsets = np.arange(-max_shift, max_shift + 1) % n
     window = corr[:, offsets][:, :, offsets]
     k = len(corr)
@@ -284,7 +298,11 @@ def confirmed_pairs(hashes: np.ndarray, thumbs: Optional[np.ndarray], rule: Dupl
             continue
         for s in range(0, len(i), PAIR_BATCH):
             bi, bj = i[s:s + PAIR_BATCH], j[s:s + PAIR_BATCH]
-            ok = aligned_correlation(thumbs[bi], thumbs[bj], rule.max_shift) >= rule.min_correlation
+            members, where = np.unique(np.concatenate([bi, bj]), return_inverse=True)
+            spectra = prepared(thumbs[members])  # each image once per batch, not once per pair
+            score = aligned_correlation(spectra[where[:len(bi)]], spectra[where[len(bi):]], rule.max_shift,
+                                        spectra=True)
+            ok = score >= rule.min_correlation
             out += zip(bi[ok].tolist(), bj[ok].tolist())
         if progress:
             progress(int(i.max()) + 1, n, f"near-duplicate search {int(i.max()) + 1}/{n}")
@@ -310,6 +328,36 @@ def find_duplicate_clusters(store, image_ids: Sequence[str], rule: DuplicateRule
     stats.images += len(ids)
     if len(ids) < 2:
         return []
+    cached = _cache_file(store, ids, rule)
+    try:
+        found = json.loads(cached.read_text())
+        stats.signatures_cached += len(ids)
+        stats.cached_searches += 1
+        return found
+    except (OSError, ValueError):
+        pass
     hashes, thumbs = signatures(store, ids, progress, stats)
     pairs = confirmed_pairs(hashes, thumbs, rule, stats, progress)
-    return [[ids[k] for k in g] for g in _components(len(ids), pairs)]
+    found = [[ids[k] for k in g] for g in _components(len(ids), pairs)]
+    _write_atomic(cached, json.dumps(found))
+    return found
+
+
+def _cache_file(store, ids: Sequence[str], rule: DuplicateRule) -> Path:
+    """Where the clusters of exactly these ids (in this order) under this rule are kept: a cache under
+    ``cache/duplicates`` (a pure function of the images' bytes, so never stale; safe to delete)."""
+    h = hashlib.sha256(json.dumps([SIGNATURE_VERSION, asdict(rule), list(ids)]).encode()).hexdigest()
+    return Path(store.cache_dir) / "duplicates" / h[:2] / f"{h}.json"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.parent / f".tmp-{path.name}-{os.getpid()}-{threading.get_ident()}"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
