@@ -343,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-own-tag-probability", type=float,
                    help="drop synthetic images whose zero-shot probability of their own tag is below this")
     s.add_argument("--drop-near-duplicates", action="store_true",
-                   help="keep one synthetic image per near-duplicate (perceptual hash) cluster")
+                   help="keep one synthetic image per near-duplicate cluster (perceptual hash, confirmed by aligned pixel correlation)")
     s.add_argument("--filter-clip", help="full CLIP model (hub id or folder) for the zero-shot filter")
     s.set_defaults(func=cmd_slice)
 
