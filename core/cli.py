@@ -195,7 +195,7 @@ def cmd_report(store: Store, a: argparse.Namespace) -> dict:
 def cmd_diagnose(store: Store, a: argparse.Namespace) -> dict:
     from .diagnostics import run_diagnosis
 
-    result = run_diagnosis(store, a.tags or None, a.sizes or [256], a.encoder)
+    result = run_diagnosis(store, a.tags or None, a.sizes or [256], a.encoder, progress=_printer("diagnose"))
     def aucs(values: dict, intervals: dict) -> str:
         return ", ".join(f"{size}px {v if v is not None else 'n/a'}"
                          + (f" [{intervals[size][0]}, {intervals[size][1]}]" if intervals.get(size) else "")

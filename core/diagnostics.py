@@ -25,6 +25,7 @@ raise a :class:`~core.errors.UserError`.
 
 from __future__ import annotations
 
+import threading
 from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
@@ -446,10 +447,21 @@ def diagnose(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] =
 JOB_KIND = "diagnose"
 
 
+_echo = threading.local()
+
+
 def run_diagnose_job(ctx) -> dict:
-    """Job handler (``jobs.HANDLERS["diagnose"]``): :func:`diagnose` with the job's params."""
+    """Job handler (``jobs.HANDLERS["diagnose"]``): :func:`diagnose` with the job's params; progress goes
+    to the job row (and to the caller's own callback when :func:`run_diagnosis` runs it in this thread)."""
     p = ctx.params
-    return diagnose(ctx.store, p.get("tags"), p.get("sizes") or (256,), p.get("encoder"), progress=ctx.progress,
+    echo = getattr(_echo, "progress", None)
+
+    def progress(done: int, total: int, message: str = "") -> None:
+        ctx.progress(done, total, message)
+        if echo:
+            echo(done, total, message)
+
+    return diagnose(ctx.store, p.get("tags"), p.get("sizes") or (256,), p.get("encoder"), progress=progress,
                     duplicate_threshold=int(p.get("duplicate_threshold", DUPLICATE_THRESHOLD)),
                     duplicate_min_correlation=float(p.get("duplicate_min_correlation", DUPLICATE_MIN_CORRELATION)))
 
@@ -463,12 +475,17 @@ def submit_diagnosis(store, tags: Optional[Sequence[str]] = None, sizes: Sequenc
 
 
 def run_diagnosis(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] = (256,),
-                  encoder: Optional[str] = None) -> dict:
-    """Run a diagnosis in this thread as a job (so its result is kept, like the page's); returns it."""
+                  encoder: Optional[str] = None, progress: Progress = None) -> dict:
+    """Run a diagnosis in this thread as a job (so its result is kept, like the page's); returns it.
+    ``progress`` (e.g. the CLI's terminal line) sees what the job row sees."""
     from . import jobs
 
     job_id = submit_diagnosis(store, tags, sizes, encoder, claim=True)
-    job = jobs.run_job(store, job_id)
+    _echo.progress = progress
+    try:
+        job = jobs.run_job(store, job_id)
+    finally:
+        _echo.progress = None
     if job["status"] != "done":
         raise UserError(f"diagnosis job {job_id} {job['status']}: {job['error']}")
     return {"job": job_id, **job["result"]}

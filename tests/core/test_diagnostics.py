@@ -287,3 +287,14 @@ def test_cli_diagnose_user_errors_exit_2_with_one_line(lab, tiny_clip):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "unknown tag 'hats'" in lines[0]
     assert lab.query("SELECT * FROM jobs") == []
+
+
+def test_a_foreground_diagnosis_reports_progress_to_its_caller_and_the_job(lab, tiny_clip):
+    seen = []
+    out = dg.run_diagnosis(lab, ["jeans"], [32], tiny_clip, progress=lambda d, t, m: seen.append((d, t, m)))
+    assert seen and seen[-1][0] == seen[-1][1] and seen[-1][2] == "done"
+    assert any("pixel probe" in m for _, _, m in seen) and any("near-duplicates" in m for _, _, m in seen)
+    from core import jobs
+
+    job = jobs.get_job(lab, out["job"])
+    assert job["done"] == job["total"] > 0
