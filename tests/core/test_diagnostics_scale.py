@@ -9,7 +9,7 @@ from bench.diagnostics import RSS_TARGET, TAG, build_store, run_diagnose
 from core import jobs
 from core.store import Store
 
-IMAGES = 1000
+IMAGES = 600
 
 
 @pytest.mark.slow
