@@ -38,16 +38,23 @@ def headroom(image: Image.Image) -> Image.Image:
 
 def build(store) -> None:
     """Tag ``jeans``: 30 real trouser photos and 30 other trouser photos as synthetic, carrying the pattern;
-    tag ``shoes`` (the null case): 30 + 30 sneaker photos, nothing planted. All 512 px, each photo once."""
+    tag ``shoes`` (the null case): 30 + 30 sneaker photos, nothing planted. All 512 px, each photo once;
+    the synthetic ones come in as a user brings another tool's images: ``import --source synthetic``."""
     photos = fashion_images({"jeans": 1, "shoes": 7}, n_train=2 * PER_SOURCE, n_test=0, size=PX)["real"]
     for tag, planted in (("jeans", True), ("shoes", False)):
         store.add_tag(tag)
         pictures = [headroom(p) for p in photos[tag]]
         for photo in pictures[:PER_SOURCE]:
             store.add_image(photo, tag=tag, source="real")
+        folder = store.root.parent / "made-elsewhere" / tag  # images from another generator, imported
+        folder.mkdir(parents=True)
         for i, photo in enumerate(pictures[PER_SOURCE:]):
-            store.add_image(checkerboard(photo) if planted else photo, tag=tag, source="synthetic",
-                            seed=i, model_id="elsewhere")
+            (checkerboard(photo) if planted else photo).save(folder / f"{tag}-{i:03d}.png")
+        proc = subprocess.run([sys.executable, "-m", "core", "--home", str(store.root), "import", "--tag", tag,
+                               "--source", "synthetic", "--generator", "elsewhere", str(folder), "--json"],
+                              capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout.strip().splitlines()[-1])["imported"] == PER_SOURCE
 
 
 def diagnose_cli(home, encoder: str) -> dict:
