@@ -278,9 +278,14 @@ def _resolve_taesd(family: str) -> str:
         if not (path / "config.json").is_file():
             raise ModelNotFound(f"{path} is not a tiny autoencoder folder: it has no config.json")
         return str(path.resolve())
-    if _HUB_ID.match(name) and _hub_file(name, "config.json"):
-        return name
-    raise ModelNotFound(f"fast decode needs the tiny autoencoder {name!r}, which is not available offline; "
+    reason = "which is not available offline"
+    if _HUB_ID.match(name):
+        try:
+            if _hub_file(name, "config.json"):
+                return name
+        except ModelNotFound as exc:
+            reason = f"which cannot be had: {exc}"
+    raise ModelNotFound(f"fast decode needs the tiny autoencoder {name!r}, {reason}; "
                         "download it or set SYNTHLAB_TAESD to a local folder")
 
 
