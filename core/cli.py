@@ -225,12 +225,18 @@ def cmd_report(store: Store, a: argparse.Namespace) -> dict:
 def cmd_diagnose(store: Store, a: argparse.Namespace) -> dict:
     from .diagnostics import run_diagnosis
 
-    result = run_diagnosis(store, a.tags or None, a.sizes or [256], a.encoder)
+    result = run_diagnosis(store, a.tags or None, a.sizes or [256], a.encoder, progress=_printer("diagnose"))
+    def aucs(values: dict, intervals: dict) -> str:
+        return ", ".join(f"{size}px {v if v is not None else 'n/a'}"
+                         + (f" [{intervals[size][0]}, {intervals[size][1]}]" if intervals.get(size) else "")
+                         for size, v in values.items())
+
     for tag, r in result["tags"].items():
-        auc = ", ".join(f"{size}px {v if v is not None else 'n/a'}" for size, v in r["auc"].items())
         print(f"{tag}: diversity synthetic {r['diversity']['synthetic']} real {r['diversity']['real']}; "
               f"Fréchet {r['frechet']['synthetic_vs_real']} (floor {r['frechet']['real_vs_real_floor']}); "
-              f"AUC {auc}; {len(r['duplicate_clusters'])} duplicate clusters")
+              f"AUC {aucs(r['auc'], r.get('auc_ci') or {})}; "
+              f"pixel AUC {aucs(r.get('pixel_auc') or {}, r.get('pixel_auc_ci') or {})}; "
+              f"{len(r['duplicate_clusters'])} duplicate clusters")
     return result
 
 
@@ -395,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-own-tag-probability", type=float,
                    help="drop synthetic images whose zero-shot probability of their own tag is below this")
     s.add_argument("--drop-near-duplicates", action="store_true",
-                   help="keep one synthetic image per near-duplicate (perceptual hash) cluster")
+                   help="keep one synthetic image per near-duplicate cluster (perceptual hash, confirmed by aligned pixel correlation)")
     s.add_argument("--filter-clip", help="full CLIP model (hub id or folder) for the zero-shot filter")
     s.set_defaults(func=cmd_slice)
 
