@@ -86,7 +86,8 @@ def cmd_generate(store: Store, a: argparse.Namespace) -> dict:
 def cmd_import(store: Store, a: argparse.Namespace) -> dict:
     from .ingest import import_paths
 
-    report = import_paths(store, a.paths, tag=a.tag, source=a.source)
+    report = import_paths(store, a.paths, tag=a.tag, source=a.source, generator=a.generator,
+                          progress=_printer("import"))
     print(f"imported {report['imported']}, duplicates {report['duplicates']}, rejected {len(report['rejected'])}")
     if report["created_tags"]:
         print(f"created tags (empty prompts): {', '.join(report['created_tags'])}")
@@ -224,12 +225,18 @@ def cmd_report(store: Store, a: argparse.Namespace) -> dict:
 def cmd_diagnose(store: Store, a: argparse.Namespace) -> dict:
     from .diagnostics import run_diagnosis
 
-    result = run_diagnosis(store, a.tags or None, a.sizes or [256], a.encoder)
+    result = run_diagnosis(store, a.tags or None, a.sizes or [256], a.encoder, progress=_printer("diagnose"))
+    def aucs(values: dict, intervals: dict) -> str:
+        return ", ".join(f"{size}px {v if v is not None else 'n/a'}"
+                         + (f" [{intervals[size][0]}, {intervals[size][1]}]" if intervals.get(size) else "")
+                         for size, v in values.items())
+
     for tag, r in result["tags"].items():
-        auc = ", ".join(f"{size}px {v if v is not None else 'n/a'}" for size, v in r["auc"].items())
         print(f"{tag}: diversity synthetic {r['diversity']['synthetic']} real {r['diversity']['real']}; "
               f"Fréchet {r['frechet']['synthetic_vs_real']} (floor {r['frechet']['real_vs_real_floor']}); "
-              f"AUC {auc}; {len(r['duplicate_clusters'])} duplicate clusters")
+              f"AUC {aucs(r['auc'], r.get('auc_ci') or {})}; "
+              f"pixel AUC {aucs(r.get('pixel_auc') or {}, r.get('pixel_auc_ci') or {})}; "
+              f"{len(r['duplicate_clusters'])} duplicate clusters")
     return result
 
 
@@ -340,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", type=int)
     g.add_argument("--guidance", type=float)
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--batch-size", type=int, default=1)
+    g.add_argument("--batch-size", type=int, default=None,
+                   help="images per pipeline call (default: by device, 4 on CPU; $SYNTHLAB_BATCH_SIZE)")
     g.add_argument("--init-images", nargs="+", help="reference images for image-to-image")
     g.add_argument("--strength", type=float, default=0.6)
     g.add_argument("--expansion", choices=["random", "combinatorial"], default="random")
@@ -349,10 +357,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--compile", action="store_true", help="torch.compile the UNet (pays off on long runs)")
     g.set_defaults(func=cmd_generate)
 
-    i = sub.add_parser("import", parents=[common], help="import real or test photos")
+    i = sub.add_parser("import", parents=[common], help="import real or test photos, or synthetic images made elsewhere")
     i.add_argument("paths", nargs="+")
     i.add_argument("--tag", help="tag for all files (omit for a folder/zip of tag-named subfolders)")
-    i.add_argument("--source", choices=["real", "test"], default="real")
+    i.add_argument("--source", choices=["real", "test", "synthetic"], default="real")
+    i.add_argument("--generator", help="with --source synthetic: the tool that made them (comfyui, a1111, …); "
+                                       "parameters found in the files are kept")
     i.set_defaults(func=cmd_import)
 
     sm = sub.add_parser("sample", help="load a bundled sample of real photos").add_subparsers(
@@ -391,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-own-tag-probability", type=float,
                    help="drop synthetic images whose zero-shot probability of their own tag is below this")
     s.add_argument("--drop-near-duplicates", action="store_true",
-                   help="keep one synthetic image per near-duplicate (perceptual hash) cluster")
+                   help="keep one synthetic image per near-duplicate cluster (perceptual hash, confirmed by aligned pixel correlation)")
     s.add_argument("--filter-clip", help="full CLIP model (hub id or folder) for the zero-shot filter")
     s.set_defaults(func=cmd_slice)
 
