@@ -1,6 +1,9 @@
 """The `compare` known answers again, with the defaults a user gets: the default encoder
 (EfficientNet-Lite0, frozen, logistic-regression probe) and 3 repeats per slice.
 
+The photos enter as a user's would: tag-named folders imported with `import`, the "synthetic" ones
+with `--source synthetic --generator more-real-photos`.
+
 * **Null case** (the "synthetic" images are more real photos): `within noise` at 10 and 30 per tag.
 * **Label noise** (40 % of the synthetic tags wrong): the real-only arm is better at 30 per tag,
   whichever side of `compare` it is passed on.
@@ -17,15 +20,45 @@ import pytest
 from core.cli import main
 from core.evaluation import results
 from core.store import Store
-from tests.science.test_compare import SIZE, arms_of, build_store, cli_compare
+from tests.science.test_compare import POOL, SIZE, arms_of, cli_compare, photos
 
 TEST = 30          # test photos per tag (120 in all): enough for stable verdicts, fewer to embed
 REPEATS = 3
 
 
+def import_photos(home, tmp, wrong_fraction: float) -> None:
+    """Write the photos to tag-named folders and import them with the CLI: the real pool as `real`,
+    the next 60 per tag as `--source synthetic --generator more-real-photos` (``wrong_fraction`` of
+    them in another tag's folder, spread over the other tags evenly), the test photos as `test`."""
+    data = photos(TEST)
+    tags = list(data["real"])
+    folders = {source: tmp / source for source in ("real", "synthetic", "test")}
+    for tag, pictures in data["real"].items():
+        wrong = round(wrong_fraction * POOL)
+        for i, picture in enumerate(pictures[:POOL]):
+            _save(picture, folders["real"] / tag / f"{tag}-{i}.png")
+        for i, picture in enumerate(pictures[POOL:]):
+            label = tags[(tags.index(tag) + 1 + i % (len(tags) - 1)) % len(tags)] if i < wrong else tag
+            _save(picture, folders["synthetic"] / label / f"{tag}-{i}.png")
+    for tag, pictures in data["test"].items():
+        for i, picture in enumerate(pictures):
+            _save(picture, folders["test"] / tag / f"{tag}-{i}.png")
+    cli = ["--home", str(home)]
+    assert main([*cli, "import", str(folders["real"]), "--json"]) == 0
+    assert main([*cli, "import", str(folders["synthetic"]), "--source", "synthetic",
+                 "--generator", "more-real-photos", "--json"]) == 0
+    assert main([*cli, "import", str(folders["test"]), "--source", "test", "--json"]) == 0
+
+
+def _save(picture, path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picture.save(path)
+
+
 def trained_arms(home, wrong_fraction: float, counts: str):
-    """The photos stored through the API (no generator needed), then the CLI with its defaults."""
-    build_store(home, wrong_fraction=wrong_fraction, test=TEST).close()
+    """Everything through the CLI with its defaults, as a user would (`import`, `slice`, `train`,
+    `evaluate`)."""
+    import_photos(home, home.parent / f"photos-{home.name}", wrong_fraction)
     cli = ["--home", str(home)]
     for name, real in (("synthetic-only", "0"), ("real-only", "1")):
         assert main([*cli, "slice", "--name", name, "--counts", counts, "--size", str(SIZE),
@@ -40,6 +73,7 @@ def test_default_encoder_with_three_repeats_gets_both_known_answers(tmp_path, ca
     home = tmp_path / "null"
     store = trained_arms(home, 0.0, "10,30")
     try:
+        assert store.count_images(source="synthetic") == 4 * POOL
         assert {r["encoder"] for r in results(store)} == {"efficientnet-lite0"}
         arm = arms_of(store)
         for a, b in ((arm["synthetic-only"], arm["real-only"]), (arm["real-only"], arm["synthetic-only"])):
