@@ -39,7 +39,7 @@ from .errors import UserError
 ADDRESS_SETTING = "SYNTHLAB_RAY_ADDRESS"
 CPUS_SETTING = "SYNTHLAB_RAY_CPUS"
 MAX_WORKERS = 256
-CONNECT_SECONDS = 10.0
+CONNECT_SECONDS = 8.0
 TCP_SECONDS = 3.0
 IN_FLIGHT_PER_WORKER = 2
 ACTOR_RESTARTS = 4
@@ -172,6 +172,24 @@ def probe(addr: str, timeout: float = CONNECT_SECONDS) -> dict:
         raise ClusterUnreachable(f"cannot join the Ray cluster at {addr}: no answer") from None
 
 
+_reachable: dict[str, tuple[float, dict]] = {}
+REACHABLE_TTL = 60.0
+
+
+def ensure_reachable(addr: Optional[str] = None) -> Optional[dict]:
+    """Check the configured cluster (default ``SYNTHLAB_RAY_ADDRESS``) answers, before a job is queued;
+    a success is remembered for :data:`REACHABLE_TTL` s. None when no cluster is configured."""
+    addr = addr or address()
+    if not addr:
+        return None
+    hit = _reachable.get(addr)
+    if hit and time.monotonic() - hit[0] < REACHABLE_TTL:
+        return hit[1]
+    resources = probe(addr)
+    _reachable[addr] = (time.monotonic(), resources)
+    return resources
+
+
 def _auth_hint(err: str) -> str:
     if "InvalidAuthToken" in (err or "") or "Unauthenticated" in (err or ""):
         return " (authentication token missing or wrong: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN)"
@@ -210,7 +228,7 @@ def session() -> Iterator[dict]:
                "resources": ray.cluster_resources()}
         return
     if addr:
-        probe(addr)
+        ensure_reachable(addr)
     _prepare_env(addr is None, addr)
     import ray
 
@@ -225,17 +243,81 @@ def session() -> Iterator[dict]:
                                          ) from None
         else:
             _inherit_path()
-            ray.init(num_cpus=local_cpus(), include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.ERROR, object_store_memory=OBJECT_STORE_BYTES)
+            reaper = _Reaper.start()
+            try:
+                ray.init(num_cpus=local_cpus(), include_dashboard=False, log_to_driver=False,
+                         logging_level=logging.ERROR, object_store_memory=OBJECT_STORE_BYTES)
+            finally:
+                os.environ.pop(_OWNER, None)
     try:
         yield {"address": addr or ray.get_runtime_context().gcs_address, "started": True,
                "resources": ray.cluster_resources()}
     finally:
         with _ray_lock:
             ray.shutdown()
+        if not addr:
+            reaper.stop()
 
 
 _ray_lock = threading.Lock()
+_OWNER = "SYNTHLAB_RAY_OWNER"
+_REAPER = """
+import os, signal, sys, time
+mark = ("%s=" % sys.argv[1]).encode() + sys.argv[2].encode() + b"\\0"
+sys.stdin.buffer.read()
+for _ in range(20):
+    found = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/environ" % name, "rb") as fh:
+                env = fh.read() + b"\\0"
+        except OSError:
+            continue
+        if b"\\0" + mark in b"\\0" + env:
+            found += 1
+            try:
+                os.kill(int(name), signal.SIGKILL)
+            except OSError:
+                pass
+    if not found:
+        break
+    time.sleep(0.25)
+"""
+
+
+@dataclass
+class _Reaper:
+    """Stops the processes of a local Ray if the job's process dies without shutting it down.
+
+    Ray's node processes fate-share with their driver, but their agents can outlive a ``kill -9``.
+    Every process of a local Ray this module starts carries a marker in its environment; a watcher
+    process, holding the read end of a pipe from the job's process, kills exactly the marked
+    processes when that pipe closes (at a normal stop too, for stragglers).
+    """
+
+    proc: Optional[subprocess.Popen]
+
+    @classmethod
+    def start(cls) -> "_Reaper":
+        if not Path("/proc/self/environ").exists():
+            return cls(None)
+        token = f"{os.getpid()}-{time.time_ns()}"
+        env = {k: v for k, v in os.environ.items() if k != _OWNER}
+        proc = subprocess.Popen([sys.executable, "-c", _REAPER, _OWNER, token], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                env=env, close_fds=True)
+        os.environ[_OWNER] = token
+        return cls(proc)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
 
 
 def _inherit_path() -> None:

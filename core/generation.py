@@ -617,6 +617,7 @@ def _job_params(store: Store, spec: GenerationSpec, workers: int) -> dict:
     workers = distributed.check_workers(workers)
     params = plan(store, spec).job_params()
     if workers:
+        distributed.ensure_reachable()
         params["workers"] = workers
     return params
 
