@@ -39,7 +39,7 @@ from .errors import UserError
 ADDRESS_SETTING = "SYNTHLAB_RAY_ADDRESS"
 CPUS_SETTING = "SYNTHLAB_RAY_CPUS"
 MAX_WORKERS = 256
-CONNECT_SECONDS = 8.0
+CONNECT_SECONDS = 9.0
 TCP_SECONDS = 3.0
 IN_FLIGHT_PER_WORKER = 2
 ACTOR_RESTARTS = 4
@@ -140,20 +140,21 @@ def _prepare_env(local: bool, addr: Optional[str]) -> None:
 
 _PROBE = """
 import json, sys
-import ray
-ray.init(address=sys.argv[1], log_to_driver=False, logging_level="ERROR")
-print(json.dumps(ray.cluster_resources()))
-ray.shutdown()
+from ray.autoscaler.v2.sdk import get_cluster_status
+status = get_cluster_status(sys.argv[1], timeout=int(float(sys.argv[2])))
+print(json.dumps(status.total_resources()))
 """
 
 
 def probe(addr: str, timeout: float = CONNECT_SECONDS) -> dict:
-    """The resources of the cluster at ``addr``, asked by a short-lived process that is killed after
-    ``timeout`` s (Ray itself retries an unanswering address for minutes)."""
-    if addr != "auto":
-        _tcp_check(addr)
+    """The resources of the cluster at ``addr``, asked of its GCS by a short-lived process that is killed
+    after ``timeout`` s (Ray itself retries an unanswering address for minutes). ``auto`` is left to
+    ``ray.init``, which fails at once when it finds no cluster."""
+    if addr == "auto":
+        return {}
+    _tcp_check(addr)
     _prepare_env(False, addr)
-    proc = subprocess.Popen([sys.executable, "-c", _PROBE, addr], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", _PROBE, addr, str(timeout)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True, env=os.environ.copy())
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -522,23 +523,44 @@ def current_pool() -> Optional[Pool]:
 
 @contextlib.contextmanager
 def workers(n: int) -> Iterator[Pool]:
-    """N actors on the cluster for the length of the block (in this thread), stopped at its end —
-    on success, error or cancellation alike."""
+    """N actors on the cluster for the length of the block (in this thread).
+
+    On a Ray this module started (or joined) the actors end with the block. On a Ray that was already
+    running in this process they are kept for the next block of the same size (their loaded models
+    with them), unless the block ended in an error or a cancellation, which stops them.
+    """
     n = check_workers(n)
     if not n:
         raise UserError("workers() needs at least one worker")
     with session() as info:
         sizing = size_workers(n, info["resources"])
-        cls = _remote_class().options(num_cpus=sizing.num_cpus, num_gpus=sizing.num_gpus)
-        pool = Pool(sizing, [cls.remote(sizing.device, sizing.threads) for _ in range(n)], info["started"],
-                    str(info["address"]))
+        key = (str(info["address"]), sizing)
+        pool = None if info["started"] else _warm.pop(key, None)
+        if pool is None:
+            cls = _remote_class().options(num_cpus=sizing.num_cpus, num_gpus=sizing.num_gpus)
+            pool = Pool(sizing, [cls.remote(sizing.device, sizing.threads) for _ in range(n)], info["started"],
+                        str(info["address"]))
         previous = current_pool()
         _current.pool = pool
+        keep = False
         try:
             yield pool
+            keep = not info["started"]
         finally:
             _current.pool = previous
-            pool.stop()
+            if keep:
+                _warm[key] = pool
+            else:
+                pool.stop()
+
+
+_warm: dict[tuple, Pool] = {}
+
+
+def stop_warm_pools() -> None:
+    """Stop the actors kept between jobs on a Ray that this process did not start."""
+    while _warm:
+        _warm.popitem()[1].stop()
 
 
 # -- generation ----------------------------------------------------------------------------------
