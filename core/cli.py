@@ -32,6 +32,15 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
 
 
+def _input_size(text: str) -> int | str:
+    if text.strip().lower() == "native":
+        return "native"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a pixel size or 'native', got {text!r}") from None
+
+
 def _str_list(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
@@ -84,6 +93,16 @@ def cmd_import(store: Store, a: argparse.Namespace) -> dict:
     return report
 
 
+def cmd_sample_clothing(store: Store, a: argparse.Namespace) -> dict:
+    from .samples import load_clothing_sample
+
+    result = load_clothing_sample(store, per_tag=a.per_tag, test_per_tag=a.test_per_tag, size=a.size,
+                                  progress=_printer("sample"), more_shoes=a.more_shoes, more_shirts=a.more_shirts)
+    print(f"clothing sample from {result['source']}: imported {result['imported']}, "
+          f"already there {result['duplicates']}; tags {', '.join(t['name'] for t in result['tags'])}")
+    return result
+
+
 def cmd_images_list(store: Store, a: argparse.Namespace) -> dict:
     images = store.list_images(tag=a.tag, source=a.source)
     for im in images:
@@ -129,7 +148,12 @@ def cmd_slice_export(store: Store, a: argparse.Namespace) -> dict:
 def cmd_train(store: Store, a: argparse.Namespace) -> dict:
     from .training import train
 
-    params: dict[str, Any] = {"encoder": a.encoder, "mode": a.mode, "seed": a.seed}
+    mode = "tiles" if a.tiles else a.mode
+    if a.tiles and a.mode not in (None, "probe", "tiles"):
+        raise CliUsageError(f"--tiles is a frozen-encoder mode; it cannot be combined with --mode {a.mode}")
+    params: dict[str, Any] = {"encoder": a.encoder, "mode": mode, "seed": a.seed}
+    if a.input_size is not None:
+        params["image_size"] = a.input_size
     if a.epochs is not None:
         params["epochs"] = a.epochs
     for item in a.param or []:
@@ -285,6 +309,17 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--source", choices=["real", "test"], default="real")
     i.set_defaults(func=cmd_import)
 
+    sm = sub.add_parser("sample", help="load a bundled sample of real photos").add_subparsers(
+        dest="sample_cmd", required=True)
+    sc = sm.add_parser("clothing", parents=[common],
+                       help="jeans, shoes, shirts, other: real and test photos from Fashion-MNIST")
+    sc.add_argument("--per-tag", type=int, default=100, help="real photos per tag (default 100)")
+    sc.add_argument("--test-per-tag", type=int, default=50, help="test photos per tag (default 50)")
+    sc.add_argument("--size", type=int, default=256, help="stored side in px, upscaled bicubic (default 256)")
+    sc.add_argument("--more-shoes", action="store_true", help="shoes also from Sandal and Ankle boot")
+    sc.add_argument("--more-shirts", action="store_true", help="shirts also from T-shirt/top")
+    sc.set_defaults(func=cmd_sample_clothing)
+
     images = sub.add_parser("images", help="browse images").add_subparsers(dest="images_cmd", required=True)
     il = images.add_parser("list", parents=[common])
     il.add_argument("--tag")
@@ -322,8 +357,16 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", parents=[common], help="train one model per slice")
     tr.add_argument("--slices", nargs="+", required=True, help="slice names or ids")
     tr.add_argument("--backend", choices=["local", "azure"], default="local")
-    tr.add_argument("--encoder", default=None, help=f"hub id, local folder or cnn-small (default {config.DEFAULT_ENCODER})")
-    tr.add_argument("--mode", choices=["probe", "finetune", "zeroshot"], default="probe")
+    tr.add_argument("--encoder", default=None,
+                    help=f"efficientnet-lite0 (embedded, offline), a hub id or local folder (e.g. CLIP), or "
+                         f"cnn-small (default {config.DEFAULT_ENCODER})")
+    tr.add_argument("--mode", choices=["probe", "tiles", "finetune", "zeroshot"], default=None,
+                    help="probe (default): frozen encoder + logistic regression; tiles: the same on "
+                         "encoder-sized tiles at native resolution; finetune; zeroshot (CLIP)")
+    tr.add_argument("--tiles", action="store_true",
+                    help="frozen encoder on encoder-sized tiles of each image at its native resolution, pooled")
+    tr.add_argument("--input-size", type=_input_size, default=None, metavar="PX|native",
+                    help="cnn-small: the side it trains at (default 32), or 'native' for the slice's size (≤ 1024)")
     tr.add_argument("--epochs", type=int)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--param", action="append", metavar="KEY=VALUE",

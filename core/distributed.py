@@ -411,10 +411,10 @@ class _Worker:
                        for i, image, text, neg in rendered],
         }
 
-    def embed(self, ref, images: list) -> Any:
+    def embed(self, ref, images: list, tiles: bool = False) -> Any:
         from . import encoders
 
-        return encoders.embed(ref, images, self.device)
+        return (encoders.embed_tiled if tiles else encoders.embed)(ref, images, self.device)
 
 
 _actor_class = None
@@ -583,21 +583,23 @@ def render_on_cluster(plan, chunks: list[list[int]], init_pngs: list[bytes], wor
 
 # -- embedding -----------------------------------------------------------------------------------
 
-def embed_batches(ref, batches: list[list[str]], load: Callable[[list[str]], list],
+def embed_batches(ref, batches: list[list[str]], load: Callable[[list[str]], list], *, tiles: bool = False,
                   ) -> Iterator[tuple[list[str], Any]]:
     """Embeddings of ``batches`` of image ids, ``(batch, vectors)`` as each finishes.
 
     The hook of the embedding cache: inside :func:`embedding_workers` the vectors are computed on the
     pool's actors (pixels loaded here, in the writer's process); otherwise here, one batch after another.
+    ``tiles``: each image as the mean of its encoder-sized tiles (:func:`core.encoders.embed_tiled`).
     """
     pool = current_pool()
     if pool is None:
         from . import encoders
 
+        compute = encoders.embed_tiled if tiles else encoders.embed
         for batch in batches:
-            yield batch, encoders.embed(ref, load(batch))
+            yield batch, compute(ref, load(batch))
         return
-    items = ((tuple(batch), (ref, load(batch))) for batch in batches)
+    items = ((tuple(batch), (ref, load(batch), tiles)) for batch in batches)
     for key, vectors in pool.map("embed", items):
         yield list(key), vectors
 
