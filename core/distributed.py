@@ -537,6 +537,7 @@ def workers(n: int) -> Iterator[Pool]:
         key = (str(info["address"]), sizing)
         pool = None if info["started"] else _warm.pop(key, None)
         if pool is None:
+            stop_warm_pools()  # kept actors of another size hold resources the new ones need
             cls = _remote_class().options(num_cpus=sizing.num_cpus, num_gpus=sizing.num_gpus)
             pool = Pool(sizing, [cls.remote(sizing.device, sizing.threads) for _ in range(n)], info["started"],
                         str(info["address"]))
