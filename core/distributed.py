@@ -370,7 +370,25 @@ def size_workers(workers: int, resources: dict) -> Sizing:
     if cpus <= 0:
         raise UserError("the Ray cluster has no CPUs to run workers on")
     per_cpu = cpus / workers
-    return Sizing(workers, round(per_cpu, 3), 0.0, forced or "cpu", max(1, int(per_cpu)))
+    return Sizing(workers, round(per_cpu, 3), 0.0, forced or "cpu", _cpu_threads(per_cpu))
+
+
+def _cpu_threads(share: float) -> int:
+    """Torch threads of a CPU worker: this process's own count (``SYNTHLAB_RAY_THREADS`` overrides).
+
+    Ray reserves each worker an even share of the CPUs, but a CPU convolution's sums depend on how many
+    threads split them, so a worker computes with the thread count a local run has: image *i* is then
+    the same pixels whatever the number of workers. ``SYNTHLAB_RAY_THREADS=share`` uses the share instead
+    (faster when the share is larger; the pixels may then differ from a local run's in the last bit).
+    """
+    text = (os.environ.get("SYNTHLAB_RAY_THREADS") or "").strip()
+    if text == "share":
+        return max(1, int(share))
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    import torch
+
+    return torch.get_num_threads()
 
 
 # -- actors --------------------------------------------------------------------------------------

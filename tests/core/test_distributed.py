@@ -182,8 +182,13 @@ def test_sizing_gives_one_gpu_each_or_splits_the_cpus(monkeypatch):
     monkeypatch.delenv("SYNTHLAB_DEVICE", raising=False)
     gpu = distributed.size_workers(2, {"CPU": 16.0, "GPU": 2.0})
     assert (gpu.num_gpus, gpu.device, gpu.num_cpus) == (1.0, "cuda", 4.0)
+    import torch
+
     cpu = distributed.size_workers(3, {"CPU": 12.0})
-    assert (cpu.num_gpus, cpu.device, cpu.num_cpus, cpu.threads) == (0.0, "cpu", 4.0, 4)
+    assert (cpu.num_gpus, cpu.device, cpu.num_cpus, cpu.threads) == (0.0, "cpu", 4.0, torch.get_num_threads())
+    monkeypatch.setenv("SYNTHLAB_RAY_THREADS", "share")
+    assert distributed.size_workers(3, {"CPU": 12.0}).threads == 4
+    monkeypatch.delenv("SYNTHLAB_RAY_THREADS")
     assert distributed.size_workers(4, {"CPU": 2.0}).num_cpus == 0.5
     with pytest.raises(UserError, match="3 workers need 3 GPUs but the Ray cluster has 2"):
         distributed.size_workers(3, {"CPU": 16.0, "GPU": 2.0})
