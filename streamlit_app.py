@@ -17,6 +17,7 @@ PAGES = [
     st.Page("pages/diagnostics.py", title="Diagnostics", icon=":material/biotech:"),
 ]
 
+ui.gate()
 page = st.navigation(PAGES)
 with ui.user_errors():
     ui.sidebar()

@@ -15,7 +15,6 @@ import io
 import json
 import os
 import re
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
@@ -50,13 +49,16 @@ class ReportError(UserError):
     """The report cannot be written (no results, bad output path)."""
 
 
-def write_report(store: Store, out: str | os.PathLike, run_ids: Optional[Sequence[int]] = None) -> Path:
+def write_report(store: Store, out: str | os.PathLike, run_ids: Optional[Sequence[int]] = None,
+                 comparisons: Sequence[tuple[str, str]] = ()) -> Path:
     """Write the report for ``run_ids`` (default: every evaluated run) to ``out``; returns its path.
 
-    Raises :class:`ReportError` when nothing has been evaluated yet or ``out`` cannot be written;
+    ``comparisons``: ``(arm a, arm b)`` pairs the user asked for; each gets a table of paired
+    differences (:mod:`core.compare`). Raises :class:`ReportError` when nothing has been evaluated yet or
+    ``out`` cannot be written, and the compare errors for unknown arms — all before anything is written;
     a failed write leaves no partial file behind.
     """
-    target = _check_target(out)
+    target = _check_target(store, out)
     from .evaluation import results as stored_results
 
     results = stored_results(store, run_ids)
@@ -66,38 +68,24 @@ def write_report(store: Store, out: str | os.PathLike, run_ids: Optional[Sequenc
             f"no evaluation results for {which}: train and evaluate first "
             "(python -m core train --slices NAME, then python -m core evaluate)"
         )
-    text = _redact(render_report(store, charts.with_slice_names(store, results)))
+    from .compare import compare_results
+
+    compared = [compare_results(results, a, b) for a, b in comparisons]
+    text = _redact(render_report(store, charts.with_slice_names(store, results), compared))
     _write_atomically(target, text)
     return target
 
 
-def _check_target(out: str | os.PathLike) -> Path:
-    if not str(out).strip():
-        raise ReportError("no output file given for the report")
-    target = Path(out).expanduser().absolute()
-    if target.is_dir():
-        raise ReportError(f"cannot write the report to {target}: it is a folder; give a file name like report.html")
-    if target.parent.exists() and not target.parent.is_dir():
-        raise ReportError(f"cannot write the report to {target}: {target.parent} is a file, not a folder")
-    if not target.parent.is_dir():
-        raise ReportError(f"cannot write the report to {target}: the folder {target.parent} does not exist")
-    if not os.access(target.parent, os.W_OK):
-        raise ReportError(f"cannot write the report to {target}: the folder {target.parent} is not writable")
-    return target
+def _check_target(store: Store, out: str | os.PathLike) -> Path:
+    from .outputs import check_output
+
+    return check_output(out, store.root, what="report", error=ReportError)
 
 
 def _write_atomically(target: Path, text: str) -> None:
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=target.parent)
-    except OSError as exc:
-        raise ReportError(f"cannot write the report to {target}: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise ReportError(f"cannot write the report to {target}: {exc.strerror or exc}") from exc
+    from .outputs import write_output
+
+    write_output(target, lambda fh: fh.write(text.encode("utf-8")), what="report", error=ReportError)
 
 
 def _secret_values() -> list[str]:
@@ -114,12 +102,15 @@ def _redact(text: str) -> str:
 
 # -- rendering -----------------------------------------------------------------------------------
 
-def render_report(store: Store, results: list[dict]) -> str:
-    """The report's HTML for ``results`` (with slice names, see :func:`charts.with_slice_names`)."""
+def render_report(store: Store, results: list[dict], comparisons: Sequence[dict] = ()) -> str:
+    """The report's HTML for ``results`` (with slice names, see :func:`charts.with_slice_names`) and the
+    :func:`core.compare.compare_results` outputs in ``comparisons``."""
     run_ids = [r["run"] for r in results]
     slice_ids = sorted({r["slice"] for r in results if r.get("slice") is not None})
     sections = [
         ("metrics", "Metrics vs images per tag", _metrics_section(results)),
+        *([("comparisons", "Comparisons", _comparisons_section(comparisons))] if comparisons else []),
+        ("arms", "Arms (chart lines)", _arms_section(results)),
         ("true-tag", "Probability of the true tag", _figure(charts.true_tag_probability_vs_count(results))),
         ("images", "Test images", _images_section(store, results)),
         ("confusion", "Confusion matrices", _confusion_section(results)),
@@ -173,6 +164,31 @@ def _metrics_section(results: list[dict]) -> str:
     return "".join(parts)
 
 
+def _comparisons_section(comparisons: Sequence[dict]) -> str:
+    parts = ["<p class='muted'>Paired difference in accuracy (a − b) on the same test images; 95 % interval "
+             "from a bootstrap over test images and repeats; verdict <i>within noise</i> when the interval "
+             "contains 0.</p>"]
+    for c in comparisons:
+        parts.append(f"<p><b>a</b> = {_e(c['a']['id'])} {_e(c['a']['label'])}<br><b>b</b> = {_e(c['b']['id'])} "
+                     f"{_e(c['b']['label'])}</p>")
+        rows = [{"images per tag": x["count_per_tag"], "a": x["a"], "b": x["b"], "difference": x["difference"],
+                 "95% interval": f"[{x['ci'][0]:+.3f}, {x['ci'][1]:+.3f}]", "p-value": x["p_value"],
+                 "verdict": x["verdict"], "repeats a/b": "/".join(map(str, x["repeats"])),
+                 "test images": x["test_images"]} for x in c["comparisons"]]
+        parts.append(_table(pd.DataFrame(rows)))
+    return "".join(parts)
+
+
+def _arms_section(results: list[dict]) -> str:
+    from .arms import arm_table
+
+    rows = [{"arm": a["id"], "label": a["label"], "counts": ", ".join(map(str, a["counts"])),
+             "runs": len(a["runs"])} for a in arm_table(results)]
+    return ("<p class='muted'>A line on the charts is an arm: runs alike in everything but the repeat "
+            "(slice spec without its repeat, backend, encoder, mode, training parameters).</p>"
+            + _table(pd.DataFrame(rows)))
+
+
 def _chosen_images(results: list[dict]) -> list[dict]:
     """The images that flip most, at least one per tag first."""
     flips = charts.flip_counts(results)
@@ -217,7 +233,7 @@ def _confusion_section(results: list[dict]) -> str:
     """Per line (variant), the run with the most images per tag (first repeat); and each baseline."""
     best: dict[tuple, dict] = {}
     for r in charts.history_order(results):
-        key = ("baseline", r["run"]) if charts.is_baseline(r) else charts.variant_of(r)
+        key = ("baseline", r["run"]) if charts.is_baseline(r) else charts.arm_key(r)
         current = best.get(key)
         if current is None or (r["count_per_tag"], -(r.get("repeat") or 0)) > (
                 current["count_per_tag"], -(current.get("repeat") or 0)):

@@ -20,7 +20,6 @@ import json
 import math
 import os
 import re
-import threading
 import unicodedata
 import zipfile
 from dataclasses import dataclass, field
@@ -29,8 +28,8 @@ from typing import Iterable, Sequence
 
 from PIL import Image
 
-from . import filtering, imaging
-from .errors import InvalidInput, NotEnoughImages, NotFound, UnknownTag
+from . import filtering, imaging, repeats, stats
+from .errors import InvalidInput, NotEnoughImages, NotFound
 from .store import Store, now
 
 TRAIN_SOURCES = ("real", "synthetic")
@@ -135,10 +134,7 @@ def _real_count(count: int, fraction: float) -> int:
 
 def _tags_of(store: Store, spec: SliceSpec) -> list[str]:
     known = set(store.tag_names())
-    for tag in spec.tags:
-        if tag not in known:
-            raise UnknownTag(tag)
-    tags = list(spec.tags) or sorted(known)
+    tags = list(dict.fromkeys(store.get_tag(t)["name"] for t in spec.tags)) or sorted(known)
     if not tags:
         raise InvalidInput("the store has no tags yet: add tags and images first")
     return tags
@@ -200,6 +196,14 @@ def _plan(spec: SliceSpec, tags: list[str], pool: dict) -> list[dict]:
 
 # -- building ------------------------------------------------------------------------------------
 
+def _with_stored_tag_names(store: Store, spec: SliceSpec) -> SliceSpec:
+    """``spec`` naming its tags as the store spells them (``--tags CAFÉ`` is the tag ``café``)."""
+    import dataclasses
+
+    tags = tuple(sorted({store.get_tag(t)["name"] for t in spec.tags}))
+    return dataclasses.replace(spec, tags=tags) if tags != spec.tags else spec
+
+
 def build_slices(store: Store, spec: SliceSpec) -> list[dict]:
     """Create (or find) every slice of ``spec``; see :func:`build_sweep`."""
     return build_sweep(store, [spec])
@@ -213,7 +217,7 @@ def build_sweep(store: Store, specs: Sequence[SliceSpec]) -> list[dict]:
     (``"created": False``). A name already used for the same (count, size, repeat, …) with *other*
     members — the store changed since — is refused: slices are immutable, pick a new name.
     """
-    specs = [validate(s) for s in specs]
+    specs = [_with_stored_tag_names(store, validate(s)) for s in specs]
     if not specs:
         raise InvalidInput("nothing to build")
     plans, problems = [], []
@@ -255,8 +259,12 @@ def build_sweep(store: Store, specs: Sequence[SliceSpec]) -> list[dict]:
             )
             filtering.record_dropped(conn, cur.lastrowid, planned["filtered"] or [])
             out.append({"id": cur.lastrowid, "created": True, **planned})
-    return [_view(p["id"], p["hash"], p["spec"], p["images"], p["composition"], p["created"], p["filtered"])
-            for p in out]
+    overlaps = repeats.planned_overlaps(out)
+    views = [_view(p["id"], p["hash"], p["spec"], p["images"], p["composition"], p["created"], p["filtered"])
+             for p in out]
+    for view in views:
+        view["repeat_overlap"] = overlaps.get(view["id"])
+    return views
 
 
 def _view(slice_id: int, digest: str, spec: dict, images: list[str], composition: dict,
@@ -289,7 +297,14 @@ def _load(store: Store, row: dict) -> dict:
 
 
 def get_slice(store: Store, ref: int | str) -> dict:
-    """A slice by id, hash, hash prefix (≥ 6 characters) or a name that has exactly one slice."""
+    """A slice by id, hash, hash prefix (≥ 6 characters) or a name that has exactly one slice, with its
+    ``repeat_overlap`` (:mod:`core.repeats`)."""
+    found = _find_slice(store, ref)
+    found["repeat_overlap"] = repeats.repeat_overlaps(store, [found["id"]]).get(found["id"])
+    return found
+
+
+def _find_slice(store: Store, ref: int | str) -> dict:
     text = str(ref).strip()
     if isinstance(ref, int) or text.isdigit():
         row = store.query_one("SELECT * FROM slices WHERE id = ?", (int(text),))
@@ -320,7 +335,7 @@ def resolve_slices(store: Store, refs: Iterable[int | str]) -> list[dict]:
             "SELECT * FROM slices WHERE name = ? ORDER BY COALESCE(size, 0) DESC, repeat, count_per_tag, id",
             (text,),
         )
-        for found in ([_load(store, r) for r in rows] if rows else [get_slice(store, text)]):
+        for found in ([_load(store, r) for r in rows] if rows else [_find_slice(store, text)]):
             out.setdefault(found["id"], found)
     return list(out.values())
 
@@ -353,10 +368,14 @@ def member_image(store: Store, slice_: dict, image_id: str) -> Image.Image:
 def slice_table(store: Store, name: str | None = None) -> list[dict]:
     """Flat rows for a table: one per slice, a column per (tag, source) count."""
     rows = []
-    for s in list_slices(store, name):
+    slices = list_slices(store, name)
+    overlaps = repeats.repeat_overlaps(store, [s["id"] for s in slices])
+    for s in slices:
+        overlap = overlaps.get(s["id"])
         row = {"id": s["id"], "name": s["name"], "count/tag": s["count_per_tag"],
                "size": s["size"] or "original", "fit": s["spec"].get("fit", "crop"),
-               "real fraction": s["real_fraction"], "repeat": s["repeat"], "hash": s["hash"][:12]}
+               "real fraction": s["real_fraction"], "repeat": s["repeat"], "hash": s["hash"][:12],
+               "repeat overlap": None if overlap is None else round(overlap, 3)}
         for tag, by_source in sorted(s["composition"].items()):
             for source, n in by_source.items():
                 row[f"{tag} · {source}"] = n
@@ -391,6 +410,11 @@ def plan_warnings(store: Store, spec: SliceSpec) -> list[str]:
         if small:
             warnings.append(f"{small} candidate images are under {AZURE_MIN_SIDE} px on the shorter side "
                             f"(Azure Custom Vision's floor); pick a size to resize them")
+    if spec.repeats > 1 and not _shortages(spec, tags, pool):
+        for count, overlap in planned_overlap(spec, tags, pool).items():
+            note = stats.overlap_note(overlap)
+            if note:
+                warnings.append(f"{count} per tag: {note}")
     no_test = [t for t in tags if store.count_images(t, "test", include_rejected=False) == 0]
     if no_test:
         warnings.append("no test photos for " + ", ".join(repr(t) for t in no_test)
@@ -398,57 +422,61 @@ def plan_warnings(store: Store, spec: SliceSpec) -> list[str]:
     return warnings
 
 
+def planned_overlap(spec: SliceSpec, tags: list[str], pool: dict) -> dict[int, float | None]:
+    """``{count: repeat overlap}`` the spec would give on ``pool`` (nothing written)."""
+    by_count: dict[int, list[list[str]]] = {}
+    for p in _plan(spec, tags, pool):
+        by_count.setdefault(p["spec"]["count_per_tag"], []).append(p["images"])
+    return {count: stats.repeat_overlap(members) for count, members in by_count.items()}
+
+
 # -- export --------------------------------------------------------------------------------------
 
-def export_slice(store: Store, ref: int | str, out: str | os.PathLike) -> Path:
+def export_slice(store: Store, ref: int | str, out: str | os.PathLike, progress=None) -> Path:
     """Write a slice as a zip in Hugging Face's ``imagefolder`` layout; returns the zip's path.
 
     ``train/<tag>/<id>.png`` at the slice's pixel size, and ``train/metadata.jsonl`` with ``file_name``,
     ``label`` (the tag) and provenance columns, so ``datasets.load_dataset("imagefolder", data_dir=…)``
     reads the unpacked folder (``label`` is a string column; ``.class_encode_column("label")`` makes it a
-    ``ClassLabel``). ``out`` is a ``.zip`` path or an existing folder (a name is chosen). The
-    zip is written to a temporary name and renamed: no half-written export is ever left behind.
+    ``ClassLabel``). ``out`` is a ``.zip`` path or an existing folder (a name is chosen); it goes through
+    :func:`core.outputs.check_output` (never the store's own files, a device, a link or an empty path).
+    The zip is written to a temporary name and renamed: no half-written export is ever left behind.
+    ``progress(done, total, message)`` is called once per image.
     """
+    from .outputs import check_output, refuse_store_path, write_output
+
     s = get_slice(store, ref)
+    if out is None or not str(out).strip():
+        raise InvalidInput("no output given for the export: give a .zip path or an existing folder")
     target = Path(out).expanduser()
-    if target.is_dir():
+    if target.absolute() != store.root:
+        refuse_store_path(target, store.root, what="export", error=InvalidInput)
+    if os.path.lexists(target) and (target.is_symlink() or not (target.is_dir() or target.is_file())):
+        check_output(target, store.root, what="export", error=InvalidInput)  # a device, FIFO, socket or link
+    if target.is_dir() and not target.is_symlink():
         target = target / f"{_safe(s['name'])}-n{s['count_per_tag']}-{s['size'] or 'orig'}px-r{s['repeat']}-{s['hash'][:12]}.zip"
     elif target.suffix.lower() != ".zip":
         target = target.with_name(target.name + ".zip")
-    tmp = target.parent / f".tmp-{target.name}-{os.getpid()}-{threading.get_ident()}"
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
-            write_export(store, s, fh)
-        os.replace(tmp, target)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        where = f" ({exc.filename})" if exc.filename else ""
-        raise InvalidInput(f"export to {target} failed: {exc.strerror or exc}{where}") from None
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return target
+    target = check_output(target, store.root, what="export", error=InvalidInput)
+    return write_output(target, lambda fh: write_export(store, s, fh, progress), what="export",
+                        error=InvalidInput)
 
 
-def export_bytes(store: Store, ref: int | str) -> bytes:
+def export_bytes(store: Store, ref: int | str, progress=None) -> bytes:
     """The export zip of :func:`export_slice`, in memory (for a download button)."""
     buf = io.BytesIO()
-    write_export(store, get_slice(store, ref), buf)
+    write_export(store, get_slice(store, ref), buf, progress)
     return buf.getvalue()
 
 
-def write_export(store: Store, slice_: dict, fh) -> None:
+def write_export(store: Store, slice_: dict, fh, progress=None) -> None:
     spec = slice_["spec"]
     rows = []
+    members = slice_members(store, slice_["id"])
     with zipfile.ZipFile(fh, "w") as archive:
-        for image in slice_members(store, slice_["id"]):
+        for n, image in enumerate(members):
+            if progress:
+                progress(n, len(members), f"{image['tag']}/{image['id'][:12]}")
             file_name = f"{image['tag']}/{image['id']}.png"
             data = imaging.resized_png(store, image["id"], spec["size"], spec.get("fit", "crop"),
                                        spec.get("resample", "lanczos"))
@@ -466,6 +494,8 @@ def write_export(store: Store, slice_: dict, fh) -> None:
             })
         meta = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
         archive.writestr(_entry("train/metadata.jsonl"), meta, compress_type=zipfile.ZIP_DEFLATED)
+    if progress:
+        progress(len(members), len(members), "done")
 
 
 def _entry(name: str) -> zipfile.ZipInfo:
@@ -482,5 +512,5 @@ def _safe(name: str) -> str:
 __all__ = [
     "SliceSpec", "EXPERIMENT_PRESET", "validate", "parse_ints", "parse_sizes", "sweep", "build_slices",
     "build_sweep", "get_slice", "resolve_slices", "list_slices", "slice_members", "member_image",
-    "slice_table", "plan_warnings", "export_slice", "export_bytes", "write_export",
+    "slice_table", "plan_warnings", "planned_overlap", "export_slice", "export_bytes", "write_export",
 ]

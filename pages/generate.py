@@ -49,7 +49,8 @@ with st.expander("Add or edit a tag", expanded=not tags):
     if prompt.strip():
         with ui.user_errors():
             n = count_prompts(prompt)
-            st.caption(f"This template yields {n if n < COUNT_CAP else f'{COUNT_CAP} or more'} distinct prompt(s).")
+            st.caption(f"This template yields {n} distinct prompt(s)." if n <= COUNT_CAP
+                       else f"This template yields {n:,} prompt variants.")
     if st.button("Save tag", key="gen_save_tag"):
         with ui.user_errors():
             for text, what in ((prompt, "prompt"), (negative, "negative prompt")):
@@ -128,4 +129,4 @@ with ui.user_errors():
     offset, limit = ui.paginate(total, key=f"gal_page_{tag_filter}_{source_filter}_{show_rejected}")
     images = store.list_images(tag_arg, source_arg, include_rejected=show_rejected, limit=limit, offset=offset)
     ui.gallery(store, images, key="gal")
-st.caption(f"Store: {store.root} · default model {config.DEFAULT_MODEL}")
+st.caption(f"Store: {ui.plain(store.root)} · default model {config.DEFAULT_MODEL}")

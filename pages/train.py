@@ -124,4 +124,4 @@ if st.session_state.get("qt_result"):
     fig = px.bar(data, x="tag", y="probability", color="run", barmode="group", range_y=[0, 1])
     fig.update_layout(legend={"orientation": "h", "y": -0.25}, margin={"t": 10})
     right.plotly_chart(fig, key="qt_chart")
-    left.caption(" · ".join(f"run {r['run']}: **{r['top']}**" for r in rows))
+    left.caption(" · ".join(f"run {r['run']}: **{ui.plain(r['top'])}**" for r in rows))
