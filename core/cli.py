@@ -78,7 +78,7 @@ def cmd_generate(store: Store, a: argparse.Namespace) -> dict:
         strength=a.strength, expansion=a.expansion, scheduler=a.scheduler, fast_decode=a.fast_decode,
         compile=a.compile,
     )
-    result = generate(store, spec, progress=_printer("generate"))
+    result = generate(store, spec, progress=_printer("generate"), workers=a.workers or 0)
     print(f"generated {result['generated']}, skipped {result['skipped']} (job {result['job']})")
     return result
 
@@ -174,10 +174,13 @@ def cmd_train(store: Store, a: argparse.Namespace) -> dict:
     if a.backend == "azure":
         params.update({"budget_hours": a.budget_hours, "training_type": a.training_type, "tier": a.tier,
                        "layout": a.layout})
-    runs = train(store, a.slices, backend=a.backend, params=params, progress=_printer("train"))
+    from .distributed import embedding_workers, engine
+
+    with embedding_workers(a.workers):
+        runs = train(store, a.slices, backend=a.backend, params=params, progress=_printer("train"))
     for r in runs:
         print(f"run {r['id']} slice {r['slice']} {r['backend']} {r['status']}")
-    return {"runs": runs}
+    return {"runs": runs, "engine": engine(a.workers or 0)}
 
 
 def cmd_evaluate(store: Store, a: argparse.Namespace) -> dict:
@@ -225,7 +228,12 @@ def cmd_report(store: Store, a: argparse.Namespace) -> dict:
 def cmd_diagnose(store: Store, a: argparse.Namespace) -> dict:
     from .diagnostics import run_diagnosis
 
-    result = run_diagnosis(store, a.tags or None, a.sizes or [256], a.encoder, progress=_printer("diagnose"))
+    from .distributed import embedding_workers, engine
+
+    with embedding_workers(a.workers):
+        result = run_diagnosis(store, a.tags or None, a.sizes or [256], a.encoder, progress=_printer("diagnose"))
+    result = {**result, "engine": engine(a.workers or 0)}
+
     def aucs(values: dict, intervals: dict) -> str:
         return ", ".join(f"{size}px {v if v is not None else 'n/a'}"
                          + (f" [{intervals[size][0]}, {intervals[size][1]}]" if intervals.get(size) else "")
@@ -355,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--scheduler", help="diffusers scheduler class, e.g. EulerAncestralDiscreteScheduler")
     g.add_argument("--fast-decode", action="store_true", help="decode with the tiny autoencoder (TAESD)")
     g.add_argument("--compile", action="store_true", help="torch.compile the UNet (pays off on long runs)")
+    g.add_argument("--workers", type=int, default=0, help="run on N Ray workers (local Ray, or $SYNTHLAB_RAY_ADDRESS)")
     g.set_defaults(func=cmd_generate)
 
     i = sub.add_parser("import", parents=[common], help="import real or test photos, or synthetic images made elsewhere")
@@ -434,6 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="Azure pricing tier, for the quota plan (default $SYNTHLAB_AZURE_TIER or S0)")
     tr.add_argument("--layout", choices=["nested", "plain"], default="nested",
                     help="Azure: one project per nested series (default) or one per slice")
+    tr.add_argument("--workers", type=int, default=0, help="embed on N Ray workers (local backend)")
     tr.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("evaluate", parents=[common], help="score finished runs on the test images")
@@ -460,6 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     dg.add_argument("--tags", type=_str_list)
     dg.add_argument("--sizes", type=_int_list, help="pixel sizes for the synthetic-vs-real probe (default 256)")
     dg.add_argument("--encoder", default=None, help=f"hub id or local folder (default {config.DEFAULT_ENCODER})")
+    dg.add_argument("--workers", type=int, default=0, help="embed on N Ray workers")
     dg.set_defaults(func=cmd_diagnose)
 
     azure = sub.add_parser("azure", help="Azure Custom Vision: status and cleanup").add_subparsers(
