@@ -210,7 +210,9 @@ def _line_figure(points: list[dict], *, keys: list[str], title: str, yaxis: str,
         ))
     fig.update_layout(
         title={"text": title, "subtitle": {"text": f"error bars: {ERRORS[error]}"}},
-        template="plotly_white", legend_title_text="line", hovermode="closest",
+        template="plotly_white", hovermode="closest",
+        legend_title_text=("line: pixel size · real share · backend" if colour_by_variant
+                           else "line: tag · pixel size · real share · backend"),
         margin={"t": 90},
         xaxis={"title": {"text": "images per tag"}, "tickmode": "array", "tickvals": counts},
         yaxis={"title": {"text": yaxis}, "range": [-0.02, 1.02]},

@@ -6,6 +6,7 @@ wrap calls into core in :func:`user_errors`, and show a running job with :func:`
 
 from __future__ import annotations
 
+import re
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, Optional
@@ -78,15 +79,28 @@ def sidebar() -> None:
         st.caption(f"Azure Custom Vision key: {config.mask(azure)}")
 
 
-def _rate(job: dict) -> str:
-    if not job.get("started") or not job["done"]:
-        return ""
-    from datetime import datetime, timezone
+_STEP = re.compile(r"step (\d+)/(\d+)")
 
-    started = datetime.fromisoformat(job["started"])
-    elapsed = max((datetime.now(timezone.utc) - started).total_seconds(), 1e-6)
-    rate = job["done"] / elapsed
-    remaining = (job["total"] - job["done"]) / rate if rate > 0 else 0
+
+def _units(job: dict) -> float:
+    """Work done in items, counting the steps of the item in progress (``… step 3/25``)."""
+    m = _STEP.search(job.get("message") or "")
+    part = int(m.group(1)) / max(int(m.group(2)), 1) if m else 0.0
+    return job["done"] + min(part, 1.0)
+
+
+def _rate(job: dict) -> str:
+    """Rate and ETA measured from work only: the clock starts at the first poll that sees work under
+    way (a model load is its own phase, shown by the job's message, and never counts toward the rate)."""
+    units = _units(job)
+    if job.get("message", "").startswith("loading") or units <= 0:
+        return " · loading" if job.get("message", "").startswith("loading") else ""
+    first = st.session_state.setdefault("_job_rate_start", {}).setdefault(job["id"], (time.monotonic(), units))
+    elapsed = time.monotonic() - first[0]
+    if elapsed < 0.5 or units <= first[1]:
+        return " · measuring the rate…"
+    rate = (units - first[1]) / elapsed
+    remaining = max(job["total"] - units, 0) / rate
     return f" · {rate:.2f}/s · ETA {remaining:.0f} s"
 
 
@@ -205,3 +219,41 @@ def azure_panel(s: Store, slice_refs: list, params: dict) -> None:
                 with user_errors():
                     done = azure.cleanup(s, sweep)
                     st.success(f"Deleted {len(done['deleted'])} Azure project(s) of {sweep}")
+
+
+# -- links and batches ------------------------------------------------------------------------------
+
+def link(page: str, label: str, icon: str | None = None) -> None:
+    """A link to another page of the app (``pages/x.py``); a plain caption where the page is run on its own
+    (AppTest of one page file has no navigation to link into)."""
+    from streamlit.errors import StreamlitPageNotFoundError
+
+    try:
+        st.page_link(page, label=label, icon=icon)
+    except StreamlitPageNotFoundError:
+        st.caption(f"→ {label}")
+
+
+def go(page: str) -> None:
+    """Switch to another page of the app; a no-op where the page runs on its own."""
+    from streamlit.errors import StreamlitPageNotFoundError
+
+    try:
+        st.switch_page(page)
+    except StreamlitPageNotFoundError:
+        pass
+
+
+def batch_progress(job_ids: list[int], *, key: str, unit: str = "images") -> None:
+    """One overall bar across several jobs (e.g. a generation batch of many tags), beside their own bars."""
+    ids = list(dict.fromkeys(job_ids))
+
+    @st.fragment(run_every=1.0)
+    def _show() -> None:
+        s = store()
+        batch = jobs.batch_totals(s, ids)
+        text = (f"All {batch['jobs']} jobs: {batch['done']}/{batch['total']} {unit} · {batch['finished']} finished"
+                + (f" · {batch['failed']} failed" if batch["failed"] else ""))
+        st.progress(min(batch["done"] / max(batch["total"], 1), 1.0), text=text)
+
+    _show()

@@ -5,6 +5,7 @@ import streamlit as st
 from core import config, jobs, ui
 from core.generation import MODEL_PRESETS, GenerationSpec, preset_for, submit_generation
 from core.prompts import COUNT_CAP, count_prompts, validate_template
+from core.errors import UserError
 from core.store import SOURCES
 
 OTHER = "Other: a hub id or a local folder"
@@ -23,6 +24,30 @@ if tags:
         [{"tag": t["name"], "prompt": t["prompt"], "negative": t["negative"], **t["counts"]} for t in tags],
         hide_index=True, width="stretch",
     )
+
+
+def save_tag(editing: str) -> None:
+    """Save the form's tag (a callback, so the form can be cleared before it is drawn again)."""
+    name = st.session_state.get(f"gen_name_{editing}", "")
+    prompt = st.session_state.get(f"gen_prompt_{editing}", "")
+    negative = st.session_state.get(f"gen_negative_{editing}", "")
+    st.session_state.pop("gen_tag_error", None)
+    try:
+        for text, what in ((prompt, "prompt"), (negative, "negative prompt")):
+            if text.strip():
+                validate_template(text, what)
+        saved = store.add_tag(name, prompt, negative, update=editing != NEW_TAG)["name"]
+    except UserError as exc:
+        st.session_state["gen_tag_error"] = str(exc)
+        return
+    if "gen_tags" in st.session_state and saved not in st.session_state["gen_tags"]:
+        st.session_state["gen_tags"] = [*st.session_state["gen_tags"], saved]
+    for field in ("name", "prompt", "negative"):
+        st.session_state.pop(f"gen_{field}_{editing}", None)
+    st.session_state["gen_edit"] = NEW_TAG
+    st.session_state["gen_tag_saved"] = saved
+
+
 with st.expander("Add or edit a tag", expanded=not tags):
     editing = st.selectbox("Tag", [NEW_TAG] + names, key="gen_edit")
     current = next((t for t in tags if t["name"] == editing), {"name": "", "prompt": "", "negative": ""})
@@ -30,19 +55,21 @@ with st.expander("Add or edit a tag", expanded=not tags):
     prompt = st.text_area("Prompt template", value=current["prompt"], key=f"gen_prompt_{editing}",
                           help="{a|b|c} picks one of a, b, c; {2$$a|b|c} picks two; nest freely.")
     negative = st.text_input("Negative prompt", value=current["negative"], key=f"gen_negative_{editing}")
+    problem = None
     if prompt.strip():
-        with ui.user_errors():
+        try:
             n = count_prompts(prompt)
             st.caption(f"This template yields {n if n < COUNT_CAP else f'{COUNT_CAP} or more'} distinct prompt(s).")
-    if st.button("Save tag", key="gen_save_tag"):
-        with ui.user_errors():
-            for text, what in ((prompt, "prompt"), (negative, "negative prompt")):
-                if text.strip():
-                    validate_template(text, what)
-            saved = store.add_tag(name, prompt, negative, update=editing != NEW_TAG)["name"]
-            if "gen_tags" in st.session_state and saved not in st.session_state["gen_tags"]:
-                st.session_state["gen_tags"] = [*st.session_state["gen_tags"], saved]
-            st.rerun()
+        except UserError as exc:
+            problem = str(exc)
+            st.error(problem, icon="⚠️")
+    st.button("Save tag", key="gen_save_tag", on_click=save_tag, args=(editing,))
+    error = st.session_state.pop("gen_tag_error", None)
+    if error and error != problem:  # one message per problem
+        st.error(error, icon="⚠️")
+    saved = st.session_state.pop("gen_tag_saved", None)
+    if saved:
+        st.success(f"Saved tag {saved!r}; the form is ready for the next one.")
 
 st.subheader("Generate images")
 if not names:
@@ -57,7 +84,7 @@ else:
     preset = preset_for(model or None)
     st.caption(f"Defaults for this model ({preset.label}): {preset.width}×{preset.height} px, "
                f"{preset.steps} step(s), guidance {preset.guidance:g}. Device: {ui.device()}.")
-    chosen = st.multiselect("Tags", names, default=names, key="gen_tags")
+    chosen = st.multiselect("Tags", names, default=None if "gen_tags" in st.session_state else names, key="gen_tags")
     cols = st.columns(4)
     count = cols[0].number_input("Images per tag", 1, 100_000, 20, key="gen_count")
     seed = cols[1].number_input("Seed", 0, 2**31, 0, key="gen_seed")
@@ -80,7 +107,10 @@ else:
             st.session_state["gen_jobs"] += [j for j in submitted if j not in st.session_state["gen_jobs"]]
 
 active = [j["id"] for j in jobs.list_jobs(store, kind="generate", limit=20) if j["status"] in jobs.ACTIVE]
-for job_id in sorted(set(st.session_state.get("gen_jobs", [])) | set(active)):
+shown_jobs = sorted(set(st.session_state.get("gen_jobs", [])) | set(active))
+if len(shown_jobs) > 1:
+    ui.batch_progress(shown_jobs, key="gen_batch")
+for job_id in shown_jobs:
     ui.job_status(job_id, key="gen")
 
 st.subheader("Gallery")
