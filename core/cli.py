@@ -84,6 +84,16 @@ def cmd_import(store: Store, a: argparse.Namespace) -> dict:
     return report
 
 
+def cmd_sample_clothing(store: Store, a: argparse.Namespace) -> dict:
+    from .samples import load_clothing_sample
+
+    result = load_clothing_sample(store, per_tag=a.per_tag, test_per_tag=a.test_per_tag, size=a.size,
+                                  progress=_printer("sample"), more_shoes=a.more_shoes, more_shirts=a.more_shirts)
+    print(f"clothing sample from {result['source']}: imported {result['imported']}, "
+          f"already there {result['duplicates']}; tags {', '.join(t['name'] for t in result['tags'])}")
+    return result
+
+
 def cmd_images_list(store: Store, a: argparse.Namespace) -> dict:
     images = store.list_images(tag=a.tag, source=a.source)
     for im in images:
@@ -290,6 +300,17 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--tag", help="tag for all files (omit for a folder/zip of tag-named subfolders)")
     i.add_argument("--source", choices=["real", "test"], default="real")
     i.set_defaults(func=cmd_import)
+
+    sm = sub.add_parser("sample", help="load a bundled sample of real photos").add_subparsers(
+        dest="sample_cmd", required=True)
+    sc = sm.add_parser("clothing", parents=[common],
+                       help="jeans, shoes, shirts, other: real and test photos from Fashion-MNIST")
+    sc.add_argument("--per-tag", type=int, default=100, help="real photos per tag (default 100)")
+    sc.add_argument("--test-per-tag", type=int, default=50, help="test photos per tag (default 50)")
+    sc.add_argument("--size", type=int, default=256, help="stored side in px, upscaled bicubic (default 256)")
+    sc.add_argument("--more-shoes", action="store_true", help="shoes also from Sandal and Ankle boot")
+    sc.add_argument("--more-shirts", action="store_true", help="shirts also from T-shirt/top")
+    sc.set_defaults(func=cmd_sample_clothing)
 
     images = sub.add_parser("images", help="browse images").add_subparsers(dest="images_cmd", required=True)
     il = images.add_parser("list", parents=[common])

@@ -39,3 +39,7 @@ class BackendError(UserError):
 
 class JobCancelled(Exception):
     """Raised inside a job when the user asked to cancel it."""
+
+
+class SampleUnavailable(UserError):
+    """A bundled sample (the clothing photos) has no source here: not installed and not reachable."""

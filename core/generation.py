@@ -181,18 +181,23 @@ def _folder_fingerprint(folder: Path) -> str:
 
 
 def _hub_file(repo_id: str, filename: str, network: bool = True) -> Optional[str]:
-    """A file of a hub repo: from the local cache first, else downloaded (unless offline)."""
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
-    from huggingface_hub import constants as hf_constants
+    """A file of a hub repo: from the local cache first, else downloaded (unless offline). A hub that
+    cannot be reached is found out by one short connect (:mod:`core.hub`), never by waiting out retries."""
+    from huggingface_hub import try_to_load_from_cache
     from huggingface_hub import errors as hf_errors
+
+    from . import hub
 
     cached = try_to_load_from_cache(repo_id, filename)
     if isinstance(cached, str):
         return cached
-    if hf_constants.HF_HUB_OFFLINE or not network:
+    if not network:
         return None
+    state = hub.hub_state()
+    if state != hub.ONLINE:
+        raise ModelNotFound(hub.not_cached_reason(f"model {repo_id!r}", state))
     try:
-        return hf_hub_download(repo_id, filename)
+        return hub.download(repo_id, filename)
     except hf_errors.GatedRepoError:
         raise ModelNotFound(f"model {repo_id!r} is gated: accept its licence on the hub and log in "
                             "(hf auth login)") from None
@@ -201,8 +206,17 @@ def _hub_file(repo_id: str, filename: str, network: bool = True) -> Optional[str
                             "for a private model)") from None
     except (hf_errors.EntryNotFoundError, hf_errors.RevisionNotFoundError):
         return None
+    except hf_errors.OfflineModeIsEnabled:
+        raise ModelNotFound(hub.not_cached_reason(f"model {repo_id!r}", hub.OFFLINE)) from None
     except (hf_errors.HfHubHTTPError, OSError) as exc:
-        raise ModelNotFound(f"cannot reach the Hugging Face hub for {repo_id!r}: {exc}") from None
+        raise ModelNotFound(f"the Hugging Face hub did not answer for {repo_id!r} "
+                            f"({type(exc).__name__}); retry, or give a local folder") from None
+
+
+def _hub_not_cached(model: str) -> str:
+    from . import hub
+
+    return hub.not_cached_reason(f"model {model!r}")
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -238,10 +252,10 @@ def resolve_model(model: str | None, *, network: bool = True) -> ModelInfo:
         )
     index_file = _hub_file(model, "model_index.json", network)
     if index_file is None:
-        raise ModelNotFound(
-            f"model {model!r} is not in the local Hugging Face cache and the hub cannot be reached "
-            "(HF_HUB_OFFLINE is set or the repo has no model_index.json); download it first or give a local folder"
-        )
+        if network:
+            raise ModelNotFound(f"model {model!r} on the Hugging Face hub has no model_index.json: "
+                                "it is not a diffusers pipeline")
+        raise ModelNotFound(_hub_not_cached(model))
     snapshot = Path(index_file).parent
     index = _read_json(Path(index_file))
     if not index.get("_class_name"):

@@ -3,9 +3,10 @@
 import streamlit as st
 
 from core import config, jobs, ui
-from core.generation import MODEL_PRESETS, GenerationSpec, preset_for, submit_generation
+from core.errors import ModelNotFound, UserError
+from core.generation import MODEL_PRESETS, GenerationSpec, preset_for, resolve_model, submit_generation
 from core.prompts import COUNT_CAP, count_prompts, validate_template
-from core.errors import UserError
+from core.samples import load_clothing_sample
 from core.store import SOURCES
 
 OTHER = "Other: a hub id or a local folder"
@@ -17,6 +18,17 @@ st.caption("Each tag has a prompt template — `{blue|black|ripped} jeans on {a 
 store = ui.store()
 tags = store.list_tags()
 names = [t["name"] for t in tags]
+
+if not tags and not store.count_images():
+    st.info("An empty store. Start with real photos: the clothing sample makes the four tags of the original "
+            "experiment (jeans, shoes, shirts, other) with real and test photos from Fashion-MNIST.")
+    if st.button("Load the clothing sample", type="primary", key="gen_sample"):
+        with ui.user_errors(), st.spinner("Loading the clothing sample…"):
+            loaded = load_clothing_sample(store)
+            st.session_state["gen_sample_loaded"] = loaded["imported"]
+            st.rerun()
+if st.session_state.get("gen_sample_loaded"):
+    st.success(f"Clothing sample loaded: {st.session_state.pop('gen_sample_loaded')} photos.")
 
 st.subheader("Tags")
 if tags:
@@ -97,7 +109,13 @@ else:
     guidance = cols[3].number_input("Guidance", 0.0, 50.0, float(preset.guidance), step=0.5, key=f"gen_g_{mk}")
     fast = st.checkbox("Fast decode (tiny autoencoder, TAESD)", key="gen_fast")
     if st.button("Generate", type="primary", key="gen_submit", disabled=not chosen):
-        with ui.user_errors():
+        st.session_state["gen_model_missing"] = False
+        with ui.user_errors(), st.spinner(f"Finding the model {model or config.DEFAULT_MODEL} …"):
+            try:
+                resolve_model(model or None)
+            except ModelNotFound:
+                st.session_state["gen_model_missing"] = True
+                raise
             specs = [GenerationSpec(tag=t, count=int(count), model=model or None, width=int(width),
                                     height=int(height), steps=int(steps), guidance=float(guidance),
                                     seed=int(seed), batch_size=int(batch), expansion=expansion, fast_decode=fast)
@@ -105,6 +123,10 @@ else:
             submitted = [submit_generation(store, spec) for spec in specs]
             st.session_state.setdefault("gen_jobs", [])
             st.session_state["gen_jobs"] += [j for j in submitted if j not in st.session_state["gen_jobs"]]
+
+    if st.session_state.get("gen_model_missing"):
+        st.info("Image generation needs a diffusers model: downloaded once from the hub, or copied in as a "
+                f"folder. Pick another preset, or choose “{OTHER}” and give the folder's path.")
 
 active = [j["id"] for j in jobs.list_jobs(store, kind="generate", limit=20) if j["status"] in jobs.ACTIVE]
 shown_jobs = sorted(set(st.session_state.get("gen_jobs", [])) | set(active))

@@ -118,3 +118,33 @@ def test_populated_store_filters_paginates_and_rejects(home, store, tiny_sd, tmp
     at.checkbox(key="gal_rejected").check().run()
     at.button(key=f"gal-{first}").click().run()
     assert not store.get_image(first)["rejected"]
+
+
+def test_empty_store_offers_the_clothing_sample(home, monkeypatch):
+    from tests.datasets import fashion_available
+
+    if not fashion_available():
+        import pytest
+
+        pytest.skip("dataset-fashion-mnist is not installed (.ci/run)")
+    at = page()
+    at.button(key="gen_sample").click().run()
+    assert not at.exception and not at.error, at.error
+    assert "Clothing sample loaded" in texts(at.success)
+    s = Store(home)
+    assert s.tag_names() == ["jeans", "other", "shirts", "shoes"]
+    assert s.tag_counts("jeans")["real"] > 0 and s.tag_counts("jeans")["test"] > 0
+    assert not any(b.key == "gen_sample" for b in at.button)  # the store is no longer empty
+
+
+def test_clothing_sample_without_a_source_shows_one_error_and_writes_nothing(home, tmp_path, monkeypatch):
+    from core import hub
+
+    monkeypatch.setenv("SYNTHLAB_FASHION_DIR", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub.forget()
+    at = page()
+    at.button(key="gen_sample").click().run()
+    assert not at.exception
+    assert "dataset-fashion-mnist" in texts(at.error) and "HF_HUB_OFFLINE is set" in texts(at.error)
+    assert Store(home).tag_names() == [] and Store(home).count_images() == 0
