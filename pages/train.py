@@ -4,10 +4,12 @@ import streamlit as st
 
 from core import autoeval, azure_settings, backends, charts, config, evaluation, quicktest, slicing, training, ui
 
-DEFAULT = f"default ({config.DEFAULT_ENCODER})"
+DEFAULT = f"default ({config.DEFAULT_ENCODER}, pretrained, offline)"
 CNN = "cnn-small (from scratch, offline)"
 OTHER = "a local folder or hub id"
-MODES = {"probe": "frozen encoder + logistic regression", "finetune": "fine-tune the last blocks",
+MODES = {"probe": "frozen encoder + logistic regression",
+         "tiles": "frozen encoder on native-resolution tiles + logistic regression",
+         "finetune": "fine-tune the last blocks",
          "zeroshot": "zero-shot CLIP (no training)"}
 
 st.title("Train")
@@ -37,6 +39,12 @@ else:
             params["encoder"] = "cnn-small" if choice == CNN else None
         if choice != CNN:
             params["mode"] = c3.selectbox("Mode", list(MODES), format_func=lambda m: MODES[m], key="tr_mode")
+        else:
+            st.caption("cnn-small learns from the slice alone: on small slices the pretrained default encoder "
+                       f"({config.DEFAULT_ENCODER}) is more accurate and the better default.")
+            native = c3.checkbox("Train at the slice's own size (up to 1024 px)", key="tr_native")
+            if native:
+                params["image_size"] = "native"
         with st.expander("Parameters"):
             p1, p2, p3 = st.columns(3)
             params["seed"] = p1.number_input("Seed", value=0, step=1, key="tr_seed")
@@ -81,6 +89,7 @@ def interval(ci) -> str:
 
 st.dataframe([{
     "run": r["id"], "slice": r["slice_name"], "count per tag": r["count_per_tag"], "size": r["size"] or "original",
+    "input px": r.get("input_px"),
     "real fraction": r["real_fraction"], "repeat": r["repeat"], "backend": r["backend"], "mode": r["mode"],
     "status": r["status"], "accuracy": r["accuracy"], "95% interval": interval(r.get("accuracy_ci")),
     "time (s)": r["time"], "error": r["error"] or "",

@@ -38,9 +38,12 @@ from ..errors import BackendError, InvalidInput
 from ..store import Store
 from .base import Progress
 
-MODES = ("probe", "finetune", "zeroshot")
+MODES = ("probe", "tiles", "finetune", "zeroshot")
+NATIVE = "native"
+MAX_NATIVE_PX = 1024
 DEFAULTS: dict[str, dict[str, Any]] = {
     "probe": {"C": 1.0, "seed": 0},
+    "tiles": {"C": 1.0, "seed": 0},
     "finetune": {"epochs": 3, "lr": 1e-5, "head_lr": 1e-3, "unfreeze": 2, "batch_size": 16, "seed": 0,
                  "augment": True},
     "scratch": {"epochs": 20, "lr": 5e-3, "batch_size": 32, "image_size": 32, "width": 16, "seed": 0,
@@ -76,8 +79,9 @@ class LocalTrainer:
         """Params with defaults filled in and only the keys that matter for their mode, so that two
         requests for the same model are the same run. Checks the encoder exists (:class:`ModelNotFound`)."""
         params = {k: v for k, v in (params or {}).items() if v is not None}
-        encoder = str(params.pop("encoder", None) or config.DEFAULT_ENCODER).strip()
         mode = str(params.pop("mode", None) or "probe")
+        default = config.DEFAULT_CLIP if mode == "zeroshot" else config.DEFAULT_ENCODER
+        encoder = str(params.pop("encoder", None) or default).strip()
         if mode not in MODES + ("scratch",):
             raise InvalidInput(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         if mode == "scratch" and encoder != CNN_SMALL:
@@ -91,12 +95,10 @@ class LocalTrainer:
             if mode == "zeroshot":
                 raise InvalidInput("zero-shot needs a full CLIP model, not cnn-small (nothing to compare text with)")
             mode = "scratch"
+        elif mode == "zeroshot":
+            encoder = encoders.resolve_clip(encoder).name
         else:
-            ref = encoders.resolve_encoder(encoder)
-            encoder = ref.name
-            if mode == "zeroshot" and not ref.has_text:
-                raise InvalidInput(f"zero-shot needs a full CLIP model (image and text towers); {encoder!r} "
-                                   f"({ref.model_type or 'unknown type'}) has none")
+            encoder = encoders.resolve_encoder(encoder).name
         out: dict[str, Any] = {"encoder": encoder, "mode": mode}
         for key, default in DEFAULTS[mode].items():
             out[key] = self._value(key, params.get(key, default))
@@ -114,6 +116,8 @@ class LocalTrainer:
             return bool(value)
         if key == "prompt":
             return str(value)
+        if key == "image_size" and isinstance(value, str) and value.strip().lower() == NATIVE:
+            return NATIVE
         lo, hi = NUMBERS[key]
         try:
             number = float(value)
@@ -121,7 +125,8 @@ class LocalTrainer:
             raise InvalidInput(f"{key} must be a number, not {value!r}") from None
         if math.isnan(number) or not lo <= number <= hi or (key in INTEGERS and number != int(number)):
             kind = "a whole number" if key in INTEGERS else "a number"
-            raise InvalidInput(f"{key} must be {kind} from {lo:g} to {hi:g}, not {value!r}")
+            also = " or 'native'" if key == "image_size" else ""
+            raise InvalidInput(f"{key} must be {kind} from {lo:g} to {hi:g}{also}, not {value!r}")
         return int(number) if key in INTEGERS else number
 
     # -- training ----------------------------------------------------------------------------------
@@ -139,11 +144,15 @@ class LocalTrainer:
         started = time.perf_counter()
         key = hashlib.sha256(json.dumps([slice.get("hash"), self.name, params], sort_keys=True).encode()).hexdigest()[:20]
         with _ArtifactWriter(store, key) as folder:
-            trainer = {"probe": _train_probe, "finetune": _train_finetune, "scratch": _train_cnn,
-                       "zeroshot": _train_zeroshot}[mode]
+            trainer = {"probe": _train_probe, "tiles": _train_probe, "finetune": _train_finetune,
+                       "scratch": _train_cnn, "zeroshot": _train_zeroshot}[mode]
             metrics = trainer(store, folder, tags, members, view, params, progress or _silent)
+            if metrics.get("input_px") is None:
+                ref_px = (metrics.get("encoder") or {}).get("input_px")
+                native = native_px(store, members, view)
+                metrics["input_px"] = min(ref_px, native) if ref_px and native else (native or ref_px)
             meta = {"kind": metrics.pop("kind"), "tags": tags, "view": view.__dict__, "params": params,
-                    "encoder": metrics.get("encoder")}
+                    "encoder": metrics.get("encoder"), "input_px": metrics.get("input_px")}
             (folder / "meta.json").write_text(json.dumps(meta, sort_keys=True, indent=1), encoding="utf-8")
         metrics.update({"tags": tags, "n_train": len(members), "seconds": round(time.perf_counter() - started, 4),
                         "device": config.device(), "view": view.__dict__})
@@ -152,9 +161,10 @@ class LocalTrainer:
     @staticmethod
     def _view(slice: dict, params: dict) -> View:
         spec = slice.get("spec") or {}
+        tiles = params.get("mode") == "tiles"
         if slice.get("id") is None:
             return View.of(params.get("size"), params.get("fit"), params.get("resample"))
-        return View.of(slice.get("size"), spec.get("fit"), spec.get("resample"))
+        return View.of(slice.get("size"), spec.get("fit"), spec.get("resample"), tiles=tiles)
 
     # -- prediction --------------------------------------------------------------------------------
 
@@ -184,6 +194,21 @@ class LocalTrainer:
 
 def _silent(done: int, total: int, message: str = "") -> None:
     return None
+
+
+def native_px(store: Store, images: list[dict], view: View) -> int | None:
+    """The side of the images as the view gives them: the slice's size, else (original size) the
+    largest shorter side among the images; None when there are no images."""
+    if view.size:
+        return int(view.size)
+    ids = [im["id"] for im in images]
+    best = 0
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        row = store.conn.execute(f"SELECT MAX(MIN(width, height)) FROM images WHERE id IN ({','.join('?' * len(chunk))})",
+                                 chunk).fetchone()
+        best = max(best, int(row[0] or 0))
+    return best or None
 
 
 class _ArtifactWriter:
@@ -259,7 +284,12 @@ def _train_probe(store, folder, tags, members, view, params, progress) -> dict:
     _save_linear(folder, full_w, full_b)
     train_acc = float((softmax(x @ full_w.T + full_b).argmax(1) == y).mean())
     progress(1, 1, "head fitted")
-    return {"kind": "linear", "encoder": ref.describe(), "embedding_cache": stats.as_dict(), "train_accuracy": train_acc}
+    out = {"kind": "linear", "encoder": ref.describe(), "embedding_cache": stats.as_dict(), "train_accuracy": train_acc}
+    if view.tiles:  # the encoder saw the images at their own resolution, tile by tile
+        native = native_px(store, members, view)
+        out.update({"input_px": native, "tile_px": ref.input_px,
+                    "tiles_per_image": len(encoders.tile_boxes(native, native, ref.input_px)) if native else None})
+    return out
 
 
 def _train_zeroshot(store, folder, tags, members, view, params, progress) -> dict:
@@ -282,11 +312,16 @@ def _deterministic(device: str, seed: int) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def _cnn_input_size(view: View, params: dict) -> int:
+def _cnn_input_size(view: View, params: dict, native: int | None = None) -> int:
+    """The side cnn-small trains at: ``image_size`` px at most (default 32), or with ``image_size=native``
+    the slice's own size (its largest shorter side for original-size slices), capped at 1024."""
+    if params["image_size"] == NATIVE:
+        return int(min(view.size or native or MAX_NATIVE_PX, MAX_NATIVE_PX))
     return min(view.size or params["image_size"], params["image_size"])
 
 
-def _cnn_tensor(store: Store, images: list[dict], view: View, px: int):
+def _cnn_pixels(store: Store, images: list[dict], view: View, px: int):
+    """The images as a uint8 ``(n, 3, px, px)`` tensor (a quarter of float32: native sizes fit in memory)."""
     import torch
 
     from .. import imaging
@@ -296,9 +331,41 @@ def _cnn_tensor(store: Store, images: list[dict], view: View, px: int):
         picture = encoders.load_image(store, im, view.size, view.fit, view.resample)
         if picture.size != (px, px):
             picture = imaging.resize(picture, px, "crop", "box" if picture.width > px else "bicubic")
-        arrays.append(np.asarray(picture.convert("RGB"), dtype=np.float32))
-    batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 255.0
-    return (batch - 0.5) / 0.25
+        arrays.append(np.asarray(picture.convert("RGB"), dtype=np.uint8))
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def _cnn_scale(batch):
+    return (batch.float() / 255.0 - 0.5) / 0.25
+
+
+def _cnn_tensor(store: Store, images: list[dict], view: View, px: int):
+    return _cnn_scale(_cnn_pixels(store, images, view, px))
+
+
+def _memory_budget(device: str) -> int:
+    """Bytes a batch's activations may take: half the free GPU memory, else 1 GiB (``SYNTHLAB_CNN_MEMORY_MB``)."""
+    forced = os.environ.get("SYNTHLAB_CNN_MEMORY_MB")
+    if forced:
+        return int(float(forced) * 2**20)
+    if device.startswith("cuda"):
+        import torch
+
+        free, _ = torch.cuda.mem_get_info()
+        return int(free * 0.5)
+    return 2**30
+
+
+def cnn_batch_size(px: int, width: int, wanted: int, device: str, *, training: bool = True) -> int:
+    """The largest batch up to ``wanted`` whose activations fit the memory budget at ``px`` px: the
+    stored outputs of each conv, norm and activation (×2 for gradients when training), in float32."""
+    per_sample = 3 * px * px  # the input
+    side, channels = px, [width, 2 * width, 4 * width, 4 * width]
+    for i, ch in enumerate(channels):
+        side = math.ceil(side / 2) if i < 3 else side
+        per_sample += 3 * ch * side * side
+    per_sample *= 4 * (2 if training else 1)
+    return int(max(1, min(wanted, _memory_budget(device) // max(per_sample, 1))))
 
 
 def _small_cnn(n_classes: int, width: int):
@@ -339,11 +406,12 @@ def _train_cnn(store, folder, tags, members, view, params, progress) -> dict:
     device = config.device()
     _deterministic(device, params["seed"])
     generator = torch.Generator().manual_seed(params["seed"])
-    px = _cnn_input_size(view, params)
-    x = _cnn_tensor(store, members, view, px)
+    px = _cnn_input_size(view, params, native_px(store, members, view))
+    x = _cnn_pixels(store, members, view, px)
     y = torch.tensor([tags.index(m["tag"]) for m in members])
     model = _small_cnn(len(tags), params["width"]).to(device)
-    epochs, bs = params["epochs"], params["batch_size"]
+    epochs = params["epochs"]
+    bs = cnn_batch_size(px, params["width"], params["batch_size"], device)
     steps = epochs * math.ceil(len(members) / bs)
     optimizer = torch.optim.AdamW(model.parameters(), lr=params["lr"], weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=params["lr"], total_steps=steps)
@@ -354,7 +422,7 @@ def _train_cnn(store, folder, tags, members, view, params, progress) -> dict:
         order = torch.randperm(len(members), generator=generator)
         for start in range(0, len(members), bs):
             idx = order[start:start + bs]
-            xb = x[idx]
+            xb = _cnn_scale(x[idx])
             if params["augment"]:
                 xb = _augment(xb, generator, params["hflip"])
             if len(idx) == 1:  # batch norm needs two samples in training mode
@@ -367,10 +435,13 @@ def _train_cnn(store, folder, tags, members, view, params, progress) -> dict:
             schedule.step()
         progress(epoch + 1, epochs, f"epoch {epoch + 1}/{epochs} loss {loss.item():.3f}")
     model.eval()
+    eval_bs = cnn_batch_size(px, params["width"], 256, device, training=False)
     with torch.inference_mode():
-        train_acc = float((model(x.to(device)).argmax(1).cpu() == y).float().mean())
+        predicted = torch.cat([model(_cnn_scale(x[i:i + eval_bs]).to(device)).argmax(1).cpu()
+                               for i in range(0, len(members), eval_bs)])
+    train_acc = float((predicted == y).float().mean())
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
-    return {"kind": "cnn", "encoder": None, "input_px": px, "train_accuracy": train_acc,
+    return {"kind": "cnn", "encoder": None, "input_px": px, "batch_size_used": bs, "train_accuracy": train_acc,
             "final_loss": float(loss.item())}
 
 
@@ -405,9 +476,11 @@ def _cnn_predict(store: Store, folder: Path, meta: dict, images: list[dict], vie
         return model.to(device).eval()
 
     model = _cached_model(folder, build)
+    px = int(meta.get("input_px") or _cnn_input_size(view, params))
+    chunk = cnn_batch_size(px, params["width"], 256, device, training=False)
     out = []
-    for start in range(0, len(images), 256):
-        x = _cnn_tensor(store, images[start:start + 256], view, _cnn_input_size(view, params))
+    for start in range(0, len(images), chunk):
+        x = _cnn_tensor(store, images[start:start + chunk], view, px)
         with torch.inference_mode():
             out.append(softmax(model(x.to(device)).float().cpu().double().numpy()))
     return np.concatenate(out)
@@ -478,6 +551,7 @@ def _train_finetune(store, folder, tags, members, view, params, progress) -> dic
     loss = torch.tensor(0.0)
     for _ in range(epochs):
         model.train()
+        encoders.freeze_norm_statistics(model)
         order = rng.permutation(len(members))
         for start in range(0, len(members), bs):
             idx = order[start:start + bs]
@@ -490,9 +564,7 @@ def _train_finetune(store, folder, tags, members, view, params, progress) -> dic
             step += 1
             progress(step, total, f"step {step}/{total} loss {loss.item():.3f}")
     model.eval()
-    with encoders.quiet_transformers():
-        model.save_pretrained(folder / "encoder", safe_serialization=True)
-        encoders.processor(ref).save_pretrained(folder / "encoder")
+    encoders.save_encoder(ref, model, folder / "encoder")
     _save_linear(folder, head.weight.detach().cpu().double().numpy(), head.bias.detach().cpu().double().numpy())
     return {"kind": "finetune", "encoder": ref.describe(), "trainable_parameters": trainable,
             "final_loss": float(loss.item()), "steps": step}
