@@ -89,19 +89,29 @@ def _units(job: dict) -> float:
     return job["done"] + min(part, 1.0)
 
 
-def _rate(job: dict) -> str:
-    """Rate and ETA measured from work only: the clock starts at the first poll that sees work under
-    way (a model load is its own phase, shown by the job's message, and never counts toward the rate)."""
+def rate_text(job: dict, first: Optional[tuple[float, float]], clock: float) -> tuple[str, Optional[tuple]]:
+    """Rate and ETA from work only: ``first`` is ``(clock, units)`` of the first poll that saw work under
+    way (None before); a model load is its own phase (the job's message says ``loading …``) and never
+    counts toward the rate. Returns the text and the ``first`` to keep for the next poll."""
+    if (job.get("message") or "").startswith("loading"):
+        return " · loading the model", None
     units = _units(job)
-    if job.get("message", "").startswith("loading") or units <= 0:
-        return " · loading" if job.get("message", "").startswith("loading") else ""
-    first = st.session_state.setdefault("_job_rate_start", {}).setdefault(job["id"], (time.monotonic(), units))
-    elapsed = time.monotonic() - first[0]
+    if units <= 0 and first is None:
+        return "", None
+    if first is None:
+        return " · measuring the rate…", (clock, units)
+    elapsed = clock - first[0]
     if elapsed < 0.5 or units <= first[1]:
-        return " · measuring the rate…"
+        return " · measuring the rate…", first
     rate = (units - first[1]) / elapsed
     remaining = max(job["total"] - units, 0) / rate
-    return f" · {rate:.2f}/s · ETA {remaining:.0f} s"
+    return f" · {rate:.2f}/s · ETA {remaining:.0f} s", first
+
+
+def _rate(job: dict) -> str:
+    starts = st.session_state.setdefault("_job_rate_start", {})
+    text, starts[job["id"]] = rate_text(job, starts.get(job["id"]), time.monotonic())
+    return text
 
 
 def job_status(job_id: int, *, key: str, on_done: Callable[[dict], None] | None = None) -> None:

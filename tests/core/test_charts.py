@@ -187,3 +187,10 @@ def test_read_results_csv_refuses_other_files():
 
 def test_scored_images_lists_each_test_image_once(results):
     assert charts.scored_images(results) == [{"image": A, "tag": "jeans"}, {"image": B, "tag": "shoes"}]
+
+
+def test_legend_titles_name_what_the_lines_are(results):
+    per_tag = charts.true_tag_probability_vs_count(results)
+    assert per_tag.layout.legend.title.text == "line: tag · pixel size · real share · backend"
+    by_variant = charts.metrics_vs_count(results, "accuracy")
+    assert by_variant.layout.legend.title.text == "line: pixel size · real share · backend"
