@@ -94,7 +94,9 @@ st.dataframe([{
     "status": r["status"], "accuracy": r["accuracy"], "95% interval": interval(r.get("accuracy_ci")),
     "time (s)": r["time"], "error": r["error"] or "",
     **azure_settings.metrics_columns(r),
-} for r in runs], hide_index=True, width="stretch", key="tr_table")
+} for r in runs], hide_index=True, width="stretch", key="tr_table",
+    column_config={"accuracy": st.column_config.NumberColumn("accuracy", format="%.3f",
+                                                             help="on the test photos, scored when the run ends")})
 finished = [r["id"] for r in runs if r["status"] == "done"]
 scored = [r for r in runs if r["status"] == "done" and r["accuracy"] is not None]
 pending = autoeval.pending_runs(s)
