@@ -146,8 +146,8 @@ st.subheader("Quick test")
 if not finished:
     st.info("The quick test compares finished runs; none has finished yet.")
     st.stop()
-compare = st.multiselect("Runs", finished, default=None if "qt_runs" in st.session_state else finished[-3:],
-                         format_func=labels.get, key="qt_runs")
+compare = st.multiselect("Runs", finished, default=finished[-3:], format_func=labels.get,
+                         key=f"qt_runs_{len(finished)}")  # the latest three, again when another run finishes
 where = st.radio("Photo", ["a test photo", "upload one"], horizontal=True, key="qt_where")
 image = None
 if where == "a test photo":

@@ -47,7 +47,7 @@ def test_queue_a_sweep_then_quick_test_a_stored_and_an_uploaded_photo(digits, ti
     assert list(table["status"]) == ["done"] * 3 and list(table["count per tag"]) == [5, 20, 60]
     assert "3/3 done" in texts(at.caption)
 
-    assert at.multiselect(key="qt_runs").value == [r["id"] for r in runs]
+    assert at.multiselect(key="qt_runs_3").value == [r["id"] for r in runs]
     photo = digits.list_images(tag="two", source="test")[0]
     at.selectbox(key="qt_image").set_value(photo["id"]).run()  # the bars follow the pick, no Predict click
     assert not at.exception and not at.error, (at.exception, texts(at.error))
