@@ -44,6 +44,7 @@ def save_tag(editing: str) -> None:
     prompt = st.session_state.get(f"gen_prompt_{editing}", "")
     negative = st.session_state.get(f"gen_negative_{editing}", "")
     st.session_state.pop("gen_tag_error", None)
+    st.session_state["gen_form_used"] = True  # keep the form open for the next tag
     try:
         for text, what in ((prompt, "prompt"), (negative, "negative prompt")):
             if text.strip():
@@ -55,12 +56,12 @@ def save_tag(editing: str) -> None:
     if "gen_tags" in st.session_state and saved not in st.session_state["gen_tags"]:
         st.session_state["gen_tags"] = [*st.session_state["gen_tags"], saved]
     for field in ("name", "prompt", "negative"):
-        st.session_state.pop(f"gen_{field}_{editing}", None)
+        st.session_state[f"gen_{field}_{NEW_TAG}"] = ""
     st.session_state["gen_edit"] = NEW_TAG
     st.session_state["gen_tag_saved"] = saved
 
 
-with st.expander("Add or edit a tag", expanded=not tags):
+with st.expander("Add or edit a tag", expanded=not tags or "gen_form_used" in st.session_state):
     editing = st.selectbox("Tag", [NEW_TAG] + names, key="gen_edit")
     current = next((t for t in tags if t["name"] == editing), {"name": "", "prompt": "", "negative": ""})
     name = st.text_input("Name", value=current["name"], key=f"gen_name_{editing}", disabled=editing != NEW_TAG)
