@@ -9,7 +9,6 @@ from core.ingest import import_uploads
 FROM_FOLDERS = "(from the zip's tag-named folders)"
 ROLES = {"real": "real (may enter slices)", "test": "test (only scores runs)"}
 THUMBS = 16
-THUMB_PX = 96
 
 st.title("Data")
 st.caption("Every photo of every tag, by source. Rejected photos stay on disk and never enter a slice.")
@@ -65,4 +64,12 @@ for name, by_source in counts.items():
             st.markdown(f"**{source}** · {n['kept']} kept · {n['rejected']} rejected")
             offset, limit = ui.paginate(shown_n, key=f"dv_page_{name}_{source}_{show_rejected}", page_size=THUMBS)
             images = store.list_images(name, source, include_rejected=show_rejected, limit=limit, offset=offset)
-            ui.gallery(store, images, key=f"dv_{source}", columns=8)
+            cols = st.columns(8)
+            for n_image, image in enumerate(images):
+                with cols[n_image % 8]:
+                    st.image(image["path"], width="stretch")
+                    label = ("rejected · " if image["rejected"] else "") + ui.image_caption(image).rsplit("/", 1)[-1]
+                    st.caption(label[:40])
+                    if st.button("Restore" if image["rejected"] else "Reject", key=f"dv_{source}-{image['id']}"):
+                        store.set_rejected(image["id"], not image["rejected"])
+                        st.rerun()
