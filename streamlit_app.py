@@ -19,6 +19,7 @@ PAGES = [
     st.Page("pages/diagnostics.py", title="Diagnostics", icon=":material/biotech:"),
 ]
 
+ui.gate()
 page = st.navigation(PAGES)
 with ui.user_errors():
     ui.sidebar()

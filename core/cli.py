@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any, Callable, Optional, Sequence
 
@@ -55,7 +56,8 @@ def cmd_tags_add(store: Store, a: argparse.Namespace) -> dict:
             validate_template(text, what)
     tag = store.add_tag(a.name, a.prompt or "", a.negative or "", update=a.update)
     tag["distinct_prompts"] = count_prompts(tag["prompt"]) if tag["prompt"] else 0
-    print(f"tag {tag['name']}: {tag['distinct_prompts']} distinct prompts")
+    n = tag["distinct_prompts"]
+    print(f"tag {tag['name']}: {n} distinct prompts" if n <= 1000 else f"tag {tag['name']}: {n:,} prompt variants")
     return {"tag": tag}
 
 
@@ -140,7 +142,7 @@ def cmd_slice(store: Store, a: argparse.Namespace) -> dict:
 def cmd_slice_export(store: Store, a: argparse.Namespace) -> dict:
     from .slicing import export_slice
 
-    path = export_slice(store, a.slice, a.out)
+    path = export_slice(store, a.slice, a.out, progress=_printer("export"))
     print(f"wrote {path}")
     return {"export": str(path)}
 
@@ -256,6 +258,31 @@ def cmd_azure_cleanup(store: Store, a: argparse.Namespace) -> dict:
     for p in result["already_gone"]:
         print(f"already gone: {p['name']}")
     return result
+
+
+def cmd_worker(store: Store, a: argparse.Namespace) -> dict:
+    import os
+
+    from .worker import serve
+
+    print(f"worker {os.getpid()} serving {store.root} (Ctrl-C to stop)", flush=True)
+    return serve(store.root, poll_seconds=a.poll, until=a.seconds)
+
+
+def cmd_workspace_new(store: Store, a: argparse.Namespace) -> dict:
+    from . import workspaces
+
+    workspace_id = workspaces.create(store.root)
+    print(f"workspace {workspace_id}: open the app with ?workspace={workspace_id}")
+    return {"workspace": workspace_id, "path": str(workspaces.path(workspace_id, store.root))}
+
+
+def cmd_workspace_clean(store: Store, a: argparse.Namespace) -> dict:
+    from . import workspaces
+
+    removed = workspaces.remove_idle(a.max_age_hours, home=store.root)
+    print(f"removed {len(removed)} idle workspace(s)")
+    return {"removed": removed}
 
 
 def _printer(what: str) -> Optional[Callable[[int, int, str], None]]:
@@ -418,39 +445,90 @@ def build_parser() -> argparse.ArgumentParser:
     jc = jobs.add_parser("cancel", parents=[common])
     jc.add_argument("id", type=int)
     jc.set_defaults(func=cmd_jobs_cancel)
+
+    wk = sub.add_parser("worker", parents=[common], help="run the job worker as its own process (one per home)")
+    wk.add_argument("--poll", type=float, default=0.5, help="seconds between looks at an empty queue")
+    wk.add_argument("--seconds", type=float, help="stop after this long (default: until SIGTERM / Ctrl-C)")
+    wk.set_defaults(func=cmd_worker)
+
+    ws = sub.add_parser("workspace", help="demo workspaces (host side)").add_subparsers(dest="ws_cmd", required=True)
+    wn = ws.add_parser("new", parents=[common], help="create an empty demo workspace and print its id")
+    wn.set_defaults(func=cmd_workspace_new)
+    wc = ws.add_parser("clean", parents=[common], help="remove idle workspaces (no queued or running job)")
+    wc.add_argument("--max-age-hours", type=float, help="default $SYNTHLAB_DEMO_IDLE_HOURS or 24")
+    wc.set_defaults(func=cmd_workspace_clean)
     return p
 
 
 def _log_internal_error(args: argparse.Namespace | None) -> str:
     import traceback
 
+    from .redact import redact
+
     folder = config.home(getattr(args, "home", None)) / "logs"
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / "cli.log", "a", encoding="utf-8") as fh:
-            fh.write(traceback.format_exc() + "\n")
+            fh.write(redact(traceback.format_exc()) + "\n")
         return str(folder / "cli.log")
     except OSError:
-        traceback.print_exc()
-        return "the traceback above"
+        return "no log (the store's logs folder cannot be written)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Everything it prints goes through :class:`core.redact.MaskingStream`."""
+    from .redact import MaskingStream
+
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = MaskingStream(out), MaskingStream(err)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader of stdout went away (``… | head``): stop quietly, as a Unix filter does."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.__stdout__.fileno())
+    except (OSError, AttributeError, ValueError):
+        pass
+    return 0
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    import sqlite3
+
+    from .store import store_damage
+
     parser = build_parser()
+    store = None
     try:
         args = parser.parse_args(argv)
         store = Store(args.home)
         result = args.func(store, args)
+        if getattr(args, "json", False):
+            print(json.dumps(result, default=str, ensure_ascii=False))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except sqlite3.DatabaseError as exc:
+        damaged = store_damage(store, exc) if store is not None else None
+        if damaged is not None:
+            print(f"error: {damaged}", file=sys.stderr)
+            return 2
+        log = _log_internal_error(args if "args" in locals() else None)
+        print(f"error: internal error ({type(exc).__name__}: {exc}); details in {log}", file=sys.stderr)
+        return 1
     except Exception as exc:  # noqa: BLE001 - a bug: one line here, the traceback in the log
         log = _log_internal_error(args if "args" in locals() else None)
         print(f"error: internal error ({type(exc).__name__}: {exc}); details in {log}", file=sys.stderr)
         return 1
-    if getattr(args, "json", False):
-        print(json.dumps(result, default=str, ensure_ascii=False))
     return 0

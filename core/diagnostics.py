@@ -268,9 +268,7 @@ def _check_tags(store, tags: Optional[Sequence[str]]) -> list[str]:
     if isinstance(tags, str):
         tags = [tags]
     chosen = list(dict.fromkeys(t.strip() for t in (tags or ()) if t and t.strip())) or known
-    for tag in chosen:
-        store.get_tag(tag)
-    return chosen
+    return list(dict.fromkeys(store.get_tag(tag)["name"] for tag in chosen))
 
 
 def _train_images(store, tag: str) -> dict[str, list[dict]]:

@@ -141,7 +141,7 @@ def _hub_snapshot(repo_id: str) -> Path:
         return Path(cached).parent
     state = hub.hub_state()
     if state != hub.ONLINE:
-        raise ModelNotFound(hub.not_cached_reason(f"encoder {repo_id!r}", state))
+        raise ModelNotFound(hub.not_cached_reason(f"encoder {repo_id!r} is not a local folder and", state))
     try:
         return Path(hub.download(repo_id, "config.json")).parent
     except Exception as exc:  # noqa: BLE001 - unknown repo, gated repo, a hub error: one message

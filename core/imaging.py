@@ -112,7 +112,8 @@ def resized(store: Store, image_id: str, size: int | None, fit: str = "crop",
             resample: str = "lanczos") -> Image.Image:
     """Image ``image_id`` at ``size`` px (``None``: the original), from the cache when it is there.
 
-    A cache entry that cannot be read is rebuilt from the original.
+    A cache entry that cannot be read is rebuilt from the original. The original is checked against its
+    SHA-256 once per process (:meth:`Store.verify_image`), cache or not: a replaced file fails here.
     """
     check_resize(size, fit, resample)
     if size is None:
@@ -123,6 +124,7 @@ def resized(store: Store, image_id: str, size: int | None, fit: str = "crop",
             with Image.open(path) as cached:
                 cached.load()
                 if cached.size == (size, size):
+                    store.verify_image(image_id)
                     return cached.convert("RGB")
         except (OSError, SyntaxError, ValueError):
             pass
@@ -135,7 +137,7 @@ def resized_png(store: Store, image_id: str, size: int | None, fit: str = "crop"
                 resample: str = "lanczos") -> bytes:
     """The PNG bytes of :func:`resized` (the stored file itself when ``size`` is None)."""
     if size is None:
-        return store.image_file(image_id).read_bytes()
+        return store.image_bytes(image_id)
     path = cache_file(store, image_id, size, fit, resample)
     resized(store, image_id, size, fit, resample)
     try:

@@ -125,7 +125,7 @@ def _import(store: Store, candidates: list[_Candidate], tag: str | None, source:
         try:
             if cand.rejected:
                 raise Rejected(cand.rejected)
-            target = tag or _tag_for(cand)
+            target = tag or store.canonical_tag(_tag_for(cand))
             if cand.size is not None and cand.size > limits.max_bytes:
                 raise Rejected(_too_large(cand.size, limits))
             image = decode(cand.read(limits.max_bytes + 1), limits)

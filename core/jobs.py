@@ -12,6 +12,8 @@ raises :class:`JobCancelled` once the job is cancelled.
 
 from __future__ import annotations
 
+import contextvars
+import getpass
 import importlib
 import json
 import os
@@ -20,9 +22,10 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from .errors import JobCancelled, NotFound, UserError
+from .redact import redact
 from .store import Store, now
 
 HANDLERS: dict[str, str] = {
@@ -68,6 +71,32 @@ def _owner_alive(owner: Optional[str]) -> bool:
     return True
 
 
+_actor: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar("synthlab_actor", default=None)
+
+
+def set_actor(name: Optional[str]) -> None:
+    """Who submits jobs from this thread from now on (the app sets the signed-in user per script run)."""
+    _actor.set(name or None)
+
+
+def actor() -> str:
+    """Who is starting a job: the app's signed-in user, else ``SYNTHLAB_USER``, else the OS user."""
+    name = _actor.get() or os.environ.get("SYNTHLAB_USER")
+    if name:
+        return name
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+        return f"uid {os.getuid()}"
+
+
+def _check_quota(store: Store, kind: str, params: dict, same_job_active: bool) -> None:
+    from . import workspaces
+
+    if workspaces.is_demo():
+        workspaces.check_job(store, kind, params, same_job_active=same_job_active)
+
+
 def _params_key(kind: str, params: dict) -> str:
     return kind + ":" + json.dumps(params, sort_keys=True, default=str)
 
@@ -90,7 +119,7 @@ class JobContext:
             with self.store.tx() as conn:
                 conn.execute(
                     "UPDATE jobs SET done = ?, total = ?, message = ?, heartbeat = ? WHERE id = ?",
-                    (int(done), int(total), message, time.time(), self.job_id),
+                    (int(done), int(total), redact(message), time.time(), self.job_id),
                 )
         self.check_cancelled()
 
@@ -125,10 +154,22 @@ def list_jobs(store: Store, kind: str | None = None, status: str | None = None, 
         params.append(kind)
     if status:
         sql += " AND status = ?"
-        params.append(status)
+        params.append("running" if status == "interrupted" else status)
     sql += " ORDER BY id DESC LIMIT ?"
     params.append(int(limit))
-    return [_job_view(r) for r in store.query(sql, tuple(params))]
+    found = [_interrupted(_job_view(r)) for r in store.query(sql, tuple(params))]
+    return [j for j in found if j["status"] == status] if status in ("running", "interrupted") else found
+
+
+def _interrupted(job: dict) -> dict:
+    """A job the store says is running whose owning process is gone (killed, crashed, power cut) is
+    shown as ``interrupted``: nothing runs it until it is resumed (the same CLI command again, or an app
+    worker starting, which queues it again). The row itself is not changed here."""
+    if job["status"] == "running" and not _owner_alive(job.get("owner")):
+        job["status"] = "interrupted"
+        job["message"] = ("interrupted: its process is gone; run the same command again (or open the app) "
+                          "to resume it")
+    return job
 
 
 def submit(store: Store, kind: str, params: dict, *, claim: bool = False) -> int:
@@ -147,6 +188,7 @@ def submit(store: Store, kind: str, params: dict, *, claim: bool = False) -> int
             "ORDER BY id LIMIT 1",
             (key,),
         ).fetchone()
+        _check_quota(store, kind, params, row is not None)
         if row is not None:
             if row["status"] == "running" and row["owner"] != me and _owner_alive(row["owner"]):
                 if claim:
@@ -159,9 +201,10 @@ def submit(store: Store, kind: str, params: dict, *, claim: bool = False) -> int
                 )
             return row["id"]
         cur = conn.execute(
-            "INSERT INTO jobs(kind, params, params_key, status, owner, heartbeat, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO jobs(kind, params, params_key, status, owner, heartbeat, created, started_by) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (kind, json.dumps(params, sort_keys=True, default=str), key, "running" if claim else "queued",
-             me if claim else None, time.time() if claim else None, now()),
+             me if claim else None, time.time() if claim else None, now(), actor()),
         )
         return cur.lastrowid
 
@@ -226,6 +269,7 @@ def run_job(store: Store, job_id: int) -> dict:
             "UPDATE jobs SET status = 'running', owner = ?, started = COALESCE(started, ?), heartbeat = ? WHERE id = ?",
             (owner_id(), now(), time.time(), job_id),
         )
+        _record_starter_on_runs(conn, job_id)
     ctx = JobContext(store, job_id, job["kind"], job["params"])
     try:
         ctx.check_cancelled()
@@ -249,19 +293,27 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _record_starter_on_runs(conn, job_id: int) -> None:
+    """Runs made by a job record who started the job."""
+    conn.execute("UPDATE runs SET started_by = (SELECT started_by FROM jobs WHERE id = ?) "
+                 "WHERE job_id = ? AND started_by IS NULL", (job_id, job_id))
+
+
 def _finish(store: Store, job_id: int, status: str, *, result: Any = None, error: str | None = None,
             trace: str | None = None) -> None:
     with store.tx() as conn:
         conn.execute(
             "UPDATE jobs SET status = ?, result = ?, error = ?, finished = ?, owner = NULL WHERE id = ?",
-            (status, json.dumps(result, default=str) if result is not None else None, error, now(), job_id),
+            (status, redact(json.dumps(result, default=str)) if result is not None else None,
+             redact(error) if error is not None else None, now(), job_id),
         )
+        _record_starter_on_runs(conn, job_id)
     if trace:
         log = store.root / "logs"
         try:
             log.mkdir(exist_ok=True)
             with open(log / "jobs.log", "a", encoding="utf-8") as fh:
-                fh.write(f"--- job {job_id} failed at {now()}\n{trace}\n")
+                fh.write(redact(f"--- job {job_id} failed at {now()}\n{trace}\n"))
         except OSError:
             pass
 
@@ -277,6 +329,8 @@ class Worker(threading.Thread):
         self.current: Optional[int] = None
 
     def run(self) -> None:
+        if self.store.read_only:  # nothing can be claimed or recorded in a read-only store
+            return
         requeue_orphans(self.store)
         while not self._stop_event.is_set():
             try:
@@ -293,6 +347,92 @@ class Worker(threading.Thread):
                 pass
             finally:
                 self.current = None
+
+    def stop(self, timeout: float | None = 5) -> None:
+        self._stop_event.set()
+        self.join(timeout)
+
+
+def claim_fair(stores: Sequence[Store], last: Optional[str] = None) -> Optional[tuple[Store, int]]:
+    """Claim the next job round-robin over ``stores`` (one per demo workspace): the first store after
+    ``last`` (a store root, in sorted root order) that has a queued job gives its oldest one. So a
+    workspace that queued ten jobs first gets one turn, then every other waiting workspace gets one."""
+    ordered = sorted(stores, key=lambda s: str(s.root))
+    roots = [str(s.root) for s in ordered]
+    start = 0
+    if last is not None:
+        start = next((i for i, r in enumerate(roots) if r > last), 0)
+    for store in ordered[start:] + ordered[:start]:
+        try:
+            job_id = _claim_next(store)
+        except Exception:  # noqa: BLE001 - a workspace removed or locked meanwhile: serve the others
+            continue
+        if job_id is not None:
+            return store, job_id
+    return None
+
+
+class FairWorker(threading.Thread):
+    """One worker for many stores (demo workspaces), serving their queued jobs round-robin.
+
+    ``stores`` is called before each claim, so new workspaces join and removed ones leave; each store's
+    orphaned jobs are requeued the first time it is seen. ``housekeeping`` (e.g. removing idle
+    workspaces) is called every ``housekeeping_seconds``.
+    """
+
+    def __init__(self, stores: Callable[[], Sequence[Store]], poll_seconds: float = 0.5,
+                 housekeeping: Callable[[], Any] | None = None, housekeeping_seconds: float = 300):
+        super().__init__(name="synthlab-fair-worker", daemon=True)
+        self.stores = stores
+        self.poll_seconds = poll_seconds
+        self.housekeeping = housekeeping
+        self.housekeeping_seconds = housekeeping_seconds
+        self._stop_event = threading.Event()
+        self._seen: set[str] = set()
+        self.last: Optional[str] = None
+        self.current: Optional[tuple[str, int]] = None
+        self.served: list[tuple[str, int]] = []
+
+    def step(self) -> bool:
+        """Claim and run one job; False when no store has a queued job."""
+        stores = list(self.stores())
+        for store in stores:
+            if str(store.root) not in self._seen:
+                self._seen.add(str(store.root))
+                try:
+                    requeue_orphans(store)
+                except Exception:  # noqa: BLE001
+                    pass
+        claimed = claim_fair(stores, self.last)
+        if claimed is None:
+            return False
+        store, job_id = claimed
+        self.last = str(store.root)
+        self.current = (self.last, job_id)
+        self.served.append(self.current)
+        try:
+            run_job(store, job_id)
+        except Exception:  # noqa: BLE001 - already recorded on the job row
+            pass
+        finally:
+            self.current = None
+        return True
+
+    def run(self) -> None:
+        next_housekeeping = time.monotonic()
+        while not self._stop_event.is_set():
+            if self.housekeeping and time.monotonic() >= next_housekeeping:
+                next_housekeeping = time.monotonic() + self.housekeeping_seconds
+                try:
+                    self.housekeeping()
+                except Exception:  # noqa: BLE001
+                    pass
+            try:
+                worked = self.step()
+            except Exception:  # noqa: BLE001 - a locked or vanished store must not kill the worker
+                worked = False
+            if not worked:
+                self._stop_event.wait(self.poll_seconds)
 
     def stop(self, timeout: float | None = 5) -> None:
         self._stop_event.set()

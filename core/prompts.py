@@ -6,14 +6,21 @@ only on the template, the index, the series seed and the mode — never on the b
 images already exist — so a resumed or extended series gives every image the prompt it would have had.
 
 - ``random``: each index draws its own prompt from a random generator seeded from ``(seed, index)``.
-- ``combinatorial``: the distinct prompts in the template's order, cycled (index ``i`` gets
-  prompt ``i mod n``); the seed does not matter.
+- ``combinatorial``: the prompts in the template's combinatorial order (the last group varies
+  fastest), cycled (index ``i`` gets prompt ``i mod n``); the seed does not matter. A template with up
+  to :data:`COUNT_CAP` variants is enumerated by dynamicprompts and de-duplicated; a larger one is
+  expanded lazily, index → combination over the parse tree (:func:`_Lazy`), so every group varies and
+  every option of a 1500-way alternative is used — nothing is ever enumerated in full.
+
+:func:`count_prompts` gives the distinct prompts of a small template and the true number of variants
+of a large one (a 20-group ``{a|b}`` template has 1 048 576).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 from functools import lru_cache
 
 from .errors import InvalidInput
@@ -90,13 +97,121 @@ def _distinct(template: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(prompts))[:COUNT_CAP]
 
 
+class _Lazy:
+    """Index → prompt over a dynamicprompts parse tree, without enumerating it.
+
+    Literals count 1; a sequence is the product of its parts (the last part varies fastest); a
+    variant ``{a|b|c}`` is the sum of its options; ``{k$$…}`` picks ordered k-tuples of distinct
+    options joined by its separator. Anything else (wrap commands, ``~`` random groups) is not lazy:
+    :meth:`build` returns None and the caller enumerates with dynamicprompts.
+    """
+
+    def __init__(self, node):
+        from dynamicprompts.commands import LiteralCommand, SequenceCommand, VariantCommand
+
+        self.node = node
+        if getattr(node, "sampling_method", None) not in (None,) and not isinstance(node, LiteralCommand):
+            from dynamicprompts.enums import SamplingMethod
+
+            if node.sampling_method != SamplingMethod.COMBINATORIAL:
+                raise _NotLazy
+        if isinstance(node, LiteralCommand):
+            self.kind, self.count = "literal", 1
+        elif isinstance(node, SequenceCommand):
+            self.kind = "sequence"
+            self.parts = [_Lazy(t) for t in node.tokens]
+            self.count = math.prod(p.count for p in self.parts)
+        elif isinstance(node, VariantCommand):
+            self.kind = "variant"
+            self.options = [_Lazy(v.value) for v in node.variants]
+            n = len(self.options)
+            self.bounds = [k for k in range(max(node.min_bound, 1), min(node.max_bound, n) + 1)]
+            if not self.bounds or (self.bounds != [1] and math.perm(n, max(self.bounds)) > 100_000):
+                raise _NotLazy
+            self.per_k = [self._count_k(k) for k in self.bounds]
+            self.count = sum(self.per_k)
+        else:
+            raise _NotLazy
+
+    @staticmethod
+    def build(template: str) -> "_Lazy | None":
+        try:
+            return _Lazy(_parse(template))
+        except _NotLazy:
+            return None
+
+    def _count_k(self, k: int) -> int:
+        if k == 1:
+            return sum(o.count for o in self.options)
+        import itertools
+
+        return sum(math.prod(self.options[i].count for i in perm)
+                   for perm in itertools.permutations(range(len(self.options)), k))
+
+    def at(self, index: int) -> str:
+        index %= self.count
+        if self.kind == "literal":
+            return str(self.node.literal)
+        if self.kind == "sequence":
+            out = []
+            for part in reversed(self.parts):
+                index, here = divmod(index, part.count)
+                out.append(part.at(here))
+            return self.node.separator.join(reversed(out))
+        for k, n_k in zip(self.bounds, self.per_k):
+            if index >= n_k:
+                index -= n_k
+                continue
+            if k == 1:
+                for option in self.options:
+                    if index < option.count:
+                        return option.at(index)
+                    index -= option.count
+            import itertools
+
+            for perm in itertools.permutations(range(len(self.options)), k):
+                size = math.prod(self.options[i].count for i in perm)
+                if index >= size:
+                    index -= size
+                    continue
+                picked = []
+                for i in reversed(perm):
+                    index, here = divmod(index, self.options[i].count)
+                    picked.append(self.options[i].at(here))
+                return self.node.separator.join(reversed(picked))
+        raise AssertionError("index out of range")
+
+
+class _NotLazy(Exception):
+    pass
+
+
+def _stride(n: int) -> int:
+    """A step coprime to ``n`` near ``n`` / golden ratio (1 for tiny ``n``)."""
+    a = max(int(n * 0.6180339887498949), 1)
+    while math.gcd(a, n) != 1:
+        a += 1
+    return a
+
+
+@lru_cache(maxsize=64)
+def _lazy(template: str) -> "_Lazy | None":
+    """The lazy expander of a template with more than :data:`COUNT_CAP` variants, else None."""
+    lazy = _Lazy.build(template)
+    return lazy if lazy is not None and lazy.count > COUNT_CAP else None
+
+
 def count_prompts(template: str) -> int:
-    """How many distinct prompts a template yields, capped at :data:`COUNT_CAP` (1 000: "1000 or more").
+    """How many prompts a template yields: its distinct prompts when it has at most :data:`COUNT_CAP`
+    variants, else the true number of its variants (combinatorial; not capped).
 
     Counted over its combinatorial expansion and, for random-only parts (``{~a|b}``), over
-    :data:`RANDOM_PROBES` random draws too.
+    :data:`RANDOM_PROBES` random draws too (those stay capped at :data:`COUNT_CAP`).
     """
     template = validate_template(template)
+    lazy = _lazy(template)
+    if lazy is not None:
+        return lazy.count
     return _count(template)
 
 
@@ -125,6 +240,10 @@ def expand_indices(template: str, indices: list[int], seed: int, mode: str = "ra
     if not indices:
         return []
     if mode == "combinatorial":
+        lazy = _lazy(template)
+        if lazy is not None:
+            a = _stride(lazy.count)
+            return [lazy.at((i % lazy.count) * a) for i in indices]
         prompts = _distinct(template)
         return [prompts[i % len(prompts)] for i in indices]
     from dynamicprompts.generators import RandomPromptGenerator

@@ -15,7 +15,6 @@ import io
 import json
 import os
 import re
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
@@ -56,7 +55,7 @@ def write_report(store: Store, out: str | os.PathLike, run_ids: Optional[Sequenc
     Raises :class:`ReportError` when nothing has been evaluated yet or ``out`` cannot be written;
     a failed write leaves no partial file behind.
     """
-    target = _check_target(out)
+    target = _check_target(store, out)
     from .evaluation import results as stored_results
 
     results = stored_results(store, run_ids)
@@ -71,33 +70,16 @@ def write_report(store: Store, out: str | os.PathLike, run_ids: Optional[Sequenc
     return target
 
 
-def _check_target(out: str | os.PathLike) -> Path:
-    if not str(out).strip():
-        raise ReportError("no output file given for the report")
-    target = Path(out).expanduser().absolute()
-    if target.is_dir():
-        raise ReportError(f"cannot write the report to {target}: it is a folder; give a file name like report.html")
-    if target.parent.exists() and not target.parent.is_dir():
-        raise ReportError(f"cannot write the report to {target}: {target.parent} is a file, not a folder")
-    if not target.parent.is_dir():
-        raise ReportError(f"cannot write the report to {target}: the folder {target.parent} does not exist")
-    if not os.access(target.parent, os.W_OK):
-        raise ReportError(f"cannot write the report to {target}: the folder {target.parent} is not writable")
-    return target
+def _check_target(store: Store, out: str | os.PathLike) -> Path:
+    from .outputs import check_output
+
+    return check_output(out, store.root, what="report", error=ReportError)
 
 
 def _write_atomically(target: Path, text: str) -> None:
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=target.parent)
-    except OSError as exc:
-        raise ReportError(f"cannot write the report to {target}: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise ReportError(f"cannot write the report to {target}: {exc.strerror or exc}") from exc
+    from .outputs import write_output
+
+    write_output(target, lambda fh: fh.write(text.encode("utf-8")), what="report", error=ReportError)
 
 
 def _secret_values() -> list[str]:

@@ -20,7 +20,6 @@ import json
 import math
 import os
 import re
-import threading
 import unicodedata
 import zipfile
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from typing import Iterable, Sequence
 from PIL import Image
 
 from . import filtering, imaging
-from .errors import InvalidInput, NotEnoughImages, NotFound, UnknownTag
+from .errors import InvalidInput, NotEnoughImages, NotFound
 from .store import Store, now
 
 TRAIN_SOURCES = ("real", "synthetic")
@@ -135,10 +134,7 @@ def _real_count(count: int, fraction: float) -> int:
 
 def _tags_of(store: Store, spec: SliceSpec) -> list[str]:
     known = set(store.tag_names())
-    for tag in spec.tags:
-        if tag not in known:
-            raise UnknownTag(tag)
-    tags = list(spec.tags) or sorted(known)
+    tags = list(dict.fromkeys(store.get_tag(t)["name"] for t in spec.tags)) or sorted(known)
     if not tags:
         raise InvalidInput("the store has no tags yet: add tags and images first")
     return tags
@@ -200,6 +196,14 @@ def _plan(spec: SliceSpec, tags: list[str], pool: dict) -> list[dict]:
 
 # -- building ------------------------------------------------------------------------------------
 
+def _with_stored_tag_names(store: Store, spec: SliceSpec) -> SliceSpec:
+    """``spec`` naming its tags as the store spells them (``--tags CAFÉ`` is the tag ``café``)."""
+    import dataclasses
+
+    tags = tuple(sorted({store.get_tag(t)["name"] for t in spec.tags}))
+    return dataclasses.replace(spec, tags=tags) if tags != spec.tags else spec
+
+
 def build_slices(store: Store, spec: SliceSpec) -> list[dict]:
     """Create (or find) every slice of ``spec``; see :func:`build_sweep`."""
     return build_sweep(store, [spec])
@@ -213,7 +217,7 @@ def build_sweep(store: Store, specs: Sequence[SliceSpec]) -> list[dict]:
     (``"created": False``). A name already used for the same (count, size, repeat, …) with *other*
     members — the store changed since — is refused: slices are immutable, pick a new name.
     """
-    specs = [validate(s) for s in specs]
+    specs = [_with_stored_tag_names(store, validate(s)) for s in specs]
     if not specs:
         raise InvalidInput("nothing to build")
     plans, problems = [], []
@@ -407,55 +411,51 @@ def _azure_warnings(store: Store, spec: SliceSpec, tags: list[str]) -> list[str]
 
 # -- export --------------------------------------------------------------------------------------
 
-def export_slice(store: Store, ref: int | str, out: str | os.PathLike) -> Path:
+def export_slice(store: Store, ref: int | str, out: str | os.PathLike, progress=None) -> Path:
     """Write a slice as a zip in Hugging Face's ``imagefolder`` layout; returns the zip's path.
 
     ``train/<tag>/<id>.png`` at the slice's pixel size, and ``train/metadata.jsonl`` with ``file_name``,
     ``label`` (the tag) and provenance columns, so ``datasets.load_dataset("imagefolder", data_dir=…)``
     reads the unpacked folder (``label`` is a string column; ``.class_encode_column("label")`` makes it a
-    ``ClassLabel``). ``out`` is a ``.zip`` path or an existing folder (a name is chosen). The
-    zip is written to a temporary name and renamed: no half-written export is ever left behind.
+    ``ClassLabel``). ``out`` is a ``.zip`` path or an existing folder (a name is chosen); it goes through
+    :func:`core.outputs.check_output` (never the store's own files, a device, a link or an empty path).
+    The zip is written to a temporary name and renamed: no half-written export is ever left behind.
+    ``progress(done, total, message)`` is called once per image.
     """
+    from .outputs import check_output, refuse_store_path, write_output
+
     s = get_slice(store, ref)
+    if out is None or not str(out).strip():
+        raise InvalidInput("no output given for the export: give a .zip path or an existing folder")
     target = Path(out).expanduser()
-    if target.is_dir():
+    if target.absolute() != store.root:
+        refuse_store_path(target, store.root, what="export", error=InvalidInput)
+    if os.path.lexists(target) and (target.is_symlink() or not (target.is_dir() or target.is_file())):
+        check_output(target, store.root, what="export", error=InvalidInput)  # a device, FIFO, socket or link
+    if target.is_dir() and not target.is_symlink():
         target = target / f"{_safe(s['name'])}-n{s['count_per_tag']}-{s['size'] or 'orig'}px-r{s['repeat']}-{s['hash'][:12]}.zip"
     elif target.suffix.lower() != ".zip":
         target = target.with_name(target.name + ".zip")
-    tmp = target.parent / f".tmp-{target.name}-{os.getpid()}-{threading.get_ident()}"
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
-            write_export(store, s, fh)
-        os.replace(tmp, target)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        where = f" ({exc.filename})" if exc.filename else ""
-        raise InvalidInput(f"export to {target} failed: {exc.strerror or exc}{where}") from None
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return target
+    target = check_output(target, store.root, what="export", error=InvalidInput)
+    return write_output(target, lambda fh: write_export(store, s, fh, progress), what="export",
+                        error=InvalidInput)
 
 
-def export_bytes(store: Store, ref: int | str) -> bytes:
+def export_bytes(store: Store, ref: int | str, progress=None) -> bytes:
     """The export zip of :func:`export_slice`, in memory (for a download button)."""
     buf = io.BytesIO()
-    write_export(store, get_slice(store, ref), buf)
+    write_export(store, get_slice(store, ref), buf, progress)
     return buf.getvalue()
 
 
-def write_export(store: Store, slice_: dict, fh) -> None:
+def write_export(store: Store, slice_: dict, fh, progress=None) -> None:
     spec = slice_["spec"]
     rows = []
+    members = slice_members(store, slice_["id"])
     with zipfile.ZipFile(fh, "w") as archive:
-        for image in slice_members(store, slice_["id"]):
+        for n, image in enumerate(members):
+            if progress:
+                progress(n, len(members), f"{image['tag']}/{image['id'][:12]}")
             file_name = f"{image['tag']}/{image['id']}.png"
             data = imaging.resized_png(store, image["id"], spec["size"], spec.get("fit", "crop"),
                                        spec.get("resample", "lanczos"))
@@ -473,6 +473,8 @@ def write_export(store: Store, slice_: dict, fh) -> None:
             })
         meta = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
         archive.writestr(_entry("train/metadata.jsonl"), meta, compress_type=zipfile.ZIP_DEFLATED)
+    if progress:
+        progress(len(members), len(members), "done")
 
 
 def _entry(name: str) -> zipfile.ZipInfo:

@@ -23,7 +23,7 @@ from typing import Any, Iterator, Optional
 from PIL import Image
 
 from . import config
-from .errors import InvalidInput, NotFound, UnknownTag
+from .errors import InvalidInput, NotFound, UnknownTag, UserError
 
 SOURCES = ("synthetic", "real", "test")
 TAG_NAME_MAX = 64
@@ -43,6 +43,8 @@ PROVENANCE_FIELDS = (
     "job_id",
     "original_name",
 )
+
+_VERIFIED: set[tuple] = set()  # image files whose SHA-256 was checked in this process: (path, size, mtime, inode, dev)
 
 MIGRATIONS: list[tuple[int, str]] = [
     (
@@ -185,7 +187,38 @@ MIGRATIONS: list[tuple[int, str]] = [
             PRIMARY KEY (slice_id, image_id));
         """,
     ),
+    (
+        5,
+        """
+        ALTER TABLE jobs ADD COLUMN started_by TEXT;
+        ALTER TABLE runs ADD COLUMN started_by TEXT;
+        """,
+    ),
 ]
+
+
+class StoreReadOnly(UserError):
+    """A write was asked of a store that can only be read (read-only mount or permissions)."""
+
+
+class StoreTooNew(UserError):
+    """The store's schema is newer than this version of Synthlab knows."""
+
+
+class StoreDamaged(UserError):
+    """``lab.db`` or an image file of the store is missing, truncated or not what it should be."""
+
+
+def store_damage(store: "Store", exc: BaseException) -> Optional[StoreDamaged]:
+    """The user-facing :class:`StoreDamaged` for an SQLite error that means ``lab.db`` is damaged
+    (not a database, malformed, truncated), else None."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc)
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or any(
+            t in text for t in ("file is not a database", "malformed", "file is encrypted")):
+        return StoreDamaged(f"the store's database {store.db_path} is damaged ({text}): restore lab.db from a "
+                            "backup, or move the store folder away and start a new one; nothing was written")
+    return None
 
 
 def _is_storage_error(exc: sqlite3.Error) -> bool:
@@ -253,13 +286,27 @@ class Store:
         self.cache_dir = self.root / "cache"
         self.db_path = self.root / "lab.db"
         self._local = threading.local()
+        self._immutable = False
+        self.read_only = self.db_path.exists() and not (
+            os.access(self.root, os.W_OK) and os.access(self.db_path, os.W_OK))
+        if not self.read_only:
+            try:
+                self.images_dir.mkdir(parents=True, exist_ok=True)
+                self.cache_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                if not self.db_path.exists():
+                    raise InvalidInput(f"cannot create the store folder {self.root}: {exc.strerror}") from exc
+                self.read_only = True
         try:
-            self.images_dir.mkdir(parents=True, exist_ok=True)
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InvalidInput(f"cannot create the store folder {self.root}: {exc.strerror}") from exc
-        self._migrate()
-        self._remove_temp_files()
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            damaged = store_damage(self, exc)
+            if damaged is None:
+                raise
+            raise damaged from None
+        if not self.read_only:
+            self._remove_temp_files()
 
     # -- connections and transactions -------------------------------------------------------
 
@@ -267,18 +314,50 @@ class Store:
     def conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
+            if self.read_only:
+                conn = self._connect_read_only()
+            else:
+                conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None, check_same_thread=False)
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=30000")
             self._local.conn = conn
         return conn
 
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """``lab.db`` opened for reading only (a read-only mount or permissions). Without its ``-shm`` file
+        a WAL database can only be opened as immutable (nothing else may write it meanwhile)."""
+        from urllib.parse import quote
+
+        uri = "file:" + quote(str(self.db_path)) + "?mode=ro"
+        for suffix in (("",) if self._immutable else ("", "&immutable=1")):
+            conn = sqlite3.connect(uri + suffix, uri=True, timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            try:
+                conn.execute("PRAGMA user_version").fetchone()
+                conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            except sqlite3.OperationalError:
+                conn.close()
+                if suffix:
+                    raise
+                self._immutable = True
+                continue
+            return conn
+        raise AssertionError("unreachable")
+
+    def _refuse_write(self, what: str = "change it") -> None:
+        if self.read_only:
+            raise StoreReadOnly(f"the store at {self.root} is read-only (its folder or lab.db cannot be written): "
+                                f"reading works, but Synthlab cannot {what} — make it writable, or copy it to a "
+                                "writable folder and use --home there")
+
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
         """A write transaction (BEGIN IMMEDIATE … COMMIT, ROLLBACK on error). Nestable."""
+        self._refuse_write()
         conn = self.conn
         if conn.in_transaction:
             yield conn
@@ -320,7 +399,18 @@ class Store:
         return self.conn.execute("PRAGMA user_version").fetchone()[0]
 
     def _migrate(self) -> None:
+        """Apply the migrations this store lacks. A store of a newer schema is refused (never written:
+        this version does not know what the newer one keeps)."""
+        latest = max(v for v, _ in MIGRATIONS)
         conn = self.conn
+        current = conn.execute("PRAGMA user_version").fetchone()[0]
+        if current > latest:
+            raise StoreTooNew(f"this store was made by a newer Synthlab (schema {current}); upgrade Synthlab to "
+                              f"open {self.db_path} (this version knows schemas up to {latest}; nothing was written)")
+        if current == latest:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return
+        self._refuse_write(f"upgrade its schema from {current} to {latest}")
         conn.execute("BEGIN IMMEDIATE")
         try:
             current = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -346,16 +436,25 @@ class Store:
     # -- tags ---------------------------------------------------------------------------------
 
     def add_tag(self, name: str, prompt: str = "", negative: str = "", *, update: bool = False) -> dict:
-        """Create a tag (or, with ``update``, change its prompts). Duplicate names are refused."""
+        """Create a tag (or, with ``update``, change its prompts). A name equal to an existing one under
+        NFC and case-folding (:func:`core.tagnames.tag_key`) is the same tag: refused unless ``update``."""
+        from .tagnames import tag_key
+
         name = validate_tag_name(name)
         prompt = validate_prompt(prompt)
         negative = validate_prompt(negative, "negative prompt")
         with self.tx() as conn:
-            exists = conn.execute("SELECT 1 FROM tags WHERE name = ?", (name,)).fetchone()
-            if exists and not update:
-                raise InvalidInput(f"tag {name!r} already exists")
-            if exists:
-                conn.execute("UPDATE tags SET prompt = ?, negative = ? WHERE name = ?", (prompt, negative, name))
+            same = [r[0] for r in conn.execute("SELECT name FROM tags").fetchall() if tag_key(r[0]) == tag_key(name)]
+            existing = name if name in same else (same[0] if len(same) == 1 else None)
+            if same and not update:
+                shown = existing or same[0]
+                hint = "" if shown == name else f" ({name!r} is the same name: tag names ignore case)"
+                raise InvalidInput(f"tag {shown!r} already exists{hint}")
+            if same and existing is None:
+                raise InvalidInput(f"tag {name!r} is ambiguous: the store has {', '.join(map(repr, same))}")
+            if existing:
+                conn.execute("UPDATE tags SET prompt = ?, negative = ? WHERE name = ?", (prompt, negative, existing))
+                name = existing
             else:
                 conn.execute(
                     "INSERT INTO tags(name, prompt, negative, created) VALUES (?, ?, ?, ?)",
@@ -363,11 +462,37 @@ class Store:
                 )
         return self.get_tag(name)
 
+    def find_tag(self, name: str) -> Optional[str]:
+        """The stored name of tag ``name``: the exact name, else the one tag with the same
+        :func:`core.tagnames.tag_key` (NFC, case-folded); None when there is none. A name that matches
+        two stored tags only by key (a store made before names were unique) is refused as ambiguous."""
+        from .tagnames import nfc, tag_key
+
+        if not isinstance(name, str):
+            return None
+        names = self.tag_names()
+        for candidate in (name, nfc(name)):
+            if candidate in names:
+                return candidate
+        same = [n for n in names if tag_key(n) == tag_key(name)]
+        if len(same) > 1:
+            raise InvalidInput(f"tag {name!r} is ambiguous: the store has {', '.join(map(repr, same))} "
+                               "(name one exactly)")
+        return same[0] if same else None
+
+    def canonical_tag(self, name: str) -> str:
+        """The stored name of the tag ``name`` refers to, or ``name`` (NFC) when there is none yet."""
+        from .tagnames import nfc
+
+        return self.find_tag(name) or nfc(name)
+
     def get_tag(self, name: str) -> dict:
-        row = self.query_one("SELECT name, prompt, negative, created FROM tags WHERE name = ?", (name,))
+        found = self.find_tag(name)
+        row = None if found is None else self.query_one(
+            "SELECT name, prompt, negative, created FROM tags WHERE name = ?", (found,))
         if row is None:
             raise UnknownTag(name)
-        row["counts"] = self.tag_counts(name)
+        row["counts"] = self.tag_counts(row["name"])
         return row
 
     def tag_counts(self, name: str) -> dict[str, int]:
@@ -399,6 +524,7 @@ class Store:
 
     def write_png(self, data: bytes) -> str:
         """Write PNG bytes under their SHA-256 (temp file, fsync, rename). Returns the id."""
+        self._refuse_write("store an image")
         image_id = hashlib.sha256(data).hexdigest()
         target = self.image_file(image_id)
         if target.exists() and target.stat().st_size == len(data):
@@ -432,7 +558,7 @@ class Store:
         unknown = set(provenance) - set(PROVENANCE_FIELDS)
         if unknown:
             raise TypeError(f"unknown provenance fields: {sorted(unknown)}")
-        self.get_tag(tag)
+        tag = self.get_tag(tag)["name"]
         data = png_bytes(image)
         image_id = hashlib.sha256(data).hexdigest()
         existing = self.query_one("SELECT id FROM images WHERE id = ?", (image_id,))
@@ -487,9 +613,8 @@ class Store:
     def _image_filter(self, tag, source, include_rejected) -> tuple[str, list]:
         clauses, params = [], []
         if tag is not None:
-            self.get_tag(tag)
             clauses.append("tag = ?")
-            params.append(tag)
+            params.append(self.get_tag(tag)["name"])
         if source is not None:
             if source not in SOURCES:
                 raise InvalidInput(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
@@ -511,6 +636,52 @@ class Store:
         rows = self.query("SELECT series_index, id FROM images WHERE series = ?", (series,))
         return {r["series_index"]: r["id"] for r in rows}
 
+    def image_bytes(self, image_id: str) -> bytes:
+        """The stored PNG bytes of ``image_id``, checked against the SHA-256 they are named by.
+
+        A missing, unreadable or replaced file is a :class:`StoreDamaged` naming the file and what to do.
+        """
+        path = self.image_file(image_id)
+        known = self._file_key(image_id)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise self._damaged_image(image_id, "is missing") from None
+        except OSError as exc:
+            raise self._damaged_image(image_id, f"cannot be read ({exc.strerror or exc})") from None
+        if known is not None and known in _VERIFIED and len(data) == known[1]:
+            return data
+        if hashlib.sha256(data).hexdigest() != image_id:
+            raise self._damaged_image(image_id, "does not match its SHA-256 (the file was replaced or damaged)")
+        if known is not None:
+            _VERIFIED.add(known)
+        return data
+
+    def verify_image(self, image_id: str) -> None:
+        """Check an image file against its SHA-256 once per process (again if the file changed since)."""
+        key = self._file_key(image_id)
+        if key is None or key not in _VERIFIED:
+            self.image_bytes(image_id)
+
+    def _file_key(self, image_id: str) -> Optional[tuple]:
+        try:
+            st = os.stat(self.image_file(image_id))
+        except OSError:
+            return None
+        return (str(self.image_file(image_id)), st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+
+    def _damaged_image(self, image_id: str, what: str) -> StoreDamaged:
+        row = self.query_one("SELECT tag, source FROM images WHERE id = ?", (image_id,))
+        of = f" ({row['source']} image of tag {row['tag']!r})" if row else ""
+        return StoreDamaged(f"image file {self.image_file(image_id)} {what}{of}: restore it from a backup of the "
+                            f"store's images folder, or reject the image (python -m core images reject {image_id}) "
+                            "and run again")
+
     def open_image(self, image_id: str) -> Image.Image:
-        with Image.open(self.image_file(image_id)) as img:
-            return img.convert("RGB")
+        """Image ``image_id`` as RGB, from bytes checked against its SHA-256 (:meth:`image_bytes`)."""
+        data = self.image_bytes(image_id)
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                return img.convert("RGB")
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise self._damaged_image(image_id, f"cannot be decoded ({exc})") from None

@@ -20,13 +20,18 @@ from typing import Any, Callable, Iterable, Optional
 
 from . import jobs, slicing
 from .backends import get_trainer
-from .errors import InvalidInput, JobCancelled, NotFound
+from .errors import InvalidInput, JobCancelled, NotFound, UserError
+from .redact import redact
 from .store import Store, now
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 Progress = Optional[Callable[[int, int, str], None]]
 
 _foreground = threading.local()
+
+
+class SweepCancelled(UserError):
+    """A foreground sweep stopped because one of its runs was cancelled (``jobs cancel``)."""
 
 
 # -- reading runs -------------------------------------------------------------------------------------
@@ -223,9 +228,15 @@ def train(store: Store, slice_refs: list[str], backend: str = "local", params: d
 
         _foreground.relay = relay
         try:
-            jobs.run_job(store, job_id)
+            job = jobs.run_job(store, job_id)
         finally:
             _foreground.relay = None
+        if job["status"] == "cancelled":
+            left = [r for r in run_ids[i + 1:] if get_run(store, r)["status"] != "done"]
+            raise SweepCancelled(
+                f"cancelled: run {run_id} (job {job_id}) was stopped"
+                + (f"; runs {', '.join(map(str, left))} were not started (they stay queued: run the same "
+                   "command again to resume)" if left else ""))
     if progress:
         progress(total, total, "done")
     return [summary(r) for r in list_runs(store, run_ids)]
@@ -342,7 +353,7 @@ def run_train_job(ctx: jobs.JobContext) -> dict:
         raise
     except BaseException as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        _finish(store, run["id"], status="failed", error=message[:500], finished=now())
+        _finish(store, run["id"], status="failed", error=redact(message)[:500], finished=now())
         raise
     metrics = dict(out.get("metrics") or {})
     if metrics.get("input_px") is None:  # a backend that does not say (Azure): the side it was given

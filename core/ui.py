@@ -6,6 +6,7 @@ wrap calls into core in :func:`user_errors`, and show a running job with :func:`
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from contextlib import contextmanager
@@ -13,8 +14,9 @@ from typing import Callable, Iterator, Optional
 
 import streamlit as st
 
-from . import config, jobs
-from .errors import UserError
+from . import config, jobs, workspaces
+from .errors import NotFound, UserError
+from .redact import redact
 from .store import Store
 
 
@@ -47,28 +49,216 @@ def device() -> str:
 
 
 def store() -> Store:
-    """The store for ``SYNTHLAB_HOME``; starts this process's job worker on first use."""
+    """The store for ``SYNTHLAB_HOME`` (in demo mode: this visitor's workspace); starts the job worker."""
     home = str(config.home())
+    if workspaces.is_demo():
+        s = _workspace_store(home)
+        _ensure_worker(home, demo=True)
+        return s
     s = _store(home)
-    worker = _worker(home)
-    if not worker.is_alive():
-        _worker.clear()
-        _worker(home)
+    _ensure_worker(home, demo=False)
     return s
+
+
+# -- the job worker: a thread in this process, or its own process (SYNTHLAB_WORKER=process) -----------
+
+WORKER_KINDS = ("thread", "process")
+_process_checked: dict[str, float] = {}
+
+
+def worker_kind() -> str:
+    """``SYNTHLAB_WORKER``, else ``process`` for the hosted modes (many visitors: bench/visitors.py measured
+    a thread worker losing over half its images/s to 50 polling sessions) and ``thread`` for one local user."""
+    default = "process" if workspaces.mode() in ("demo", "team") else "thread"
+    kind = (os.environ.get("SYNTHLAB_WORKER") or default).strip().lower()
+    if kind not in WORKER_KINDS:
+        raise UserError(f"SYNTHLAB_WORKER must be one of {', '.join(WORKER_KINDS)}, not {kind!r}")
+    return kind
+
+
+@st.cache_resource(show_spinner=False)
+def _fair_worker(home: str) -> jobs.FairWorker:
+    worker = jobs.FairWorker(lambda: workspaces.stores(home), housekeeping=lambda: workspaces.remove_idle(home=home))
+    worker.start()
+    return worker
+
+
+def _ensure_worker(home: str, *, demo: bool) -> None:
+    if worker_kind() == "process":
+        if time.monotonic() - _process_checked.get(home, -1e9) > 5:  # a flock probe, at most every 5 s
+            from . import worker
+
+            worker.ensure_running(home)
+            _process_checked[home] = time.monotonic()
+        return
+    getter = _fair_worker if demo else _worker
+    if not getter(home).is_alive():
+        getter.clear()
+        getter(home)
+
+
+# -- demo mode: one workspace per visitor, its id in the URL ------------------------------------------
+
+def _workspace_store(home: str) -> Store:
+    """This visitor's workspace: ``?workspace=ID`` from the URL (or this session), else a new one. The id
+    is written back to the URL so a reload or a shared link returns to it."""
+    wanted = st.query_params.get("workspace") or st.session_state.get("_workspace")
+    if wanted:
+        s = workspaces.open_store(wanted, home)  # NotFound for an unknown or malformed id
+    else:
+        wanted = workspaces.create(home)
+        s = workspaces.open_store(wanted, home)
+    st.session_state["_workspace"] = wanted
+    if st.query_params.get("workspace") != wanted:
+        st.query_params["workspace"] = wanted
+    return s
+
+
+def _start_new_workspace() -> None:
+    st.session_state.pop("_workspace", None)
+    st.query_params.clear()
+
+
+def _only_page(render: Callable[[], None]) -> None:
+    """Show ``render`` as the app's only page and stop: nothing else is reachable (a bare stop before
+    ``st.navigation`` would let Streamlit list the ``pages/`` folder in the sidebar)."""
+    st.navigation([st.Page(render, title="Synthlab", default=True)], position="hidden").run()
+    st.stop()
+
+
+def _demo_gate() -> None:
+    try:
+        store()
+    except NotFound as exc:
+        message = str(exc)
+
+        def no_such_workspace() -> None:
+            st.title("Synthlab demo")
+            st.error(message, icon="⚠️")
+            st.button("Start a new workspace", key="ws_new", type="primary", on_click=_start_new_workspace)
+
+        _only_page(no_such_workspace)
+
+
+# -- team mode: Streamlit's OIDC login ------------------------------------------------------------------
+
+AUTH_EXAMPLE = """[auth]
+redirect_uri = "https://synthlab.example.com/oauth2callback"
+cookie_secret = "a long random string"
+client_id = "…"
+client_secret = "…"
+server_metadata_url = "https://accounts.google.com/.well-known/openid-configuration"
+"""
+
+
+def _auth_settings() -> Optional[dict]:
+    """The ``[auth]`` section of ``st.secrets`` when it has what ``st.login`` needs, else None."""
+    try:
+        auth = st.secrets.get("auth")
+    except Exception:  # noqa: BLE001 - no secrets.toml
+        return None
+    if not auth or not auth.get("redirect_uri") or not auth.get("cookie_secret"):
+        return None
+    return dict(auth)
+
+
+def _auth_providers(auth: dict) -> list[Optional[str]]:
+    named = [k for k, v in auth.items() if hasattr(v, "get")]
+    return ([None] if auth.get("client_id") else []) + named
+
+
+def _team_gate() -> str:
+    auth = _auth_settings()
+    if auth is None:
+        def login_not_configured() -> None:
+            st.title("Synthlab · team mode")
+            st.error("Team mode needs a login, and none is configured. Add an [auth] section to "
+                     ".streamlit/secrets.toml (or the host's secrets) for any OpenID Connect provider, then "
+                     "restart:", icon="🔒")
+            st.code(AUTH_EXAMPLE, language="toml")
+            st.caption("redirect_uri is the app's own address + /oauth2callback. Without team mode, unset "
+                       "SYNTHLAB_MODE (one local store) or set it to demo (a workspace per visitor).")
+
+        _only_page(login_not_configured)
+    import importlib.util
+
+    if importlib.util.find_spec("authlib") is None:
+        def authlib_missing() -> None:
+            st.error("Team mode's login needs the Authlib package: pip install Authlib (see requirements.txt).")
+
+        _only_page(authlib_missing)
+    if not st.user.is_logged_in:
+        def sign_in() -> None:
+            st.title("Synthlab")
+            st.write("Sign in to reach the team's experiment.")
+            for provider in _auth_providers(auth) or [None]:
+                label = "Log in" if provider is None else f"Log in with {provider}"
+                st.button(label, key=f"auth_login_{provider}", type="primary",
+                          on_click=st.login, args=() if provider is None else (provider,))
+
+        _only_page(sign_in)
+    who = st.user.get("email") or st.user.get("name") or st.user.get("sub") or "signed-in user"
+    jobs.set_actor(str(who))
+    return str(who)
+
+
+def gate() -> None:
+    """Call first in the entry script: in team mode only signed-in users get past it; in demo mode it
+    resolves the visitor's workspace (and stops with a way out when the URL names none that exists)."""
+    jobs.set_actor(None)
+    current = workspaces.mode()
+    if current == "team":
+        st.session_state["_user"] = _team_gate()
+    elif current == "demo":
+        _demo_gate()
+
+
+def _hosting_sidebar(s: Store) -> None:
+    current = workspaces.mode()
+    if current == "demo":
+        workspace_id = st.session_state.get("_workspace", "")
+        st.caption(f"Demo workspace **{workspace_id[:8]}…** — keep this page's link to come back to it; "
+                   "nobody else can open it without the link.")
+        st.caption("Demo limits: " + workspaces.Quotas.from_env().describe())
+        st.button("New workspace", key="ws_new_sidebar", on_click=_start_new_workspace)
+        if not config.setting("VISION_TRAINING_KEY"):
+            st.caption("Azure Custom Vision: off in this demo (the host has set no keys).")
+    elif current == "team":
+        st.caption("Signed in as " + plain(st.session_state.get('_user', '?')))
+        st.button("Log out", key="auth_logout", on_click=st.logout)
+
+
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>$~|#{}!]|(?<=[Ww]{3})\.|@)|(:)(?=[A-Za-z_/])|^(\s*)([-+=>]|\d+(?=[.)]))",
+                       re.MULTILINE)
+
+
+def plain(text: object) -> str:
+    """User text (prompts, tag / slice / file names, error messages) made safe for any Streamlit element
+    that renders markdown: every markdown and HTML character is backslash-escaped, so the text shows as
+    typed — an ``![x](http://…)`` is never an image, a ``<b>`` never a tag, ``:red[x]`` never colour —
+    and every known secret value is masked (:func:`core.redact.redact`)."""
+    def escape(m: re.Match) -> str:
+        if m.group(1) or m.group(2):
+            return "\\" + (m.group(1) or m.group(2))
+        lead, mark = m.group(3), m.group(4)
+        return lead + (mark + "\\" if mark[0].isdigit() else "\\" + mark)
+
+    return _MARKDOWN.sub(escape, redact(text))
 
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Show a core :class:`UserError` as ``st.error`` instead of a traceback."""
+    """Show a core :class:`UserError` as ``st.error`` (as plain text, secrets masked) instead of a traceback."""
     try:
         yield
     except UserError as exc:
-        st.error(str(exc), icon="⚠️")
+        st.error(plain(exc), icon="⚠️")
 
 
 def sidebar() -> None:
     s = store()
     with st.sidebar:
+        _hosting_sidebar(s)
         st.caption("Store")
         st.code(str(s.root), language=None)
         st.caption(f"Device: **{device()}**")
@@ -127,7 +317,7 @@ def job_status(job_id: int, *, key: str, on_done: Callable[[dict], None] | None 
         job = jobs.get_job(s, job_id)
         status = job["status"]
         total = max(job["total"], 1)
-        label = f"Job {job_id} ({job['kind']}): {status} — {job['done']}/{job['total']} {job['message']}"
+        label = f"Job {job_id} ({job['kind']}): {status} — {job['done']}/{job['total']} {plain(job['message'])}"
         if status in jobs.ACTIVE:
             st.progress(min(job["done"] / total, 1.0), text=label + _rate(job))
             if st.button("Cancel", key=f"{key}-cancel-{job_id}"):
@@ -139,7 +329,7 @@ def job_status(job_id: int, *, key: str, on_done: Callable[[dict], None] | None 
         elif status == "cancelled":
             st.warning(label)
         else:
-            st.error(f"Job {job_id} failed: {job['error']}")
+            st.error(f"Job {job_id} failed: {plain(job['error'])}")
         seen = st.session_state.setdefault("_jobs_seen_finished", set())
         if job_id not in seen:
             seen.add(job_id)
@@ -148,6 +338,14 @@ def job_status(job_id: int, *, key: str, on_done: Callable[[dict], None] | None 
             st.rerun(scope="app")
 
     _show()
+
+
+def progress_bar(bar, what: str) -> Callable[[int, int, str], None]:
+    """A core ``progress(done, total, message)`` callback that moves an ``st.progress`` bar."""
+    def update(done: int, total: int, message: str = "") -> None:
+        bar.progress(min(done / max(total, 1), 1.0), text=f"{what}: {done}/{total} {plain(message)}")
+
+    return update
 
 
 def wait_for(job_id: int, timeout: float = 60) -> dict:
@@ -188,7 +386,7 @@ def gallery(s: Store, images: list[dict], *, key: str, columns: int = 4) -> None
         with cols[n % columns]:
             st.image(image["path"], width="stretch")
             prefix = "**rejected** · " if image["rejected"] else ""
-            st.caption(f"{prefix}{image['tag']} · {image_caption(image)}")
+            st.caption(f"{prefix}{plain(image['tag'])} · {plain(image_caption(image))}")
             if st.button("Restore" if image["rejected"] else "Reject", key=f"{key}-{image['id']}"):
                 s.set_rejected(image["id"], not image["rejected"])
                 st.rerun()
@@ -204,23 +402,24 @@ def azure_panel(s: Store, slice_refs: list, params: dict) -> None:
     info = azure.panel(s, slice_refs, params)
     connection = info["connection"]
     if connection["ok"]:
-        st.success(f"Azure Custom Vision: {connection['message']} · predictions: {connection['prediction']}")
+        st.success(f"Azure Custom Vision: {plain(connection['message'])} · predictions: "
+                   f"{plain(connection['prediction'])}")
     else:
-        st.error(f"Azure Custom Vision: {connection['message']}")
+        st.error(f"Azure Custom Vision: {plain(connection['message'])}")
     plan = info["plan"]
     if info["plan_error"]:
-        st.error(info["plan_error"])
+        st.error(plain(info["plan_error"]))
     elif plan:
         st.caption(f"Quota plan, tier {plan['tier']}: {plan['projects']} new project(s) "
                    f"(one per nested series), {plan['iterations']} iteration(s), {plan['images']} image(s), "
                    f"{plan['tags']} tag(s)" + (f"; the resource has {plan['resource_projects']} project(s)"
                                               if plan["resource_projects"] is not None else ""))
         for message in plan["errors"]:
-            st.error(message)
+            st.error(plain(message))
         for message in plan["warnings"]:
-            st.warning(message)
+            st.warning(plain(message))
     with st.expander("Azure settings and projects"):
-        st.table([{"setting": k, "value": v} for k, v in connection["settings"].items()])
+        st.table([{"setting": k, "value": redact(v)} for k, v in connection["settings"].items()])
         if info["projects"]:
             st.dataframe(info["projects"], hide_index=True, key="az_projects")
             sweeps = sorted({p["sweep"] for p in info["projects"]})
@@ -228,7 +427,7 @@ def azure_panel(s: Store, slice_refs: list, params: dict) -> None:
             if st.button("Delete these Azure projects", key="az_cleanup"):
                 with user_errors():
                     done = azure.cleanup(s, sweep)
-                    st.success(f"Deleted {len(done['deleted'])} Azure project(s) of {sweep}")
+                    st.success(f"Deleted {len(done['deleted'])} Azure project(s) of {plain(sweep)}")
 
 
 # -- links and batches ------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ with st.container(border=True, key="dv_upload_box"):
             st.rerun()
     result = st.session_state.get("dv_result")
     if result:
-        created = f" · created tags: {', '.join(result['created_tags'])}" if result["created_tags"] else ""
+        created = f" · created tags: {ui.plain(', '.join(result['created_tags']))}" if result["created_tags"] else ""
         st.success(f"Imported {result['imported']} {result['role']} photo(s) · duplicates {result['duplicates']} · "
                    f"rejected {len(result['rejected'])}{created}")
         if result["rejected"]:
@@ -56,7 +56,7 @@ st.dataframe([{"tag": t, **{s: c[s]["kept"] for s in c}, "rejected": sum(v["reje
 show_rejected = st.toggle("Show rejected photos", value=True, key="dv_show_rejected")
 for name, by_source in counts.items():
     total = sum(v["kept"] for v in by_source.values())
-    with st.expander(f"{name} · {total} photo(s)", expanded=len(counts) <= 4):
+    with st.expander(f"{ui.plain(name)} · {total} photo(s)", expanded=len(counts) <= 4):
         for source, n in by_source.items():
             shown_n = n["kept"] + (n["rejected"] if show_rejected else 0)
             if not shown_n:
@@ -69,7 +69,7 @@ for name, by_source in counts.items():
                 with cols[n_image % 8]:
                     st.image(image["path"], width="stretch")
                     label = ("rejected · " if image["rejected"] else "") + ui.image_caption(image).rsplit("/", 1)[-1]
-                    st.caption(label[:40])
+                    st.caption(ui.plain(label[:40]))
                     if st.button("Restore" if image["rejected"] else "Reject", key=f"dv_{source}-{image['id']}"):
                         store.set_rejected(image["id"], not image["rejected"])
                         st.rerun()

@@ -41,7 +41,7 @@ if result is None:
     st.stop()
 
 st.subheader("Per tag")
-st.caption(f"Diagnosis {result['job']} ({result.get('finished', '')}), encoder `{result['encoder']['name']}`; "
+st.caption(f"Diagnosis {result['job']} ({result.get('finished', '')}), encoder {ui.plain(result['encoder']['name'])}; "
            f"diversity and Fréchet distance at {result['embedding_size']} px.")
 st.dataframe(pd.DataFrame(diagnostics.summary_rows(result)), hide_index=True, key="dg_table")
 with st.expander("How to read these numbers"):
@@ -55,7 +55,7 @@ with st.expander("How to read these numbers"):
         "near 1: something gives the origin away. Falling at a smaller size: downscaling removes it.")
 for tag, r in result["tags"].items():
     for metric, reason in r.get("notes", {}).items():
-        st.caption(f"**{tag}** · {metric}: {reason}")
+        st.caption(f"**{ui.plain(tag)}** · {metric}: {ui.plain(reason)}")
 
 if result.get("spectrum"):
     st.subheader("Power spectrum")
@@ -72,7 +72,7 @@ for tag, r in result["tags"].items():
     if not clusters:
         continue
     any_cluster = True
-    st.markdown(f"**{tag}** — {len(clusters)} cluster(s)")
+    st.markdown(f"**{ui.plain(tag)}** — {len(clusters)} cluster(s)")
     for n, cluster in enumerate(clusters[:MAX_CLUSTERS]):
         images = diagnostics.cluster_images(store, cluster)
         if not images:

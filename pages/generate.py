@@ -22,9 +22,12 @@ names = [t["name"] for t in tags]
 if not tags and not store.count_images():
     st.info("An empty store. Start with real photos: the clothing sample makes the four tags of the original "
             "experiment (jeans, shoes, shirts, other) with real and test photos from Fashion-MNIST.")
+    per_tag = st.number_input("Real photos per tag (half as many test photos)", 2, 6000, 100, key="gen_sample_n")
     if st.button("Load the clothing sample", type="primary", key="gen_sample"):
         with ui.user_errors(), st.spinner("Loading the clothing sample…"):
-            loaded = load_clothing_sample(store)
+            bar = st.progress(0.0, text="clothing sample")
+            loaded = load_clothing_sample(store, per_tag=int(per_tag), test_per_tag=int(per_tag) // 2, progress=lambda done, total, message: bar.progress(
+                min(done / max(total, 1), 1.0), text=message))
             st.session_state["gen_sample_loaded"] = loaded["imported"]
             st.rerun()
 if st.session_state.get("gen_sample_loaded"):
@@ -72,7 +75,8 @@ with st.expander("Add or edit a tag", expanded=not tags or "gen_form_used" in st
     if prompt.strip():
         try:
             n = count_prompts(prompt)
-            st.caption(f"This template yields {n if n < COUNT_CAP else f'{COUNT_CAP} or more'} distinct prompt(s).")
+            st.caption(f"This template yields {n} distinct prompt(s)." if n <= COUNT_CAP
+                       else f"This template yields {n:,} prompt variants.")
         except UserError as exc:
             problem = str(exc)
             st.error(problem, icon="⚠️")
@@ -82,7 +86,7 @@ with st.expander("Add or edit a tag", expanded=not tags or "gen_form_used" in st
         st.error(error, icon="⚠️")
     saved = st.session_state.pop("gen_tag_saved", None)
     if saved:
-        st.success(f"Saved tag {saved!r}; the form is ready for the next one.")
+        st.success(f"Saved tag {ui.plain(repr(saved))}; the form is ready for the next one.")
 
 st.subheader("Generate images")
 if not names:
@@ -149,4 +153,4 @@ with ui.user_errors():
     offset, limit = ui.paginate(total, key=f"gal_page_{tag_filter}_{source_filter}_{show_rejected}")
     images = store.list_images(tag_arg, source_arg, include_rejected=show_rejected, limit=limit, offset=offset)
     ui.gallery(store, images, key="gal")
-st.caption(f"Store: {store.root} · default model {config.DEFAULT_MODEL}")
+st.caption(f"Store: {ui.plain(store.root)} · default model {config.DEFAULT_MODEL}")

@@ -73,7 +73,7 @@ with per_image:
         st.session_state["results-image"] = shown[0]["image"] if shown else images[0]["image"]
     for row in range(0, len(shown), 8):
         for col, im in zip(st.columns(8), shown[row:row + 8]):
-            col.image(str(s.image_file(im["image"])), caption=f"{im['tag']} · {flips.get(im['image'], 0)}×",
+            col.image(str(s.image_file(im["image"])), caption=f"{ui.plain(im['tag'])} · {flips.get(im['image'], 0)}×",
                       width="stretch")
             picked = im["image"] == st.session_state["results-image"]
             if col.button("Picked" if picked else "Pick", key=f"pick-{im['image']}", type="primary" if picked else "secondary",
@@ -103,7 +103,7 @@ with confusion:
         st.caption("Click a cell to see the test images behind it.")
     else:
         cell_images = charts.confusion_cell_images(by_run[run], *cell)
-        st.markdown(f"**{len(cell_images)}** test images of **{cell[0]}** predicted as **{cell[1]}**")
+        st.markdown(f"**{len(cell_images)}** test images of **{ui.plain(cell[0])}** predicted as **{ui.plain(cell[1])}**")
         if cell_images:
             st.image([str(s.image_file(i)) for i in cell_images[:48]], caption=[i[:12] for i in cell_images[:48]],
                      width=96)
@@ -121,6 +121,6 @@ with table:
             st.session_state["results-report"] = str(path)
     if st.session_state.get("results-report"):
         report = Path(st.session_state["results-report"])
-        st.success(f"Report written to {report}")
+        st.success(f"Report written to {ui.plain(report)}")
         st.download_button("Download report (HTML)", lambda: report.read_bytes(), file_name=report.name,
                            mime="text/html", key="report-download", on_click="ignore", icon=":material/download:")

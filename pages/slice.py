@@ -34,7 +34,7 @@ if st.button("Import", disabled=not files, key="import"):
         st.rerun()
 result = st.session_state.get("import_result")
 if result:
-    created = f" · created tags: {', '.join(result['created_tags'])}" if result["created_tags"] else ""
+    created = f" · created tags: {ui.plain(', '.join(result['created_tags']))}" if result["created_tags"] else ""
     st.success(f"Imported {result['imported']} · duplicates {result['duplicates']} · "
                f"rejected {len(result['rejected'])}{created}")
     if result["rejected"]:
@@ -95,7 +95,7 @@ with ui.user_errors():
                           tags=tuple(chosen), filter=the_filter)
     azure = bool(config.setting("VISION_TRAINING_KEY"))  # Azure's floors only matter to those who use it
     for warning in dict.fromkeys(w for spec in specs for w in slicing.plan_warnings(store, spec, azure=azure)):
-        st.warning(warning)
+        st.warning(ui.plain(warning))
 if st.button("Build slices", type="primary", disabled=not specs, key="build"):
     with ui.user_errors():
         built = slicing.build_sweep(store, specs)
@@ -116,13 +116,21 @@ picked = st.selectbox("Preview", list(labels), format_func=labels.get, key="prev
 members = slicing.slice_members(store, picked)
 shown = members[:PREVIEW]
 st.image([resized(store, m["id"], 128) for m in shown],
-         caption=[f"{m['tag']} · {m['source']}" for m in shown], width=128)
+         caption=[f"{ui.plain(m['tag'])} · {m['source']}" for m in shown], width=128)
 st.caption(f"{len(shown)} of {len(members)} images shown.")
 chosen_slice = next(r for r in table if r["id"] == picked)
-st.download_button(
-    "Download as a Hugging Face imagefolder zip",
-    data=lambda: slicing.export_bytes(store, picked),
-    file_name=f"slice-{picked}-{chosen_slice['hash']}.zip",
-    mime="application/zip",
-    key="export",
-)
+if st.button("Prepare the export zip", key="export_prepare"):
+    bar = st.progress(0.0, text="Exporting…")
+    with ui.user_errors():
+        data = slicing.export_bytes(store, picked, progress=ui.progress_bar(bar, "Exporting"))
+        st.session_state["export_zip"] = (picked, data)
+    bar.empty()
+ready = st.session_state.get("export_zip")
+if ready and ready[0] == picked:
+    st.download_button(
+        "Download as a Hugging Face imagefolder zip",
+        data=ready[1],
+        file_name=f"slice-{picked}-{chosen_slice['hash']}.zip",
+        mime="application/zip",
+        key="export",
+    )

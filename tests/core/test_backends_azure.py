@@ -158,6 +158,7 @@ def test_sweep_one_project_per_series_one_iteration_per_count_then_evaluate(env,
     assert set(metrics["per_tag"]) == {"green", "red"} and 0 <= metrics["precision"] <= 1
     assert {"recall", "average_precision"} <= set(metrics)
     assert run["params"] == {"training_type": "Regular", "budget_hours": 0, "tier": "F0", "layout": "nested"}
+    assert run["input_px"] == run["metrics"]["input_px"] == 256  # the side of what was uploaded
 
     results = evaluation.evaluate(store)
     tests = evaluation.test_images(store)
@@ -167,7 +168,7 @@ def test_sweep_one_project_per_series_one_iteration_per_count_then_evaluate(env,
         for p in result["per_image"]:
             assert set(p["probabilities"]) == {"green", "red"}
             assert sum(p["probabilities"].values()) == pytest.approx(1.0)
-        assert result["accuracy"] == 1.0
+        assert result["accuracy"] == 1.0 and result["input_px"] == 256
     assert env.requests_for("ClassifyImageWithNoStore") and not env.requests_for("QuickTestImage")
     assert len(env.published) == 4
 

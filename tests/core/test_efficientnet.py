@@ -137,5 +137,36 @@ def test_probe_on_real_clothing_reaches_085_and_beats_cnn_small_on_the_same_slic
     acc_lo = np.quantile(ra[idx].mean(1), 0.025)
     diff_lo, diff_hi = np.quantile((ra - rb)[idx].mean(1), [0.025, 0.975])
     assert acc_lo >= 0.85, (a["accuracy"], acc_lo)
+    # and a plain baseline: logistic regression on the raw pixels of the same slice
+    from sklearn.linear_model import LogisticRegression
+
+    from core import imaging, slicing
+
+    members = store.query("SELECT i.id, i.tag FROM slice_images si JOIN images i ON i.id = si.image_id "
+                          "WHERE si.slice_id = ?", (slicing.resolve_slices(store, ["clothes"])[0]["id"],))
+    tests = sorted(store.list_images(source="test"), key=lambda im: im["id"])
+    pixels = lambda ims: np.stack([np.asarray(imaging.resized(store, im["id"], 28).convert("L"),  # noqa: E731
+                                              float).ravel() / 255 for im in ims])
+    lr = LogisticRegression(max_iter=2000).fit(pixels(members), [m["tag"] for m in members])
+    lr_accuracy = float(np.mean(lr.predict(pixels(tests)) == np.array([t["tag"] for t in tests])))
+    assert a["accuracy"] >= lr_accuracy, (a["accuracy"], lr_accuracy)
     assert a["accuracy"] > b["accuracy"] and diff_hi > 0.02 and diff_lo > -0.05, (a["accuracy"], b["accuracy"], diff_lo, diff_hi)
     store.close()
+
+
+def test_zero_shot_and_the_own_tag_filter_say_in_one_line_when_clip_is_missing(digits, no_hub):
+    from tests.reliability.conftest import assert_consistent, snapshot
+
+    home = digits.root
+    before = snapshot(home)
+    r = cli(home, "train", "--slices", "digits", "--mode", "zeroshot", "--json")
+    assert r.code == 2
+    line = r.error_line
+    assert line.startswith("error: zero-shot needs a full CLIP model, which is not available here")
+    assert config.DEFAULT_CLIP in line and "HF_HUB_OFFLINE is set" in line
+    r = cli(home, "slice", "--name", "filtered", "--counts", "5", "--min-own-tag-probability", "0.5", "--json")
+    assert r.code == 2 and "the own-tag filter needs a full CLIP model" in r.error_line
+    r = cli(home, "train", "--slices", "digits", "--mode", "zeroshot", "--encoder", "efficientnet-lite0", "--json")
+    assert r.code == 2 and "has no text tower" in r.error_line
+    assert snapshot(home) == before
+    assert_consistent(home)

@@ -25,7 +25,7 @@ def test_unknown_encoders_are_model_not_found(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelNotFound, match="no config.json"):
         encoders.resolve_encoder(str(tmp_path / "empty"))
-    with pytest.raises(ModelNotFound, match="not in the local Hugging Face cache and HF_HUB_OFFLINE is set"):
+    with pytest.raises(ModelNotFound, match="is not a local folder and is not in the local Hugging Face cache and HF_HUB_OFFLINE is set"):
         encoders.resolve_encoder("synthlab-tests/no-such-model")  # HF_HUB_OFFLINE=1 in conftest
 
 

@@ -23,5 +23,13 @@ def open_page(name: str, timeout: float = 60) -> AppTest:
 
 
 def texts(elements) -> str:
-    """The values of a list of AppTest elements, one per line."""
-    return "\n".join(str(e.value) for e in elements)
+    """The values of a list of AppTest elements, one per line, as a reader sees them: the backslash escapes
+    that keep user text from rendering as markdown (:func:`core.ui.plain`) are undone."""
+    return "\n".join(shown(str(e.value)) for e in elements)
+
+
+def shown(markdown: str) -> str:
+    """Markdown source with CommonMark's backslash escapes of ASCII punctuation removed."""
+    import re
+
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)

@@ -115,6 +115,9 @@ def test_build_a_sweep_table_preview_and_export(home, monkeypatch):
     (grid,) = at.image
     assert sorted(grid.captions) == ["jeans · synthetic"] * 6 + ["shoes · synthetic"] * 6
     assert "12 of 12 images shown." in texts(at.caption)
+    assert not at.download_button
+    at.button(key="export_prepare").click().run()
+    assert not at.exception, at.exception
     (download,) = at.download_button
     assert download.label == "Download as a Hugging Face imagefolder zip"
     members = store.query("SELECT image_id FROM slice_images WHERE slice_id = ?", (six,))

@@ -1,0 +1,79 @@
+"""The entry script in the hosted modes (AppTest): demo workspaces from ?workspace=ID, the demo sidebar, and
+the app starting its worker process (SYNTHLAB_WORKER=process) only when none is alive for the home."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import ui, worker, workspaces
+
+APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
+
+
+def test_demo_visitor_gets_a_workspace_and_its_id_in_the_url(home, monkeypatch):
+    monkeypatch.setenv("SYNTHLAB_MODE", "demo")
+    monkeypatch.setenv("SYNTHLAB_WORKER", "thread")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    workspace_id = at.query_params["workspace"]
+    workspace_id = workspace_id if isinstance(workspace_id, str) else workspace_id[0]
+    assert workspaces.list_ids(home) == [workspace_id]
+    sidebar = " ".join(str(c.value) for c in at.sidebar.caption) + " ".join(c.value for c in at.sidebar.code)
+    assert workspace_id[:8] in sidebar and "Demo limits: up to 40 new images per job" in sidebar
+    assert "Azure Custom Vision: off in this demo" in sidebar
+    assert str(home / "workspaces" / workspace_id) in sidebar
+
+    again = AppTest.from_file(APP, default_timeout=60)
+    again.query_params["workspace"] = workspace_id
+    again.run()
+    assert not again.exception
+    assert workspaces.list_ids(home) == [workspace_id]  # the link returns to it, nothing new
+
+
+def test_demo_unknown_workspace_opens_nothing(home, monkeypatch):
+    monkeypatch.setenv("SYNTHLAB_MODE", "demo")
+    monkeypatch.setenv("SYNTHLAB_WORKER", "thread")
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["workspace"] = "f" * 32
+    at.run()
+    assert "no such workspace" in at.error[0].value
+    assert workspaces.list_ids(home) == []
+    at.button(key="ws_new").click().run()
+    assert len(workspaces.list_ids(home)) == 1
+
+
+def test_app_starts_a_worker_process_once_and_finds_it_again(home, monkeypatch):
+    monkeypatch.delenv("SYNTHLAB_MODE", raising=False)
+    monkeypatch.setenv("SYNTHLAB_WORKER", "process")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    ui._process_checked.clear()
+    pid = None
+    try:
+        AppTest.from_file(APP, default_timeout=60).run()
+        deadline = time.monotonic() + 60
+        while not (pid := worker.alive(home)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert pid and pid > 0
+        ui._process_checked.clear()  # as after an app restart: look again
+        AppTest.from_file(APP, default_timeout=60).run()
+        assert worker.alive(home) == pid
+    finally:
+        if pid and pid > 0:
+            os.kill(pid, signal.SIGTERM)
+
+
+def test_hosted_modes_default_to_a_worker_process(monkeypatch):
+    monkeypatch.delenv("SYNTHLAB_WORKER", raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    for mode, kind in (("local", "thread"), ("demo", "process"), ("team", "process")):
+        monkeypatch.setenv("SYNTHLAB_MODE", mode)
+        assert ui.worker_kind() == kind
+    monkeypatch.setenv("SYNTHLAB_WORKER", "fork")
+    with pytest.raises(ui.UserError, match="SYNTHLAB_WORKER must be one of thread, process, not 'fork'"):
+        ui.worker_kind()
