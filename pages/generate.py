@@ -79,11 +79,11 @@ with st.expander("Add or edit a tag", expanded=not tags or "gen_form_used" in st
                        else f"This template yields {n:,} prompt variants.")
         except UserError as exc:
             problem = str(exc)
-            st.error(problem, icon="⚠️")
+            st.error(ui.plain(problem), icon="⚠️")
     st.button("Save tag", key="gen_save_tag", on_click=save_tag, args=(editing,))
     error = st.session_state.pop("gen_tag_error", None)
     if error and error != problem:  # one message per problem
-        st.error(error, icon="⚠️")
+        st.error(ui.plain(error), icon="⚠️")
     saved = st.session_state.pop("gen_tag_saved", None)
     if saved:
         st.success(f"Saved tag {ui.plain(repr(saved))}; the form is ready for the next one.")
