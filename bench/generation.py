@@ -3,13 +3,15 @@
     python bench/generation.py [--model HUB_ID_OR_FOLDER] [--count 16] [--steps 20] [--size 128]
                                [--batch-size 4] [--repeats 2]
 
-(a) Whole process, measured side by side: ``python -m core generate`` (store, job row, provenance,
+(a) Whole process, paired: ``python -m core generate --batch-size 1`` (store, job row, provenance,
     content-addressed PNGs, fsync) over a plain script that loads the same pipeline with
-    ``DiffusionPipeline.from_pretrained`` and saves the same images (seed S+i, same prompt, same size)
-    with ``image.save``. Both are fresh subprocesses with the same environment, alternated, best of
-    ``--repeats``; the script also checks that the two made the same pixels. The bar is ≤ 1.15×.
-(b) Images per second through :func:`core.generation.generate` in this process with a warm pipeline:
-    ``--batch-size`` images per call over one image per call.
+    ``DiffusionPipeline.from_pretrained`` and saves the same images (seed S+i, same prompt, same size,
+    one at a time) with ``image.save``. Both are fresh subprocesses with the same environment, run
+    interleaved (ABAB…, ``--repeats`` pairs); printed: the median of the paired ratios with min and max.
+    The script also checks that the two made the same pixels. The bar is ≤ 1.15×.
+(b) Time per image through :func:`core.generation.generate` in this process with a warm pipeline,
+    paired ABAB: ``--batch-size`` images per call over one image per call (the measurement behind the
+    default batch size on this device, :func:`core.generation.default_batch_size`).
 
 Default model: a random-weight Stable Diffusion built here, big enough that generation (not Python's
 start-up) dominates a process on a CPU; on a GPU box pass a hub id that is in the local cache.
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.paired import Paired, bench_env, interleave, machine, timed_process  # noqa: E402
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 PROMPT = "a photo of blue jeans on a white background"
@@ -46,35 +49,31 @@ for i in range(count):
 '''.replace("PROMPT", repr(PROMPT))
 
 
-def _timed(cmd: list[str], env: dict) -> float:
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{cmd[:4]} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return seconds
-
-
 def whole_process(model: str, count: int, steps: int, size: int, guidance: float, repeats: int, tmp: Path) -> dict:
     import numpy as np
     from PIL import Image
 
     from core.store import Store
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    plain, ours = [], []
-    for r in range(repeats):
-        out = tmp / f"plain-{r}"
+    env = bench_env()
+
+    def plain(i: int) -> float:
+        out = tmp / f"plain-{i}"
         out.mkdir()
-        plain.append(_timed([sys.executable, "-c", PLAIN_LOOP, model, str(out), str(count), str(steps), str(size),
-                             str(guidance)], env))
-        home = tmp / f"home-{r}"
+        return timed_process([sys.executable, "-c", PLAIN_LOOP, model, str(out), str(count), str(steps), str(size),
+                              str(guidance)], env)
+
+    def ours(i: int) -> float:
+        home = tmp / f"home-{i}"
         store = Store(home)
         store.add_tag("bench", PROMPT)
         store.close()
-        ours.append(_timed([sys.executable, "-m", "core", "--home", str(home), "generate", "--tag", "bench",
-                            "--count", str(count), "--model", model, "--steps", str(steps), "--width", str(size),
-                            "--height", str(size), "--guidance", str(guidance), "--seed", "0"], env))
+        return timed_process([sys.executable, "-m", "core", "--home", str(home), "generate", "--tag", "bench",
+                              "--count", str(count), "--model", model, "--steps", str(steps), "--width", str(size),
+                              "--height", str(size), "--guidance", str(guidance), "--seed", "0",
+                              "--batch-size", "1"], env)
+
+    pairs = interleave(ours, plain, repeats)
     store = Store(tmp / "home-0")
     rows = store.query("SELECT id, series_index FROM images ORDER BY series_index")
     worst = 0
@@ -82,11 +81,11 @@ def whole_process(model: str, count: int, steps: int, size: int, guidance: float
         a = np.asarray(store.open_image(row["id"]), dtype=np.int16)
         b = np.asarray(Image.open(tmp / "plain-0" / f"{row['series_index']}.png").convert("RGB"), dtype=np.int16)
         worst = max(worst, int(np.abs(a - b).max()))
-    return {"plain": min(plain), "ours": min(ours), "images": len(rows), "max_pixel_diff": worst,
-            "all_plain": plain, "all_ours": ours}
+    return {"pairs": pairs, "images": len(rows), "max_pixel_diff": worst}
 
 
-def batching(model: str, count: int, steps: int, size: int, guidance: float, batch: int, tmp: Path) -> dict:
+def batching(model: str, count: int, steps: int, size: int, guidance: float, batch: int, repeats: int,
+             tmp: Path) -> Paired:
     from core.generation import GenerationSpec, generate
     from core.store import Store
 
@@ -97,13 +96,12 @@ def batching(model: str, count: int, steps: int, size: int, guidance: float, bat
                               guidance=guidance, seed=seed, batch_size=batch_size)
         start = time.perf_counter()
         generate(store, spec)
-        return count / (time.perf_counter() - start)
+        return (time.perf_counter() - start) / count
 
     run("warm-1", 1, 10_000)
     run("warm-b", batch, 20_000)
-    single = run("single", 1, 0)
-    batched = run("batched", batch, 0)
-    return {"single": single, "batched": batched}
+    return interleave(lambda i: run(f"batched-{i}", batch, 100 * i), lambda i: run(f"single-{i}", 1, 100 * i),
+                      repeats)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--guidance", type=float, default=7.5)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="pairs per comparison")
     a = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="synthlab-bench-gen-") as tmp:
@@ -127,17 +125,20 @@ def main(argv: list[str] | None = None) -> int:
                                   text_hidden=64, sample_size=a.size // 8)
         from core.config import device
 
+        import torch
+
+        print(machine())
         print(f"model {model} · device {device()} · {a.count} images of {a.size}px, {a.steps} steps, "
               f"guidance {a.guidance:g}")
         w = whole_process(model, a.count, a.steps, a.size, a.guidance, a.repeats, tmp)
-        print(f"(a) whole process, best of {a.repeats}: python -m core generate {w['ours']:.2f} s, "
-              f"plain diffusers loop {w['plain']:.2f} s -> {w['ours'] / w['plain']:.3f}x "
-              f"(bar <= 1.15x; runs: ours {', '.join(f'{t:.2f}' for t in w['all_ours'])}; "
-              f"plain {', '.join(f'{t:.2f}' for t in w['all_plain'])}); "
-              f"{w['images']} images, max pixel difference between the two {w['max_pixel_diff']}/255")
-        b = batching(model, a.count, a.steps, a.size, a.guidance, a.batch_size, tmp)
-        print(f"(b) images/s, warm pipeline: batch {a.batch_size} {b['batched']:.3f}/s, one at a time "
-              f"{b['single']:.3f}/s -> {b['batched'] / b['single']:.3f}x")
+        print(f"(a) whole process, {w['pairs'].summary('python -m core generate', 'plain diffusers loop')} "
+              f"(bar <= 1.15x); {w['images']} images, max pixel difference between the two "
+              f"{w['max_pixel_diff']}/255")
+        b = batching(model, a.count, a.steps, a.size, a.guidance, a.batch_size, a.repeats, tmp)
+        r = [1 / x for x in b.ratios]
+        print(f"(b) warm pipeline, seconds per image: batch {a.batch_size} / one at a time: median of {len(r)} "
+              f"paired ratios {b.median:.3f}× (min {min(b.ratios):.3f}×, max {max(b.ratios):.3f}×), i.e. batch "
+              f"{a.batch_size} is {1 / b.median:.2f}× as fast (torch threads {torch.get_num_threads()})")
     return 0
 
 

@@ -1,42 +1,42 @@
 """Plotly figures of evaluation results; the Results page and the HTML report draw the same ones.
 
 Every chart is a pure function of the result dicts that :mod:`core.evaluation` returns (one per
-run), so it can be drawn for any subset of runs. Runs that differ only in their slice's ``repeat``
-are the same experiment point: they are averaged and their spread becomes the error bar. A run with
-``count_per_tag == 0`` (or no slice) is a zero-shot baseline: drawn at x = 0 on probability charts
-and as a horizontal reference line on metric charts. :func:`with_slice_names` is the one store
-lookup: it adds each run's slice name, encoder and mode for the hover texts, legends and tables.
+run), so it can be drawn for any subset of runs. A line is an **arm** (:mod:`core.arms`): runs alike
+in everything but their slice's repeat; only they are averaged. Error bars (``error="combined"``, the
+default) are 95 % intervals combining the repeat spread (a t interval on R − 1 degrees of freedom) with
+the test-set uncertainty of each run (its bootstrap interval); ``std`` and ``ci95`` show the repeat
+spread alone. The chart notes, in words, when lines differ in slice size but their models all saw
+one input size, and when repeats overlap (> 50 % shared images, or identical). A real-only arm is drawn
+dashed as the baseline; a run with ``count_per_tag == 0`` (or no slice) is a zero-shot baseline:
+drawn at x = 0 on probability charts and as a horizontal reference line on metric charts.
+:func:`with_slice_names` is the one store lookup.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import statistics
 from collections import defaultdict
 from typing import Any, Iterable, Optional, Sequence
 
-import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
+from . import arms, stats
 from .errors import InvalidInput, NotFound
+from .tables import FRAME_COLUMNS, read_results_csv, results_csv, results_frame  # noqa: F401 (re-exported)
 
 METRICS = {"accuracy": "accuracy", "macro_f1": "macro F1", "average_precision": "average precision (macro)"}
-ERRORS = {"std": "± 1 standard deviation over repeats", "ci95": "95% confidence interval over repeats"}
-FRAME_COLUMNS = (
-    "run", "slice", "slice_name", "backend", "encoder", "count_per_tag", "size", "real_fraction", "repeat",
-    "accuracy", "macro_f1", "average_precision", "log_loss",
-)
-_INT_COLUMNS = ("run", "slice", "count_per_tag", "size", "repeat")
-_FLOAT_COLUMNS = ("real_fraction", "accuracy", "macro_f1", "average_precision", "log_loss")
-_TEXT_COLUMNS = ("slice_name", "backend", "encoder")
+ERRORS = {"combined": "95% interval: repeat spread and test-set uncertainty combined",
+          "std": "± 1 standard deviation over repeats (test-set uncertainty not included)",
+          "ci95": "95% t-interval over repeats (test-set uncertainty not included)"}
+DEFAULT_ERROR = "combined"
 _DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 _HOVER = (
     "<b>%{fullData.name}</b><br>images per tag: %{x}<br>mean %{y:.3f} ± %{customdata[4]:.3f} "
     "(n=%{customdata[3]})<br>runs: %{customdata[0]}<br>slice: %{customdata[1]}<br>backend: %{customdata[2]}"
-    "<extra></extra>"
+    "<br>arm: %{customdata[5]}<extra></extra>"
 )
 
 
@@ -110,19 +110,29 @@ def variant_label(variant: tuple) -> str:
     return " · ".join(parts)
 
 
-def spread(values: Sequence[float], error: str = "std") -> float:
-    """Error bar half-width over repeats: sample standard deviation, or the 95% t-interval."""
+def arm_key(result: dict) -> str:
+    """The arm id a result belongs to (what separates one line from another)."""
+    return arms.of_result(result)[0]
+
+
+def _check_error(error: str) -> None:
     if error not in ERRORS:
         raise InvalidInput(f"error must be one of {', '.join(ERRORS)}, not {error!r}")
+
+
+def spread(values: Sequence[float], error: str = "std", standard_errors: Sequence[float] = ()) -> float:
+    """Error bar half-width: ``combined`` (95 %, repeats and test set, :func:`core.stats.combined_interval`),
+    ``std`` (sample standard deviation over repeats) or ``ci95`` (95 % t-interval over repeats)."""
+    _check_error(error)
+    if error == "combined":
+        return stats.combined_interval(values, standard_errors)["half_width"]
     n = len(values)
     if n < 2:
         return 0.0
     sd = statistics.stdev(values)
     if error == "std":
         return sd
-    from scipy import stats
-
-    return float(stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n))
+    return stats.t_factor(n) * stats.Z95 * sd / math.sqrt(n)
 
 
 def predicted_tag(probabilities: dict[str, float], labels: Sequence[str] | None = None) -> str:
@@ -161,38 +171,52 @@ def _join(values: Iterable) -> str:
 
 def _line_figure(points: list[dict], *, keys: list[str], title: str, yaxis: str, error: str,
                  colour_by_variant: bool = False, baseline_lines: bool = False) -> go.Figure:
-    """Lines of mean ± spread over repeats. ``points``: {key, result, value} (one per run and key)."""
+    """Lines of an arm's mean ± error bar at each count. ``points``: {key, result, value, se} (one per
+    run and key; ``se`` the run's test-set standard error, 0 when there is none)."""
+    _check_error(error)
     fig = go.Figure()
     lines: dict[tuple, dict[int, list]] = defaultdict(lambda: defaultdict(list))
     baselines: dict[tuple, list] = defaultdict(list)
+    labels: dict[str, str] = {}
     for p in points:
         r = p["result"]
         if is_baseline(r):
             baselines[(p["key"], _baseline_label(r))].append(p)
         else:
-            lines[(p["key"], variant_of(r))][int(r["count_per_tag"])].append(p)
-    variants = list(dict.fromkeys(sorted((v for _, v in lines), key=lambda v: tuple(str(x) for x in v))))
-    colour = _colours(variants if colour_by_variant else keys)
-    dash = {v: _DASHES[i % len(_DASHES)] for i, v in enumerate(variants)}
+            aid, label = arms.of_result(r)
+            labels[aid] = label
+            lines[(p["key"], aid)][int(r["count_per_tag"])].append(p)
+    repeated = {label for label in labels.values() if list(labels.values()).count(label) > 1}
+    labels = {a: f"{label} [{a}]" if label in repeated else label for a, label in labels.items()}
+    order = sorted(labels, key=lambda a: (_real_only(lines, a), labels[a], a))
+    colour = _colours(order if colour_by_variant else keys)
+    dash = {a: _DASHES[i % len(_DASHES)] for i, a in enumerate(order)}
     counts = sorted({c for by_count in lines.values() for c in by_count} | ({0} if baselines else set()))
     for key in keys:
-        for variant in variants:
-            by_count = lines.get((key, variant))
+        for aid in order:
+            by_count = lines.get((key, aid))
             if not by_count:
                 continue
             xs = sorted(by_count)
-            stats = [_stats(by_count[x], error) for x in xs]
-            name = variant_label(variant) if colour_by_variant else f"{key} · {variant_label(variant)}"
+            point_stats = [_stats(by_count[x], error) for x in xs]
+            first = by_count[xs[0]][0]["result"]
+            real_only = _real_only(lines, aid)
+            name = labels[aid] if colour_by_variant else f"{key} · {labels[aid]}"
+            if real_only and colour_by_variant:
+                name = f"real-only baseline · {name}"
+            line_dash = ("dash" if real_only else "solid") if colour_by_variant else dash[aid]
             fig.add_trace(go.Scatter(
-                x=xs, y=[s["mean"] for s in stats], mode="lines+markers", name=name,
+                x=xs, y=[s["mean"] for s in point_stats], mode="lines+markers", name=name,
                 legendgroup=str(key),
-                line={"color": colour[variant if colour_by_variant else key],
-                      "dash": "solid" if colour_by_variant else dash[variant]},
-                error_y={"type": "data", "array": [s["err"] for s in stats], "visible": True},
-                customdata=[[s["runs"], s["slices"], s["backend"], s["n"], s["err"]] for s in stats],
+                line={"color": colour[aid if colour_by_variant else key], "dash": line_dash},
+                error_y={"type": "data", "array": [s["err"] for s in point_stats], "visible": True},
+                customdata=[[s["runs"], s["slices"], s["backend"], s["n"], s["err"], aid] for s in point_stats],
                 hovertemplate=_HOVER,
-                meta={"key": key, "size": variant[0], "real_fraction": variant[1], "backend": variant[2],
-                      "encoder": variant[3], "mode": variant[4], "n": [s["n"] for s in stats], "baseline": False},
+                meta={"key": key, "arm": aid, "arm_label": labels[aid], "size": first.get("size"),
+                      "real_fraction": first.get("real_fraction"), "backend": first.get("backend"),
+                      "encoder": first.get("encoder"), "mode": first.get("mode"), "real_only": real_only,
+                      "n": [s["n"] for s in point_stats], "overlap": [s["overlap"] for s in point_stats],
+                      "baseline": False},
             ))
     for (key, base), group in baselines.items():
         s = _stats(group, error)
@@ -205,35 +229,92 @@ def _line_figure(points: list[dict], *, keys: list[str], title: str, yaxis: str,
             x=[0], y=[s["mean"]], mode="markers", name=label, legendgroup=str(key),
             marker={"symbol": "diamond", "size": 11, "color": "grey" if baseline_lines else colour[key]},
             error_y={"type": "data", "array": [s["err"]], "visible": True},
-            customdata=[[s["runs"], s["slices"], s["backend"], s["n"], s["err"]]], hovertemplate=_HOVER,
-            meta={"key": key, "backend": backend, "n": [s["n"]], "baseline": True},
+            customdata=[[s["runs"], s["slices"], s["backend"], s["n"], s["err"], "zero-shot"]],
+            hovertemplate=_HOVER, meta={"key": key, "backend": backend, "n": [s["n"]], "baseline": True},
         ))
+    notes = chart_notes([p["result"] for p in points if not is_baseline(p["result"])], lines)
     fig.update_layout(
         title={"text": title, "subtitle": {"text": f"error bars: {ERRORS[error]}"}},
         template="plotly_white", hovermode="closest",
-        legend_title_text=("line: pixel size · real share · backend" if colour_by_variant
-                           else "line: tag · pixel size · real share · backend"),
-        margin={"t": 90},
+        legend_title_text="line = arm (runs alike but for the repeat)" if colour_by_variant
+        else "line = tag · arm (runs alike but for the repeat)",
+        margin={"t": 90, "b": 80 + 22 * len(notes)}, meta={"notes": notes, "error": error},
         xaxis={"title": {"text": "images per tag"}, "tickmode": "array", "tickvals": counts},
         yaxis={"title": {"text": yaxis}, "range": [-0.02, 1.02]},
     )
+    for i, note in enumerate(notes):
+        fig.add_annotation(text=note, xref="paper", yref="paper", x=0, y=-0.16 - 0.07 * i, showarrow=False,
+                           xanchor="left", yanchor="top", font={"size": 12, "color": "#92400e"})
     return fig
+
+
+def _real_only(lines: dict, aid: str) -> bool:
+    for (_, a), by_count in lines.items():
+        if a == aid:
+            return any(p["result"].get("real_fraction") == 1.0 for ps in by_count.values() for p in ps)
+    return False
+
+
+def input_px_note(results: Sequence[dict]) -> Optional[str]:
+    """When the lines differ in slice size but every model saw one input size, say so."""
+    sizes = {r.get("size") for r in results}
+    seen = {r.get("input_px") for r in results}
+    if len(sizes) > 1 and len(seen) == 1 and None not in seen:
+        shown = ", ".join(f"{s} px" if s else "original" for s in sorted(sizes, key=lambda s: s or 0))
+        return (f"Every model here saw {seen.pop()} px inputs: the slice sizes ({shown}) did not reach "
+                f"the models, so differences between them are not about resolution.")
+    return None
+
+
+def chart_notes(results: Sequence[dict], lines: Optional[dict] = None) -> list[str]:
+    """Plain-words notes for a chart: one input size behind several slice sizes; repeats that overlap."""
+    notes = [n for n in (input_px_note(results),) if n]
+    flagged: dict[str, list[str]] = defaultdict(list)
+    for r in results:
+        note = stats.overlap_note(r.get("repeat_overlap"))
+        if note:
+            text = "identical repeats" if note.startswith("identical") else f"repeats overlap {r['repeat_overlap']:.0%}"
+            flagged[text].append(f"n={r['count_per_tag']}")
+    for text, where in flagged.items():
+        where = sorted(set(where), key=lambda w: int(w[2:]))
+        tail = (" (the count reaches the pool: every repeat holds the same images, so the bar shows no "
+                "repeat spread)" if text == "identical repeats"
+                else " (over 50 % shared images: the bars understate the spread of another draw)")
+        notes.append(f"Warning: {text} at {', '.join(where)}{tail}.")
+    return notes
 
 
 def _stats(points: list[dict], error: str) -> dict:
     values = [float(p["value"]) for p in points]
     results = [p["result"] for p in points]
+    overlaps = [r.get("repeat_overlap") for r in results if r.get("repeat_overlap") is not None]
     return {
         "mean": statistics.fmean(values),
-        "err": spread(values, error),
+        "err": spread(values, error, [p.get("se") or 0.0 for p in points]),
         "n": len(values),
         "runs": _join(r["run"] for r in results),
         "slices": _join(slice_label(r) for r in results),
         "backend": _join(r.get("backend") for r in results),
+        "overlap": statistics.fmean(overlaps) if overlaps else None,
     }
 
 
-def probability_vs_count(results: Sequence[dict], image_id: str, error: str = "std") -> go.Figure:
+def _metric_se(result: dict, metric: str) -> float:
+    """A run's test-set standard error for ``metric``: from its stored interval, else bootstrapped
+    from its per-image probabilities."""
+    interval = result.get(f"{metric}_ci")
+    if interval is None and result.get("per_image"):
+        per_image = result["per_image"]
+        tags = tags_of([result])
+        truth = [p["tag"] for p in per_image]
+        predicted = [predicted_tag_of(p, tags) for p in per_image]
+        scores = [[p["probabilities"].get(t, 0.0) for t in tags] for p in per_image]
+        interval = stats.run_intervals(truth, predicted, scores, tags, seed=int(result.get("run") or 0),
+                                       resamples=400).get(f"{metric}_ci")
+    return stats.standard_error(interval)
+
+
+def probability_vs_count(results: Sequence[dict], image_id: str, error: str = DEFAULT_ERROR) -> go.Figure:
     """One test image: predicted probability of each tag against images per tag (one line per tag)."""
     keys = tags_of(results)
     points, true_tag = [], None
@@ -249,7 +330,7 @@ def probability_vs_count(results: Sequence[dict], image_id: str, error: str = "s
                         title=f"Predicted probability per tag · test image {image_id[:12]} (true tag: {true_tag})")
 
 
-def true_tag_probability_vs_count(results: Sequence[dict], error: str = "std") -> go.Figure:
+def true_tag_probability_vs_count(results: Sequence[dict], error: str = DEFAULT_ERROR) -> go.Figure:
     """Mean probability given to the right tag over all test images of that tag, per tag."""
     keys = tags_of(results)
     points = []
@@ -257,20 +338,24 @@ def true_tag_probability_vs_count(results: Sequence[dict], error: str = "std") -
         for t in keys:
             values = [p["probabilities"].get(t, 0.0) for p in r.get("per_image") or () if p["tag"] == t]
             if values:
-                points.append({"key": t, "result": r, "value": statistics.fmean(values)})
+                se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+                points.append({"key": t, "result": r, "value": statistics.fmean(values), "se": se})
     if not points:
         raise NotFound("the chosen runs have no test-image predictions")
     return _line_figure(points, keys=keys, error=error, yaxis="mean probability of the true tag",
                         title="Probability of the true tag, averaged over the test images of each tag")
 
 
-def metrics_vs_count(results: Sequence[dict], metric: str = "accuracy", error: str = "std") -> go.Figure:
-    """A metric on the labelled test set against images per tag; one line per (size, real fraction, backend)."""
+def metrics_vs_count(results: Sequence[dict], metric: str = "accuracy", error: str = DEFAULT_ERROR) -> go.Figure:
+    """A metric on the labelled test set against images per tag; one line per arm, real-only arms dashed
+    as the baseline, zero-shot runs as reference lines."""
     if metric not in METRICS:
         raise InvalidInput(f"metric must be one of {', '.join(METRICS)}, not {metric!r}")
+    _check_error(error)
     label = METRICS[metric]
-    points = [{"key": label, "result": r, "value": v} for r in results
-              if (v := metric_value(r, metric)) is not None and not math.isnan(v)]
+    points = [{"key": label, "result": r, "value": v,
+               "se": _metric_se(r, metric) if error == "combined" else 0.0}
+              for r in results if (v := metric_value(r, metric)) is not None and not math.isnan(v)]
     if not points:
         raise NotFound(f"the chosen runs have no {label}")
     return _line_figure(points, keys=[label], error=error, yaxis=label, colour_by_variant=True,
@@ -383,42 +468,3 @@ def scored_images(results: Sequence[dict]) -> list[dict]:
     """``[{"image", "tag"}]`` of every test image the results score, by tag then id."""
     seen = {pi["image"]: pi["tag"] for r in results for pi in r.get("per_image") or ()}
     return [{"image": i, "tag": t} for i, t in sorted(seen.items(), key=lambda kv: (kv[1], kv[0]))]
-
-
-# -- tables ------------------------------------------------------------------------------------------
-
-def results_frame(results: Sequence[dict]) -> pd.DataFrame:
-    """One row per run with its slice, backend, slice parameters and headline metrics."""
-    rows = [{
-        **{c: r.get(c) for c in FRAME_COLUMNS},
-        "slice_name": slice_label(r),
-        "average_precision": _average_precision(r),
-    } for r in sorted(results, key=lambda r: r["run"])]
-    return _typed(pd.DataFrame(rows, columns=list(FRAME_COLUMNS)))
-
-
-def _typed(df: pd.DataFrame) -> pd.DataFrame:
-    for c in _INT_COLUMNS:
-        df[c] = pd.to_numeric(df[c]).astype("Int64")
-    for c in _FLOAT_COLUMNS:
-        df[c] = pd.to_numeric(df[c]).astype("float64")
-    for c in _TEXT_COLUMNS:
-        df[c] = df[c].astype("string")
-    return df
-
-
-def results_csv(results: Sequence[dict]) -> str:
-    """All results as CSV (one row per run), readable back with :func:`read_results_csv`."""
-    return results_frame(results).to_csv(index=False, float_format="%.17g")
-
-
-def read_results_csv(text: str) -> pd.DataFrame:
-    """Parse :func:`results_csv` output back into the frame :func:`results_frame` gives."""
-    try:
-        df = pd.read_csv(io.StringIO(text), keep_default_na=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise InvalidInput(f"not a results CSV: {exc}") from exc
-    missing = [c for c in FRAME_COLUMNS if c not in df.columns]
-    if missing:
-        raise InvalidInput(f"not a results CSV: missing columns {', '.join(missing)}")
-    return _typed(df[list(FRAME_COLUMNS)].copy())

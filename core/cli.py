@@ -86,7 +86,8 @@ def cmd_generate(store: Store, a: argparse.Namespace) -> dict:
 def cmd_import(store: Store, a: argparse.Namespace) -> dict:
     from .ingest import import_paths
 
-    report = import_paths(store, a.paths, tag=a.tag, source=a.source)
+    report = import_paths(store, a.paths, tag=a.tag, source=a.source, generator=a.generator,
+                          progress=_printer("import"))
     print(f"imported {report['imported']}, duplicates {report['duplicates']}, rejected {len(report['rejected'])}")
     if report["created_tags"]:
         print(f"created tags (empty prompts): {', '.join(report['created_tags'])}")
@@ -136,6 +137,10 @@ def cmd_slice(store: Store, a: argparse.Namespace) -> dict:
         print(f"slice {s['id']} {s['name']} n={s['count_per_tag']} size={s['size']} "
               f"real={s['real_fraction']} repeat={s['repeat']} {s['hash'][:12]}"
               f"{'' if s.get('created', True) else ' (existing)'}")
+    from .stats import overlap_note
+
+    for note in dict.fromkeys(f"n={s['count_per_tag']}: {n}" for s in slices if (n := overlap_note(s.get("repeat_overlap")))):
+        print(f"warning: {note}")
     return {"slices": slices}
 
 
@@ -195,15 +200,38 @@ def cmd_evaluate(store: Store, a: argparse.Namespace) -> dict:
     results = evaluate(store, a.runs or None, progress=_printer("evaluate"))
     for r in results:
         f1 = f"{r['macro_f1']:.3f}" if r.get("macro_f1") is not None else "-"
-        print(f"run {r['run']} n={r['count_per_tag']} size={r['size']} repeat={r['repeat']} "
-              f"accuracy {r['accuracy']:.3f} macro-F1 {f1}")
+        lo, hi = r.get("accuracy_ci") or (float("nan"), float("nan"))
+        print(f"run {r['run']} arm {r.get('arm')} n={r['count_per_tag']} size={r['size']} repeat={r['repeat']} "
+              f"accuracy {r['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] macro-F1 {f1}")
     return {"results": results}
 
 
+def cmd_compare(store: Store, a: argparse.Namespace) -> dict:
+    from .compare import compare, sentence
+
+    result = compare(store, a.a, a.b)
+    print(f"a: {result['a']['id']} {result['a']['label']}")
+    print(f"b: {result['b']['id']} {result['b']['label']}")
+    for c in result["comparisons"]:
+        print(sentence(c))
+    return result
+
+
+def cmd_arms(store: Store, a: argparse.Namespace) -> dict:
+    from .arms import arm_table
+    from .evaluation import results
+
+    table = [{k: v for k, v in row.items() if k != "spec"} for row in arm_table(results(store))]
+    for row in table:
+        print(f"{row['id']}  {row['label']}  counts {','.join(map(str, row['counts']))}  runs {len(row['runs'])}")
+    return {"arms": table}
+
+
 def cmd_report(store: Store, a: argparse.Namespace) -> dict:
+    from .compare import parse_pairs
     from .report import write_report
 
-    path = write_report(store, a.out, run_ids=a.runs or None)
+    path = write_report(store, a.out, run_ids=a.runs or None, comparisons=parse_pairs(a.compare or []))
     print(f"wrote {path}")
     return {"report": str(path)}
 
@@ -327,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", type=int)
     g.add_argument("--guidance", type=float)
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--batch-size", type=int, default=1)
+    g.add_argument("--batch-size", type=int, default=None,
+                   help="images per pipeline call (default: by device, 4 on CPU; $SYNTHLAB_BATCH_SIZE)")
     g.add_argument("--init-images", nargs="+", help="reference images for image-to-image")
     g.add_argument("--strength", type=float, default=0.6)
     g.add_argument("--expansion", choices=["random", "combinatorial"], default="random")
@@ -336,10 +365,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--compile", action="store_true", help="torch.compile the UNet (pays off on long runs)")
     g.set_defaults(func=cmd_generate)
 
-    i = sub.add_parser("import", parents=[common], help="import real or test photos")
+    i = sub.add_parser("import", parents=[common], help="import real or test photos, or synthetic images made elsewhere")
     i.add_argument("paths", nargs="+")
     i.add_argument("--tag", help="tag for all files (omit for a folder/zip of tag-named subfolders)")
-    i.add_argument("--source", choices=["real", "test"], default="real")
+    i.add_argument("--source", choices=["real", "test", "synthetic"], default="real")
+    i.add_argument("--generator", help="with --source synthetic: the tool that made them (comfyui, a1111, …); "
+                                       "parameters found in the files are kept")
     i.set_defaults(func=cmd_import)
 
     sm = sub.add_parser("sample", help="load a bundled sample of real photos").add_subparsers(
@@ -420,7 +451,18 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", parents=[common], help="write a standalone HTML report")
     rp.add_argument("--out", required=True, help="the HTML file to write (its folder must exist)")
     rp.add_argument("--runs", type=int, nargs="*", help="run ids (default: every evaluated run)")
+    rp.add_argument("--compare", action="append", metavar="ARM_A:ARM_B",
+                    help="include this comparison of two arms (repeatable; arm ids from `arms`)")
     rp.set_defaults(func=cmd_report)
+
+    cp = sub.add_parser("compare", parents=[common],
+                        help="paired difference in accuracy of two arms at each shared count, with a verdict")
+    cp.add_argument("--a", required=True, help="arm id (see `arms`), id prefix, label or sweep name")
+    cp.add_argument("--b", required=True, help="the other arm")
+    cp.set_defaults(func=cmd_compare)
+
+    ar = sub.add_parser("arms", parents=[common], help="the arms (chart lines) of the evaluated runs")
+    ar.set_defaults(func=cmd_arms)
 
     dg = sub.add_parser("diagnose", parents=[common], help="diversity, domain gap and fingerprint of synthetic images")
     dg.add_argument("--tags", type=_str_list)

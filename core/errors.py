@@ -41,5 +41,9 @@ class JobCancelled(Exception):
     """Raised inside a job when the user asked to cancel it."""
 
 
+class StoreWriteFailed(UserError):
+    """The store's disk refused a write (full, read-only, I/O error): the whole command stops."""
+
+
 class SampleUnavailable(UserError):
     """A bundled sample (the clothing photos) has no source here: not installed and not reachable."""

@@ -7,12 +7,19 @@ stored under ``runs.metrics["evaluation"]``; :func:`results` reads them back wit
 
 One result (the shape the Results page, the charts and the report build on)::
 
-    {"run", "slice", "slice_name", "count_per_tag", "size", "real_fraction", "repeat", "backend",
-     "encoder", "mode", "tags", "accuracy", "macro_f1", "log_loss",
+    {"run", "slice", "slice_name", "arm", "arm_label", "arm_spec", "count_per_tag", "size", "input_px",
+     "real_fraction", "repeat", "repeat_overlap", "backend", "encoder", "mode", "tags",
+     "accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci", "average_precision_ci", "log_loss",
      "per_tag": {tag: {"precision", "recall", "f1", "average_precision", "support"}},
      "confusion": {"labels": [...], "matrix": [[...]]},   # rows: true tag, columns: predicted
      "per_image": [{"image", "tag", "probabilities": {tag: p}}],
      "test_images", "test_set", "evaluated"}
+
+``arm`` is the run's arm (:mod:`core.arms`: what a chart line means); ``*_ci`` are 95 % bootstrap
+intervals over the test images (:func:`core.stats.run_intervals`); ``input_px`` is the side the model
+actually saw; ``repeat_overlap`` is the mean Jaccard of the slice's repeats' members (None: one repeat).
+Arms, overlaps and missing intervals are refreshed by :func:`results` on read, so older evaluations
+carry them too.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
+from . import arms, repeats, stats
 from .backends import get_trainer
 from .errors import InvalidInput, UserError
 from .store import Store, now, png_bytes
@@ -104,14 +112,47 @@ def _metrics(tags: list[str], images: list[dict], probs: list[dict[str, float]])
     }
 
 
-def _result(run: dict, images: list[dict], probs: list[dict[str, float]]) -> dict:
+def _intervals(tags: list[str], images: list[dict], probs: list[dict[str, float]], seed: int) -> dict:
+    truth = [im["tag"] for im in images]
+    scores = [[p.get(t, 0.0) for t in tags] for p in probs]
+    predicted = [tags[int(np.argmax(row))] if row else None for row in scores]
+    return stats.run_intervals(truth, predicted, scores, tags, seed=seed)
+
+
+def input_px(run: dict) -> Optional[int]:
+    """The side the run's model saw: the run's own ``input_px`` (backends record it), else its metrics
+    or params; None when unknown."""
+    for value in (run.get("input_px"), (run.get("metrics") or {}).get("input_px"),
+                  (run.get("params") or {}).get("input_px")):
+        if value is not None:
+            return int(value)
+    return None
+
+
+def _slice_specs(store: Store, slice_ids: Iterable[Optional[int]]) -> dict[int, dict]:
+    ids = sorted({int(i) for i in slice_ids if i is not None})
+    if not ids:
+        return {}
+    rows = store.query(f"SELECT id, spec FROM slices WHERE id IN ({','.join('?' * len(ids))})", tuple(ids))
+    return {r["id"]: json.loads(r["spec"] or "{}") for r in rows}
+
+
+def _context(store: Store, run: dict, spec: Optional[dict], overlap: Optional[float]) -> dict:
+    """What a result says about its run beyond the metrics: arm, input size, repeat overlap."""
+    return {**arms.describe(spec, run["backend"], run.get("params")), "input_px": input_px(run),
+            "repeat_overlap": overlap, "slice_seed": (spec or {}).get("seed")}
+
+
+def _result(store: Store, run: dict, images: list[dict], probs: list[dict[str, float]]) -> dict:
     tags = list(run["tags"]) or (sorted(probs[0]) if probs else [])
+    spec = _slice_specs(store, [run["slice"]]).get(run["slice"])
+    overlap = repeats.repeat_overlaps(store, [run["slice"]]).get(run["slice"])
     return {
         "run": run["id"], "slice": run["slice"], "slice_name": run["slice_name"],
         "count_per_tag": run["count_per_tag"], "size": run["size"], "real_fraction": run["real_fraction"],
         "repeat": run["repeat"], "backend": run["backend"], "encoder": run["encoder"], "mode": run["mode"],
-        "tags": tags, **_metrics(tags, images, probs),
-        "input_px": run.get("input_px"),
+        **_context(store, run, spec, overlap),
+        "tags": tags, **_metrics(tags, images, probs), **_intervals(tags, images, probs, run["id"]),
         "per_image": [{"image": im["id"], "tag": im["tag"], "probabilities": p} for im, p in zip(images, probs)],
         "test_images": len(images), "test_set": _test_set_key(images), "evaluated": now(),
     }
@@ -142,7 +183,7 @@ def evaluate(store: Store, run_ids: list[int] | None = None, progress: Progress 
         if progress:
             def relay(done: int, total: int, message: str, i=i) -> None:
                 progress(i, len(runs), message)
-        result = _result(run, images, predict_images(store, run, images, relay))
+        result = _result(store, run, images, predict_images(store, run, images, relay))
         with store.tx() as conn:
             row = conn.execute("SELECT metrics FROM runs WHERE id = ?", (run["id"],)).fetchone()
             metrics = json.loads(row[0] or "{}")
@@ -155,15 +196,29 @@ def evaluate(store: Store, run_ids: list[int] | None = None, progress: Progress 
 
 
 def results(store: Store, run_ids: list[int] | None = None) -> list[dict]:
-    """The stored evaluation results (no recomputation), oldest run first; runs never evaluated are left
-    out. ``stale`` is True where the test set changed since the run was evaluated."""
+    """The stored evaluation results (metrics are not recomputed; arm, input size and repeat overlap are
+    read fresh from the store), oldest run first; runs never evaluated are left out. ``stale`` is True
+    where the test set changed since the run was evaluated."""
     current = _test_set_key(test_images(store))
+    runs = [r for r in list_runs(store, run_ids, status="done") if r["metrics"].get("evaluation")]
+    specs = _slice_specs(store, [r["slice"] for r in runs])
+    overlaps = repeats.repeat_overlaps(store, [r["slice"] for r in runs])
     out = []
-    for run in list_runs(store, run_ids, status="done"):
-        result = run["metrics"].get("evaluation")
-        if result:
-            out.append({**result, "stale": result.get("test_set") != current})
+    for run in runs:
+        result = dict(run["metrics"]["evaluation"])
+        result.update(_context(store, run, specs.get(run["slice"]), overlaps.get(run["slice"])))
+        if "accuracy_ci" not in result:
+            result.update(_refreshed_intervals(result))
+        out.append({**result, "stale": result.get("test_set") != current})
     return out
+
+
+def _refreshed_intervals(result: dict) -> dict:
+    """Intervals for an evaluation stored before they existed, from its per-image probabilities."""
+    per_image = result.get("per_image") or []
+    tags = list(result.get("tags") or (sorted(per_image[0]["probabilities"]) if per_image else []))
+    return _intervals(tags, [{"tag": p["tag"]} for p in per_image], [p["probabilities"] for p in per_image],
+                      result["run"])
 
 
 # -- quick test: one photo, several runs ----------------------------------------------------------------

@@ -49,10 +49,13 @@ class ReportError(UserError):
     """The report cannot be written (no results, bad output path)."""
 
 
-def write_report(store: Store, out: str | os.PathLike, run_ids: Optional[Sequence[int]] = None) -> Path:
+def write_report(store: Store, out: str | os.PathLike, run_ids: Optional[Sequence[int]] = None,
+                 comparisons: Sequence[tuple[str, str]] = ()) -> Path:
     """Write the report for ``run_ids`` (default: every evaluated run) to ``out``; returns its path.
 
-    Raises :class:`ReportError` when nothing has been evaluated yet or ``out`` cannot be written;
+    ``comparisons``: ``(arm a, arm b)`` pairs the user asked for; each gets a table of paired
+    differences (:mod:`core.compare`). Raises :class:`ReportError` when nothing has been evaluated yet or
+    ``out`` cannot be written, and the compare errors for unknown arms — all before anything is written;
     a failed write leaves no partial file behind.
     """
     target = _check_target(store, out)
@@ -65,7 +68,10 @@ def write_report(store: Store, out: str | os.PathLike, run_ids: Optional[Sequenc
             f"no evaluation results for {which}: train and evaluate first "
             "(python -m core train --slices NAME, then python -m core evaluate)"
         )
-    text = _redact(render_report(store, charts.with_slice_names(store, results)))
+    from .compare import compare_results
+
+    compared = [compare_results(results, a, b) for a, b in comparisons]
+    text = _redact(render_report(store, charts.with_slice_names(store, results), compared))
     _write_atomically(target, text)
     return target
 
@@ -96,12 +102,15 @@ def _redact(text: str) -> str:
 
 # -- rendering -----------------------------------------------------------------------------------
 
-def render_report(store: Store, results: list[dict]) -> str:
-    """The report's HTML for ``results`` (with slice names, see :func:`charts.with_slice_names`)."""
+def render_report(store: Store, results: list[dict], comparisons: Sequence[dict] = ()) -> str:
+    """The report's HTML for ``results`` (with slice names, see :func:`charts.with_slice_names`) and the
+    :func:`core.compare.compare_results` outputs in ``comparisons``."""
     run_ids = [r["run"] for r in results]
     slice_ids = sorted({r["slice"] for r in results if r.get("slice") is not None})
     sections = [
         ("metrics", "Metrics vs images per tag", _metrics_section(results)),
+        *([("comparisons", "Comparisons", _comparisons_section(comparisons))] if comparisons else []),
+        ("arms", "Arms (chart lines)", _arms_section(results)),
         ("true-tag", "Probability of the true tag", _figure(charts.true_tag_probability_vs_count(results))),
         ("images", "Test images", _images_section(store, results)),
         ("confusion", "Confusion matrices", _confusion_section(results)),
@@ -155,6 +164,31 @@ def _metrics_section(results: list[dict]) -> str:
     return "".join(parts)
 
 
+def _comparisons_section(comparisons: Sequence[dict]) -> str:
+    parts = ["<p class='muted'>Paired difference in accuracy (a − b) on the same test images; 95 % interval "
+             "from a bootstrap over test images and repeats; verdict <i>within noise</i> when the interval "
+             "contains 0.</p>"]
+    for c in comparisons:
+        parts.append(f"<p><b>a</b> = {_e(c['a']['id'])} {_e(c['a']['label'])}<br><b>b</b> = {_e(c['b']['id'])} "
+                     f"{_e(c['b']['label'])}</p>")
+        rows = [{"images per tag": x["count_per_tag"], "a": x["a"], "b": x["b"], "difference": x["difference"],
+                 "95% interval": f"[{x['ci'][0]:+.3f}, {x['ci'][1]:+.3f}]", "p-value": x["p_value"],
+                 "verdict": x["verdict"], "repeats a/b": "/".join(map(str, x["repeats"])),
+                 "test images": x["test_images"]} for x in c["comparisons"]]
+        parts.append(_table(pd.DataFrame(rows)))
+    return "".join(parts)
+
+
+def _arms_section(results: list[dict]) -> str:
+    from .arms import arm_table
+
+    rows = [{"arm": a["id"], "label": a["label"], "counts": ", ".join(map(str, a["counts"])),
+             "runs": len(a["runs"])} for a in arm_table(results)]
+    return ("<p class='muted'>A line on the charts is an arm: runs alike in everything but the repeat "
+            "(slice spec without its repeat, backend, encoder, mode, training parameters).</p>"
+            + _table(pd.DataFrame(rows)))
+
+
 def _chosen_images(results: list[dict]) -> list[dict]:
     """The images that flip most, at least one per tag first."""
     flips = charts.flip_counts(results)
@@ -199,7 +233,7 @@ def _confusion_section(results: list[dict]) -> str:
     """Per line (variant), the run with the most images per tag (first repeat); and each baseline."""
     best: dict[tuple, dict] = {}
     for r in charts.history_order(results):
-        key = ("baseline", r["run"]) if charts.is_baseline(r) else charts.variant_of(r)
+        key = ("baseline", r["run"]) if charts.is_baseline(r) else charts.arm_key(r)
         current = best.get(key)
         if current is None or (r["count_per_tag"], -(r.get("repeat") or 0)) > (
                 current["count_per_tag"], -(current.get("repeat") or 0)):

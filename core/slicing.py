@@ -28,7 +28,7 @@ from typing import Iterable, Sequence
 
 from PIL import Image
 
-from . import filtering, imaging
+from . import filtering, imaging, repeats, stats
 from .errors import InvalidInput, NotEnoughImages, NotFound
 from .store import Store, now
 
@@ -259,8 +259,12 @@ def build_sweep(store: Store, specs: Sequence[SliceSpec]) -> list[dict]:
             )
             filtering.record_dropped(conn, cur.lastrowid, planned["filtered"] or [])
             out.append({"id": cur.lastrowid, "created": True, **planned})
-    return [_view(p["id"], p["hash"], p["spec"], p["images"], p["composition"], p["created"], p["filtered"])
-            for p in out]
+    overlaps = repeats.planned_overlaps(out)
+    views = [_view(p["id"], p["hash"], p["spec"], p["images"], p["composition"], p["created"], p["filtered"])
+             for p in out]
+    for view in views:
+        view["repeat_overlap"] = overlaps.get(view["id"])
+    return views
 
 
 def _view(slice_id: int, digest: str, spec: dict, images: list[str], composition: dict,
@@ -293,7 +297,14 @@ def _load(store: Store, row: dict) -> dict:
 
 
 def get_slice(store: Store, ref: int | str) -> dict:
-    """A slice by id, hash, hash prefix (≥ 6 characters) or a name that has exactly one slice."""
+    """A slice by id, hash, hash prefix (≥ 6 characters) or a name that has exactly one slice, with its
+    ``repeat_overlap`` (:mod:`core.repeats`)."""
+    found = _find_slice(store, ref)
+    found["repeat_overlap"] = repeats.repeat_overlaps(store, [found["id"]]).get(found["id"])
+    return found
+
+
+def _find_slice(store: Store, ref: int | str) -> dict:
     text = str(ref).strip()
     if isinstance(ref, int) or text.isdigit():
         row = store.query_one("SELECT * FROM slices WHERE id = ?", (int(text),))
@@ -324,7 +335,7 @@ def resolve_slices(store: Store, refs: Iterable[int | str]) -> list[dict]:
             "SELECT * FROM slices WHERE name = ? ORDER BY COALESCE(size, 0) DESC, repeat, count_per_tag, id",
             (text,),
         )
-        for found in ([_load(store, r) for r in rows] if rows else [get_slice(store, text)]):
+        for found in ([_load(store, r) for r in rows] if rows else [_find_slice(store, text)]):
             out.setdefault(found["id"], found)
     return list(out.values())
 
@@ -357,10 +368,14 @@ def member_image(store: Store, slice_: dict, image_id: str) -> Image.Image:
 def slice_table(store: Store, name: str | None = None) -> list[dict]:
     """Flat rows for a table: one per slice, a column per (tag, source) count."""
     rows = []
-    for s in list_slices(store, name):
+    slices = list_slices(store, name)
+    overlaps = repeats.repeat_overlaps(store, [s["id"] for s in slices])
+    for s in slices:
+        overlap = overlaps.get(s["id"])
         row = {"id": s["id"], "name": s["name"], "count/tag": s["count_per_tag"],
                "size": s["size"] or "original", "fit": s["spec"].get("fit", "crop"),
-               "real fraction": s["real_fraction"], "repeat": s["repeat"], "hash": s["hash"][:12]}
+               "real fraction": s["real_fraction"], "repeat": s["repeat"], "hash": s["hash"][:12],
+               "repeat overlap": None if overlap is None else round(overlap, 3)}
         for tag, by_source in sorted(s["composition"].items()):
             for source, n in by_source.items():
                 row[f"{tag} · {source}"] = n
@@ -382,6 +397,11 @@ def plan_warnings(store: Store, spec: SliceSpec, *, azure: bool = True) -> list[
     warnings = _shortages(spec, tags, pool)
     if azure:
         warnings += _azure_warnings(store, spec, tags)
+    if spec.repeats > 1 and not _shortages(spec, tags, pool):
+        for count, overlap in planned_overlap(spec, tags, pool).items():
+            note = stats.overlap_note(overlap)
+            if note:
+                warnings.append(f"{count} per tag: {note}")
     no_test = [t for t in tags if store.count_images(t, "test", include_rejected=False) == 0]
     if no_test:
         warnings.append("no test photos for " + ", ".join(repr(t) for t in no_test)
@@ -407,6 +427,14 @@ def _azure_warnings(store: Store, spec: SliceSpec, tags: list[str]) -> list[str]
             warnings.append(f"{small} candidate images are under {AZURE_MIN_SIDE} px on the shorter side "
                             f"(Azure Custom Vision's floor); pick a size to resize them")
     return warnings
+
+
+def planned_overlap(spec: SliceSpec, tags: list[str], pool: dict) -> dict[int, float | None]:
+    """``{count: repeat overlap}`` the spec would give on ``pool`` (nothing written)."""
+    by_count: dict[int, list[list[str]]] = {}
+    for p in _plan(spec, tags, pool):
+        by_count.setdefault(p["spec"]["count_per_tag"], []).append(p["images"])
+    return {count: stats.repeat_overlap(members) for count, members in by_count.items()}
 
 
 # -- export --------------------------------------------------------------------------------------
@@ -491,5 +519,5 @@ def _safe(name: str) -> str:
 __all__ = [
     "SliceSpec", "EXPERIMENT_PRESET", "validate", "parse_ints", "parse_sizes", "sweep", "build_slices",
     "build_sweep", "get_slice", "resolve_slices", "list_slices", "slice_members", "member_image",
-    "slice_table", "plan_warnings", "export_slice", "export_bytes", "write_export",
+    "slice_table", "plan_warnings", "planned_overlap", "export_slice", "export_bytes", "write_export",
 ]

@@ -215,6 +215,7 @@ def train(store: Store, slice_refs: list[str], backend: str = "local", params: d
     run marks it failed and is raised (the runs after it stay queued, ready to resume)."""
     run_ids = prepare_runs(store, slice_refs, backend, params)
     total = len(run_ids)
+    embed_sweep(store, [r for r in list_runs(store, run_ids) if r["status"] != "done"], progress)
     for i, run_id in enumerate(run_ids):
         if get_run(store, run_id)["status"] == "done":
             continue
@@ -240,6 +241,37 @@ def train(store: Store, slice_refs: list[str], backend: str = "local", params: d
     if progress:
         progress(total, total, "done")
     return [summary(r) for r in list_runs(store, run_ids)]
+
+
+def embed_sweep(store: Store, runs: list[dict], progress: Progress = None) -> dict:
+    """Embed every image the local linear-probe runs of a sweep will need, once, before any of them runs.
+
+    One pass per pixel view over the union of the slices' members: the encoder is loaded once, batches
+    are full across slice boundaries, and an image shared by nested slices (10 ⊂ 30 ⊂ …) or repeats is
+    embedded once. Each run then reads its embeddings from the cache. Other backends and modes are left
+    to themselves. Returns ``{"views", "images"}`` (what was asked for, cached or not)."""
+    from .encoders import View, embed_images, resolve_encoder
+
+    groups: dict[tuple, dict[str, dict]] = {}
+    for run in runs:
+        p = run["params"]
+        if run["backend"] != "local" or p.get("mode") != "probe" or run["slice"] is None or p.get("tiles"):
+            continue
+        s = slice_for_run(store, run)
+        spec = s.get("spec") or {}
+        view = View.of(s.get("size"), spec.get("fit"), spec.get("resample"))
+        groups.setdefault((p.get("encoder"), view), {}).update({m["id"]: m for m in s["members"]})
+    images = 0
+    for n, ((encoder, view), members) in enumerate(groups.items()):
+        ref = resolve_encoder(encoder)
+
+        def relay(done: int, of: int, message: str, n=n) -> None:
+            if progress:
+                progress(0, len(runs), f"embedding the sweep's images, view {n + 1}/{len(groups)}: {message}")
+
+        embed_images(store, ref, list(members.values()), view, relay, batch_size=64)
+        images += len(members)
+    return {"views": len(groups), "images": images}
 
 
 def submit_training(store: Store, slice_refs: list[str], backend: str = "local",

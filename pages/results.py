@@ -1,10 +1,11 @@
-"""Results: each tag's predicted probability against images per tag, metrics, confusion, and the report."""
+"""Results: each tag's predicted probability against images per tag, metrics, arm comparisons, confusion,
+and the report."""
 
 from pathlib import Path
 
 import streamlit as st
 
-from core import charts, ui
+from core import arms, charts, compare, ui
 from core.evaluation import evaluate, results as stored_results
 from core.report import default_report_path, write_report
 
@@ -40,8 +41,11 @@ backends = sorted({r["backend"] for r in all_results})
 left, middle, right = st.columns([3, 2, 2])
 chosen_names = left.multiselect("Slices", names, default=names)
 chosen_backends = middle.multiselect("Backends", backends, default=backends)
-error = right.radio("Error bars", list(charts.ERRORS), format_func=lambda e: {"std": "± 1 std", "ci95": "95% CI"}[e],
-                    horizontal=True, help="Spread of runs that differ only in their slice's repeat.")
+error = right.radio("Error bars", list(charts.ERRORS),
+                    format_func=lambda e: {"combined": "95% (repeats + test set)", "std": "± 1 std",
+                                           "ci95": "95% repeats only"}[e],
+                    horizontal=True, help="combined: repeat spread and test-set uncertainty together; the "
+                    "others show only the spread of runs that differ in their slice's repeat.")
 results = [r for r in all_results if charts.slice_label(r) in chosen_names and r["backend"] in chosen_backends]
 if not results:
     st.warning("No run matches: pick at least one slice and one backend.")
@@ -55,8 +59,8 @@ if stale:
             evaluate(s, stale)
             st.rerun()
 
-per_image, averages, metrics, confusion, table = st.tabs(
-    ["Per test image", "True-tag probability", "Metrics", "Confusion", "Table & report"])
+per_image, averages, metrics, comparing, confusion, table = st.tabs(
+    ["Per test image", "True-tag probability", "Metrics", "Compare", "Confusion", "Table & report"])
 
 with per_image:
     images = charts.scored_images(results)
@@ -91,8 +95,58 @@ with averages:
 
 with metrics:
     metric = st.radio("Metric", list(charts.METRICS), format_func=charts.METRICS.get, horizontal=True, key="metric")
+    shown_runs = {r["run"] for r in results}
+    baselines, missing = [], []
+    for row in arms.arm_table(results):
+        if row["real_fraction"] is None or row["real_fraction"] >= 1.0:
+            continue
+        twin = arms.real_only_match(all_results, row["id"])
+        if twin:
+            baselines += [r for r in all_results if r["arm"] == twin and r["run"] not in shown_runs]
+        else:
+            missing.append(row)
     with ui.user_errors():
-        show(charts.metrics_vs_count(results, metric, error=error), f"metric-{metric}")
+        show(charts.metrics_vs_count(results + list({r["run"]: r for r in baselines}.values()), metric, error=error),
+             f"metric-{metric}")
+    for row in missing[:3]:
+        c1, c2 = st.columns([4, 2])
+        c1.caption(f"No real-only baseline for {row['label']}: the same counts, size and training with real "
+                   "photos only.")
+        if c2.button("Make the matching real-only sweep", key=f"baseline-{row['id']}"):
+            with ui.user_errors():
+                made = arms.make_real_only_sweep(s, all_results, row["id"])
+                st.success(f"Sweep {made['name']}: {len(made['slices'])} slices, {len(made['runs'])} runs queued "
+                           "for training; evaluate them when they are done.")
+
+with comparing:
+    table_of_arms = arms.arm_table(all_results)
+    arm_ids = [row["id"] for row in table_of_arms]
+    arm_names = {row["id"]: f"{row['id']} · {row['label']}" for row in table_of_arms}
+    if len(arm_ids) < 2:
+        st.info("Compare needs two arms (lines): train another sweep or configuration first.")
+    else:
+        c1, c2 = st.columns(2)
+        arm_a = c1.selectbox("Arm a", arm_ids, format_func=arm_names.get, key="compare-a")
+        arm_b = c2.selectbox("Arm b", arm_ids, index=1, format_func=arm_names.get, key="compare-b")
+        st.caption("Paired difference in accuracy (a − b) on the same test images, with a 95% interval from a "
+                   "bootstrap over test images and repeats. 'within noise' when the interval contains 0.")
+        with ui.user_errors():
+            compared = compare.compare_results(all_results, arm_a, arm_b)
+            st.dataframe([{"images per tag": c["count_per_tag"], "a": round(c["a"], 3), "b": round(c["b"], 3),
+                           "difference": round(c["difference"], 3),
+                           "95% interval": f"[{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]",
+                           "p-value": round(c["p_value"], 4), "verdict": c["verdict"],
+                           "repeats a/b": "/".join(map(str, c["repeats"]))} for c in compared["comparisons"]],
+                         hide_index=True, key="compare-table")
+            for c in compared["comparisons"]:
+                st.text(compare.sentence(c))
+            pairs = st.session_state.setdefault("report-comparisons", [])
+            if st.button("Include this comparison in the report", key="compare-include",
+                         disabled=(arm_a, arm_b) in pairs):
+                pairs.append((arm_a, arm_b))
+                st.rerun()
+            if pairs:
+                st.caption("In the report: " + "; ".join(f"{a} vs {b}" for a, b in pairs))
 
 with confusion:
     by_run = {r["run"]: r for r in charts.history_order(results)}
@@ -117,7 +171,8 @@ with table:
              "it opens offline.")
     if st.button("Build report", key="build-report", type="primary"):
         with ui.user_errors(), st.spinner("Writing the report…"):
-            path = write_report(s, default_report_path(s), run_ids=[r["run"] for r in results])
+            path = write_report(s, default_report_path(s), run_ids=[r["run"] for r in results],
+                                comparisons=st.session_state.get("report-comparisons", []))
             st.session_state["results-report"] = str(path)
     if st.session_state.get("results-report"):
         report = Path(st.session_state["results-report"])

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core import autoeval, config, filtering, slicing, ui
+from core import autoeval, config, filtering, slicing, stats, ui
 from core.imaging import resized
 from core.ingest import import_uploads
 
@@ -20,14 +20,21 @@ tags = store.tag_names()
 st.subheader("Import photos")
 c1, c2 = st.columns(2)
 tag = c1.selectbox("Tag", [FROM_FOLDERS, *tags], index=1 if tags else 0, key="import_tag")
-source = c2.radio("Role", ["real", "test"], horizontal=True, key="import_source",
-                  help="real photos may enter slices; test photos are only used to evaluate")
+source = c2.radio("Role", ["real", "test", "synthetic"], horizontal=True, key="import_source",
+                  help="real photos may enter slices; test photos are only used to evaluate; synthetic: "
+                       "images made by another tool (ComfyUI, A1111, a cloud API)")
+generator = st.text_input("Generator (the tool that made them)", key="import_generator",
+                          placeholder="comfyui", help="kept in each image's provenance, with the parameters "
+                          "found in the files") if source == "synthetic" else None
 upload_key = f"uploads-{st.session_state.get('upload_round', 0)}"
 files = st.file_uploader("Photos, or a .zip of tag-named folders", accept_multiple_files=True, key=upload_key)
 if st.button("Import", disabled=not files, key="import"):
     with ui.user_errors():
+        bar = st.progress(0.0, text="importing")
         st.session_state["import_result"] = import_uploads(
-            store, [(f.name, f.getvalue()) for f in files], None if tag == FROM_FOLDERS else tag, source)
+            store, [(f.name, f.getvalue()) for f in files], None if tag == FROM_FOLDERS else tag, source,
+            generator=generator, progress=lambda done, total, label: bar.progress(
+                done / max(total, 1), text=f"importing {done}/{total}"))
         if source == "test" and st.session_state["import_result"]["imported"]:
             autoeval.submit_if_needed(store)  # the test set changed: score the finished runs again
         st.session_state["upload_round"] = st.session_state.get("upload_round", 0) + 1
@@ -101,6 +108,9 @@ if st.button("Build slices", type="primary", disabled=not specs, key="build"):
         built = slicing.build_sweep(store, specs)
         new = sum(s["created"] for s in built)
         st.success(f"{len(built)} slices ready ({new} new, {len(built) - new} already there)")
+        for note in dict.fromkeys(f"{b['count_per_tag']} per tag: {n}" for b in built
+                                  if (n := stats.overlap_note(b.get("repeat_overlap")))):
+            st.warning(note)
 
 # -- slices --------------------------------------------------------------------------------------
 st.subheader("Slices")

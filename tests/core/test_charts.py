@@ -60,7 +60,7 @@ def line(fig, key, size):
 
 
 def test_probability_vs_count_has_one_line_per_tag_and_variant_with_repeat_error_bars(results):
-    fig = charts.probability_vs_count(results, A)
+    fig = charts.probability_vs_count(results, A, error="std")
     lines = [t for t in fig.data if not t.meta["baseline"]]
     assert sorted((t.meta["key"], t.meta["size"]) for t in lines) == [
         ("jeans", 32), ("jeans", 64), ("shoes", 32), ("shoes", 64)]
@@ -76,7 +76,7 @@ def test_probability_vs_count_has_one_line_per_tag_and_variant_with_repeat_error
     assert list(single.x) == [10] and list(single.error_y.array) == [0.0]
     assert jeans.line.dash != single.line.dash and jeans.line.color != shoes.line.color
     # hover names the runs, slice and backend behind each point
-    runs, slice_name, backend, n, err = jeans.customdata[0]
+    runs, slice_name, backend, n, err, arm = jeans.customdata[0]
     assert runs == "1, 2, 3" and slice_name == "clothes-64" and backend == "local" and n == 3
     assert "%{customdata[0]}" in jeans.hovertemplate and "backend" in jeans.hovertemplate
     # the zero-shot baseline sits at x = 0, one marker per tag
@@ -113,7 +113,7 @@ def test_true_tag_probability_averages_over_the_images_of_each_tag(results):
 
 
 def test_metrics_vs_count_lines_per_variant_and_baseline_reference_line(results):
-    fig = charts.metrics_vs_count(results, "accuracy")
+    fig = charts.metrics_vs_count(results, "accuracy", error="std")
     lines = [t for t in fig.data if not t.meta["baseline"]]
     assert sorted(t.meta["size"] for t in lines) == [32, 64]
     acc = [t for t in lines if t.meta["size"] == 64][0]
@@ -189,8 +189,52 @@ def test_scored_images_lists_each_test_image_once(results):
     assert charts.scored_images(results) == [{"image": A, "tag": "jeans"}, {"image": B, "tag": "shoes"}]
 
 
-def test_legend_titles_name_what_the_lines_are(results):
-    per_tag = charts.true_tag_probability_vs_count(results)
-    assert per_tag.layout.legend.title.text == "line: tag · pixel size · real share · backend"
-    by_variant = charts.metrics_vs_count(results, "accuracy")
-    assert by_variant.layout.legend.title.text == "line: pixel size · real share · backend"
+def test_combined_error_bars_add_test_set_uncertainty_to_the_repeat_t_interval(results):
+    for r, lo_hi in zip(results[:3], ([0.40, 0.60], [0.50, 0.70], [0.60, 0.80])):
+        r["accuracy_ci"] = lo_hi
+    fig = charts.metrics_vs_count(results, "accuracy")
+    acc = [t for t in fig.data if not t.meta["baseline"] and t.meta["size"] == 64][0]
+    repeat = stats.t.ppf(0.975, 2) * statistics.stdev(ACC10) / math.sqrt(3)
+    test = 1.959963984540054 * (0.2 / (2 * 1.959963984540054))
+    assert acc.error_y.array[0] == pytest.approx(math.hypot(repeat, test))
+    assert "repeat spread and test-set uncertainty" in fig.layout.title.subtitle.text
+    assert fig.layout.legend.title.text.startswith("line = arm")
+
+
+def test_lines_are_arms_never_mixing_sweeps_or_training_params(results):
+    other = [dict(r, run=r["run"] + 100, arm="other-arm", arm_label="other sweep · 64 px")
+             for r in results if r["count_per_tag"] == 10 and r["size"] == 64]
+    fig = charts.metrics_vs_count(results + other, "accuracy", error="std")
+    lines = [t for t in fig.data if not t.meta["baseline"]]
+    assert len({t.meta["arm"] for t in lines}) == 3
+    mine = [t for t in lines if t.meta["arm"] == "other-arm"][0]
+    assert mine.meta["n"] == [3] and mine.name == "other sweep · 64 px"
+    twin = [dict(r, run=r["run"] + 300, arm="twin-arm", arm_label="other sweep · 64 px") for r in other]
+    names = [t.name for t in charts.metrics_vs_count(results + other + twin, "accuracy").data if not t.meta["baseline"]]
+    assert "other sweep · 64 px [other-arm]" in names and "other sweep · 64 px [twin-arm]" in names
+
+
+def test_chart_says_when_slice_sizes_never_reached_the_model_and_warns_on_overlap(results):
+    for r in results:
+        r["input_px"] = 32
+    results[0]["repeat_overlap"] = results[1]["repeat_overlap"] = 0.8
+    results[3]["repeat_overlap"] = 1.0
+    fig = charts.metrics_vs_count(results, "accuracy")
+    notes = fig.layout.meta["notes"]
+    assert any("saw 32 px inputs" in n and "32 px, 64 px" in n for n in notes)
+    assert any("repeats overlap 80% at n=10" in n for n in notes)
+    assert any("identical repeats at n=30" in n for n in notes)
+    texts = [a.text for a in fig.layout.annotations]
+    assert all(n in texts for n in notes)
+    for r in results:
+        r["input_px"] = r["size"]
+        r.pop("repeat_overlap", None)
+    assert charts.metrics_vs_count(results, "accuracy").layout.meta["notes"] == []
+
+
+def test_real_only_arm_is_drawn_as_the_dashed_baseline(results):
+    real = [dict(r, run=r["run"] + 200, real_fraction=1.0, slice_name="clothes-real")
+            for r in results if r["count_per_tag"] and r["size"] == 64]
+    fig = charts.metrics_vs_count(results + real, "accuracy")
+    base = [t for t in fig.data if not t.meta["baseline"] and t.meta["real_only"]]
+    assert len(base) == 1 and base[0].line.dash == "dash" and base[0].name.startswith("real-only baseline")

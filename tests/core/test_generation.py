@@ -190,7 +190,7 @@ def test_cancel_keeps_what_was_made_and_the_same_call_finishes(jeans, tiny_sd):
             jobs.cancel(jeans, jobs.list_jobs(jeans, kind="generate")[0]["id"])
 
     with pytest.raises(UserError, match=r"cancelled with 1 of 4 images made"):
-        generate(jeans, spec(tiny_sd, count=4), progress=cancel_after_first_image)
+        generate(jeans, spec(tiny_sd, count=4, batch_size=1), progress=cancel_after_first_image)
     assert any("step 1/2" in m for m in seen)  # per-step progress
     job = jobs.list_jobs(jeans, kind="generate")[0]
     assert job["status"] == "cancelled" and jeans.count_images("jeans") == 1

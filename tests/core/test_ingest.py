@@ -85,7 +85,9 @@ def test_unknown_explicit_tag_and_bad_source_import_nothing(store, tmp_path):
     with pytest.raises(UnknownTag, match="unknown tag 'pants'"):
         import_paths(store, [folder], tag="pants", limits=LIMITS)
     store.add_tag("jeans")
-    with pytest.raises(InvalidInput, match="real or test"):
+    with pytest.raises(InvalidInput, match="real, test or synthetic"):
+        import_paths(store, [folder], tag="jeans", source="made-up", limits=LIMITS)
+    with pytest.raises(InvalidInput, match="needs the tool that made them: --generator NAME"):
         import_paths(store, [folder], tag="jeans", source="synthetic", limits=LIMITS)
     assert store.count_images() == 0 and files_in(store) == []
 

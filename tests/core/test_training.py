@@ -55,10 +55,21 @@ def test_a_second_sweep_reads_every_embedding_from_the_cache(digits, tiny_clip):
     second = training.train(digits, ["digits"], params={"encoder": tiny_clip, "seed": 1})
     assert not {r["id"] for r in first} & {r["id"] for r in second}
     cache = [training.get_run(digits, r["id"])["metrics"]["embedding_cache"] for r in first + second]
-    assert sum(c["misses"] for c in cache[:3]) == 240  # nested slices: each image once (5 ⊂ 20 ⊂ 60 per tag)
-    assert [c["misses"] for c in cache[3:]] == [0, 0, 0]
+    # the sweep's images are embedded once, up front, across its nested slices (5 ⊂ 20 ⊂ 60 per tag):
+    # every run, of either sweep, reads its embeddings from the cache
+    assert [c["misses"] for c in cache] == [0] * 6
+    assert [c["hits"] for c in cache[:3]] == [20, 80, 240]
     assert [c["hits"] for c in cache[3:]] == [20, 80, 240]
     assert _count(digits, "embeddings") == 240
+
+
+def test_embed_sweep_embeds_the_union_of_a_sweeps_slices_once(digits, tiny_clip):
+    ids = training.prepare_runs(digits, ["digits"], params={"encoder": tiny_clip, "seed": 3})
+    runs = training.list_runs(digits, ids)
+    assert training.embed_sweep(digits, runs) == {"views": 1, "images": 240}
+    assert _count(digits, "embeddings") == 240
+    cnn = training.list_runs(digits, training.prepare_runs(digits, ["digits"], params={"encoder": "cnn-small"}))
+    assert training.embed_sweep(digits, cnn) == {"views": 0, "images": 0}  # not an embedding model
 
 
 def test_a_slice_with_one_tag_is_refused_and_nothing_is_written(digits, tiny_clip):

@@ -13,6 +13,7 @@ import urllib.request
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core import stats
 from tests.core.test_report import COUNTS
 from tests.pages.apptest import page_path
 
@@ -60,7 +61,8 @@ def test_populated_store_draws_probability_vs_count_with_one_line_per_tag(popula
             values = [next(p for p in r["per_image"] if p["image"] == image)["probabilities"][t["meta"]["key"]]
                       for r in stored if r["count_per_tag"] == x]
             assert y == pytest.approx(sum(values) / 2)
-            assert err == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5)
+            # default bars: 95 % combined; one image has no test-set part, so a t interval over 2 repeats
+            assert err == pytest.approx(stats.t_factor(2) * stats.Z95 * abs(values[0] - values[1]) / 2)
     assert sorted(t["meta"]["key"] for t in spec["data"] if t["meta"]["baseline"]) == tags
     assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == len(stored)
     labels = {b.label for b in at.get("download_button")}
@@ -122,6 +124,56 @@ def test_build_report_button_writes_a_standalone_report(populated):
 
     with open(path, encoding="utf-8") as fh:
         assert check_self_contained(fh.read()) == []
+
+
+def test_compare_tab_gives_verdicts_and_puts_the_comparison_in_the_report(populated):
+    from core.evaluation import evaluate, results
+    from core.training import train
+
+    train(populated, ["digits"], backend="local", params={"encoder": "cnn-small", "epochs": 3})
+    evaluate(populated)
+    trained = {r["arm_spec"]["training"]["epochs"]: r["arm"] for r in results(populated) if r["count_per_tag"]}
+    at = run(AppTest.from_file(PAGE))
+    at.selectbox(key="compare-a").set_value(trained[2])
+    at.selectbox(key="compare-b").set_value(trained[3])
+    run(at)
+    table = [d for d in at.dataframe if "verdict" in d.value.columns][0].value
+    assert list(table["images per tag"]) == list(COUNTS)
+    assert set(table["verdict"]) <= set(stats.VERDICTS)
+    assert any("difference" in t.value and "→" in t.value for t in at.text)
+    at.button(key="compare-include").click()
+    run(at)
+    assert at.session_state["report-comparisons"] == [(trained[2], trained[3])]
+    at.button(key="build-report").click()
+    run(at)
+    with open(at.session_state["results-report"], encoding="utf-8") as fh:
+        text = fh.read()
+    assert "id='comparisons'" in text and trained[2] in text and trained[3] in text
+
+
+def test_a_mixed_arm_without_real_only_baseline_gets_a_one_click_sweep(populated):
+    from PIL import ImageOps
+
+    from core.evaluation import evaluate
+    from core.slicing import SliceSpec, build_slices
+    from core.training import train
+
+    for im in populated.list_images(source="real"):
+        populated.add_image(ImageOps.mirror(populated.open_image(im["id"])), tag=im["tag"], source="synthetic")
+    build_slices(populated, SliceSpec(name="mixed", counts=COUNTS, size=32, real_fraction=0.5))
+    train(populated, ["mixed"], backend="local", params={"encoder": "cnn-small", "epochs": 1})
+    evaluate(populated)
+    at = run(AppTest.from_file(PAGE))
+    buttons = [b for b in at.button if b.key and b.key.startswith("baseline-")]
+    assert len(buttons) == 1 and buttons[0].label == "Make the matching real-only sweep"
+    runs_before = populated.query_one("SELECT COUNT(*) AS n FROM runs")["n"]
+    buttons[0].click()
+    run(at)
+    assert "mixed-real-only" in at.success[0].value
+    made = populated.query("SELECT id, real_fraction, count_per_tag FROM slices WHERE name = 'mixed-real-only'")
+    assert sorted(m["count_per_tag"] for m in made) == list(COUNTS) and {m["real_fraction"] for m in made} == {1.0}
+    queued = populated.query("SELECT status, params FROM runs WHERE id > ?", (runs_before,))
+    assert len(queued) == len(COUNTS) and all('"epochs": 1' in q["params"] for q in queued)
 
 
 @pytest.fixture

@@ -155,3 +155,30 @@ def test_near_duplicate_filter_from_the_page_is_recorded_in_the_slice(home):
     assert json.loads(row["spec"])["filter"]["drop_near_duplicates"] is True
     dropped = store.query_one("SELECT COUNT(*) AS n FROM slice_filtered WHERE slice_id = ?", (row["id"],))
     assert dropped["n"] == 22
+
+
+def test_import_synthetic_images_from_another_tool_and_a_corrupt_avif_is_one_rejection(home):
+    from PIL import PngImagePlugin
+
+    from tests.reliability.test_import_defects import fuzzed_avif
+
+    Store(home).add_tag("jeans")
+    at = page()
+    at.radio(key="import_source").set_value("synthetic").run()
+    at.text_input(key="import_generator").set_value("a1111")
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "blue jeans\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 40x36")
+    made = io.BytesIO()
+    Image.new("RGB", (40, 36), (10, 20, 200)).save(made, "PNG", pnginfo=info)
+    at.file_uploader[0].set_value([("made.png", made.getvalue(), "image/png"),
+                                   ("fuzzed.avif", fuzzed_avif(), "image/avif")])
+    at.run()
+    at.button(key="import").click().run()
+    assert not at.exception, at.exception
+    assert "Imported 1 · duplicates 0 · rejected 1" in texts(at.success)
+    rejected = at.dataframe[0].value
+    assert list(rejected["path"]) == ["fuzzed.avif"]
+    assert rejected["reason"][0].startswith("cannot decode the image (RuntimeError")
+    (image,) = Store(home).list_images(tag="jeans", source="synthetic")
+    assert (image["provenance"]["generator"], image["provenance"]["seed"], image["provenance"]["prompt"]) == (
+        "a1111", 5, "blue jeans")
