@@ -78,7 +78,7 @@ def cmd_generate(store: Store, a: argparse.Namespace) -> dict:
         strength=a.strength, expansion=a.expansion, scheduler=a.scheduler, fast_decode=a.fast_decode,
         compile=a.compile,
     )
-    result = generate(store, spec, progress=_printer("generate"))
+    result = generate(store, spec, progress=_printer("generate"), workers=a.workers or 0)
     print(f"generated {result['generated']}, skipped {result['skipped']} (job {result['job']})")
     return result
 
@@ -174,12 +174,15 @@ def cmd_train(store: Store, a: argparse.Namespace) -> dict:
     if a.backend == "azure":
         params.update({"budget_hours": a.budget_hours, "training_type": a.training_type, "tier": a.tier,
                        "layout": a.layout})
-    runs = train(store, a.slices, backend=a.backend, params=params, progress=_printer("train"))
-    runs = _with_accuracy(store, runs)
+    from .distributed import embedding_workers, engine
+
+    with embedding_workers(a.workers):
+        runs = train(store, a.slices, backend=a.backend, params=params, progress=_printer("train"))
+        runs = _with_accuracy(store, runs)
     for r in runs:
         score = f" accuracy {r['accuracy']:.3f}" if r.get("accuracy") is not None else ""
         print(f"run {r['id']} slice {r['slice']} {r['backend']} {r['status']}{score}")
-    return {"runs": runs}
+    return {"runs": runs, "engine": engine(a.workers or 0)}
 
 
 def _with_accuracy(store: Store, runs: list[dict]) -> list[dict]:
@@ -239,12 +242,23 @@ def cmd_report(store: Store, a: argparse.Namespace) -> dict:
 def cmd_diagnose(store: Store, a: argparse.Namespace) -> dict:
     from .diagnostics import run_diagnosis
 
-    result = run_diagnosis(store, a.tags or None, a.sizes or [256], a.encoder)
+    from .distributed import embedding_workers, engine
+
+    with embedding_workers(a.workers):
+        result = run_diagnosis(store, a.tags or None, a.sizes or [256], a.encoder, progress=_printer("diagnose"))
+    result = {**result, "engine": engine(a.workers or 0)}
+
+    def aucs(values: dict, intervals: dict) -> str:
+        return ", ".join(f"{size}px {v if v is not None else 'n/a'}"
+                         + (f" [{intervals[size][0]}, {intervals[size][1]}]" if intervals.get(size) else "")
+                         for size, v in values.items())
+
     for tag, r in result["tags"].items():
-        auc = ", ".join(f"{size}px {v if v is not None else 'n/a'}" for size, v in r["auc"].items())
         print(f"{tag}: diversity synthetic {r['diversity']['synthetic']} real {r['diversity']['real']}; "
               f"Fréchet {r['frechet']['synthetic_vs_real']} (floor {r['frechet']['real_vs_real_floor']}); "
-              f"AUC {auc}; {len(r['duplicate_clusters'])} duplicate clusters")
+              f"AUC {aucs(r['auc'], r.get('auc_ci') or {})}; "
+              f"pixel AUC {aucs(r.get('pixel_auc') or {}, r.get('pixel_auc_ci') or {})}; "
+              f"{len(r['duplicate_clusters'])} duplicate clusters")
     return result
 
 
@@ -363,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--scheduler", help="diffusers scheduler class, e.g. EulerAncestralDiscreteScheduler")
     g.add_argument("--fast-decode", action="store_true", help="decode with the tiny autoencoder (TAESD)")
     g.add_argument("--compile", action="store_true", help="torch.compile the UNet (pays off on long runs)")
+    g.add_argument("--workers", type=int, default=0, help="run on N Ray workers (local Ray, or $SYNTHLAB_RAY_ADDRESS)")
     g.set_defaults(func=cmd_generate)
 
     i = sub.add_parser("import", parents=[common], help="import real or test photos, or synthetic images made elsewhere")
@@ -409,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-own-tag-probability", type=float,
                    help="drop synthetic images whose zero-shot probability of their own tag is below this")
     s.add_argument("--drop-near-duplicates", action="store_true",
-                   help="keep one synthetic image per near-duplicate (perceptual hash) cluster")
+                   help="keep one synthetic image per near-duplicate cluster (perceptual hash, confirmed by aligned pixel correlation)")
     s.add_argument("--filter-clip", help="full CLIP model (hub id or folder) for the zero-shot filter")
     s.set_defaults(func=cmd_slice)
 
@@ -442,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="Azure pricing tier, for the quota plan (default $SYNTHLAB_AZURE_TIER or S0)")
     tr.add_argument("--layout", choices=["nested", "plain"], default="nested",
                     help="Azure: one project per nested series (default) or one per slice")
+    tr.add_argument("--workers", type=int, default=0, help="embed on N Ray workers (local backend)")
     tr.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("evaluate", parents=[common], help="score finished runs on the test images")
@@ -468,6 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     dg.add_argument("--tags", type=_str_list)
     dg.add_argument("--sizes", type=_int_list, help="pixel sizes for the synthetic-vs-real probe (default 256)")
     dg.add_argument("--encoder", default=None, help=f"hub id or local folder (default {config.DEFAULT_ENCODER})")
+    dg.add_argument("--workers", type=int, default=0, help="embed on N Ray workers")
     dg.set_defaults(func=cmd_diagnose)
 
     azure = sub.add_parser("azure", help="Azure Custom Vision: status and cleanup").add_subparsers(

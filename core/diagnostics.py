@@ -7,7 +7,14 @@ Every number answers a question a user asks after seeing a bad curve:
 * **domain gap** — how far is the synthetic distribution from the real one? (Fréchet distance of
   embeddings, with the real-vs-real split-half distance as its floor so the number has a scale);
 * **generator fingerprint** — can a linear probe tell synthetic from real, and does downscaling remove
-  what separates them? (cross-validated ROC AUC per pixel size, and the mean radial power spectrum).
+  what separates them? Two probes per pixel size, each a cross-validated ROC AUC with a 95 % bootstrap
+  interval: one on encoder embeddings, one on pixels alone (:mod:`core.fingerprint`, which sees
+  high-frequency traces an encoder's own resize throws away); plus the mean radial power spectrum out
+  to the corner radius and the 2-D synthetic/real spectrum ratio.
+
+Near-duplicates come from :mod:`core.similarity` (cached hashes, a chunked index, confirmation by
+aligned pixel correlation), the same search the slice filter uses. Everything per image is cached
+(embeddings, pixel features, signatures), so a second diagnosis of an unchanged store only reads.
 
 The metric functions are pure functions on arrays (tested on constructed cases); :func:`diagnose`
 gathers the images and embeddings from the store. A metric that needs images a tag lacks (e.g. real
@@ -18,15 +25,16 @@ raise a :class:`~core.errors.UserError`.
 
 from __future__ import annotations
 
-import html
+import threading
 from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
 from .errors import InvalidInput, UserError
+from .fingerprint import greyscale_array, mean_radial_spectrum, radial_power_spectrum  # noqa: F401 (re-exported)
 
-DUPLICATE_THRESHOLD = 6
-"""Largest Hamming distance (of 64 phash bits) at which two images count as near-duplicates."""
+from .similarity import MAX_HAMMING as DUPLICATE_THRESHOLD  # noqa: E402
+from .similarity import MIN_CORRELATION as DUPLICATE_MIN_CORRELATION  # noqa: E402
 
 MIN_FOR_DIVERSITY = 2
 MIN_FOR_FRECHET = 2
@@ -50,9 +58,9 @@ def mean_pairwise_cosine_distance(embeddings: np.ndarray) -> float:
         raise ValueError("need a 2-D array with at least two rows")
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     unit = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
-    sim = np.clip(unit @ unit.T, -1.0, 1.0)
     n = len(x)
-    off_diagonal = (sim.sum() - np.trace(sim)) / (n * (n - 1))
+    total = unit.sum(axis=0)  # Σ_ij cos = |Σ u|², in O(n·d) memory instead of an n×n matrix
+    off_diagonal = (total @ total - (unit * unit).sum()) / (n * (n - 1))
     return float(max(0.0, 1.0 - off_diagonal))
 
 
@@ -68,36 +76,22 @@ def perceptual_hash_bits(image) -> np.ndarray:
     return np.asarray(imagehash.phash(image).hash, dtype=bool).ravel()
 
 
-def duplicate_clusters(ids: Sequence[str], bits: np.ndarray, threshold: int = DUPLICATE_THRESHOLD) -> list[list[str]]:
-    """Groups of near-duplicate images: connected components of "Hamming distance ≤ ``threshold``".
+def duplicate_clusters(ids: Sequence[str], bits: np.ndarray, threshold: int = DUPLICATE_THRESHOLD,
+                       thumbs: Optional[np.ndarray] = None,
+                       min_correlation: float = DUPLICATE_MIN_CORRELATION) -> list[list[str]]:
+    """Groups of near-duplicate images: connected components of "Hamming distance ≤ ``threshold``"
+    (and, given ``thumbs`` from :func:`core.similarity.thumbnail`, aligned correlation ≥ ``min_correlation``).
 
     ``bits`` is an ``(n, 64)`` boolean array (one perceptual hash per id). Only groups of two or more
     are returned, each in the order of ``ids``, groups ordered by their first member.
     """
+    from .similarity import DuplicateRule, clusters_of
+
     bits = np.asarray(bits, dtype=bool)
-    n = len(ids)
-    if bits.shape[0] != n:
+    if bits.shape[0] != len(ids):
         raise ValueError("one hash per id")
-    if n < 2:
-        return []
-    b = bits.astype(np.int32)
-    hamming = b @ (1 - b).T + (1 - b) @ b.T
-    parent = list(range(n))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, j in zip(*np.nonzero(np.triu(hamming <= threshold, k=1))):
-        ri, rj = find(int(i)), find(int(j))
-        if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
-    groups: dict[int, list[str]] = {}
-    for i in range(n):
-        groups.setdefault(find(i), []).append(ids[i])
-    return [g for _, g in sorted(groups.items()) if len(g) > 1]
+    hashes = np.packbits(bits, axis=1).view(">u8").ravel().astype(np.uint64) if len(ids) else np.zeros(0, np.uint64)
+    return clusters_of(ids, hashes, thumbs, DuplicateRule(threshold, min_correlation))
 
 
 # -- domain gap ----------------------------------------------------------------------------------
@@ -190,64 +184,23 @@ def probe_auc(synthetic: np.ndarray, real: np.ndarray, folds: int = 5, seed: int
     return float(roc_auc_score(y, scores))
 
 
-def greyscale_array(image, size: int | None = None) -> np.ndarray:
-    """A PIL image as a float greyscale array in [0, 1] (resized to ``size``×``size`` if given)."""
-    from PIL import Image
+def probe_with_interval(synthetic: np.ndarray, real: np.ndarray, seed: int = 0) -> dict:
+    """:func:`core.fingerprint.probe` — the same probe and interval for embeddings and pixel features."""
+    from .fingerprint import probe
 
-    grey = image.convert("L")
-    if size is not None and grey.size != (size, size):
-        grey = grey.resize((size, size), Image.Resampling.BICUBIC)
-    return np.asarray(grey, dtype=np.float64) / 255.0
-
-
-def radial_power_spectrum(grey: np.ndarray) -> np.ndarray:
-    """Mean power of the 2-D FFT of a greyscale image in rings of integer radius 0 … min(h, w)//2.
-
-    The mean is removed first (no DC spike), so a flat image has zero power everywhere. Index ``k``
-    is the frequency ``k / min(h, w)`` cycles per pixel; the last index is the Nyquist frequency.
-    """
-    g = np.asarray(grey, dtype=np.float64)
-    if g.ndim != 2:
-        raise ValueError("a 2-D greyscale array")
-    h, w = g.shape
-    power = np.abs(np.fft.fftshift(np.fft.fft2(g - g.mean()))) ** 2 / (h * w)
-    yy, xx = np.indices((h, w))
-    radius = np.hypot(yy - h // 2, xx - w // 2).round().astype(int)
-    n = min(h, w) // 2 + 1
-    inside = radius < n
-    sums = np.bincount(radius[inside], weights=power[inside], minlength=n)
-    counts = np.bincount(radius[inside], minlength=n)
-    return sums / np.maximum(counts, 1)
-
-
-def mean_radial_spectrum(greys: Iterable[np.ndarray]) -> np.ndarray:
-    """The mean of :func:`radial_power_spectrum` over images of one size."""
-    spectra = [radial_power_spectrum(g) for g in greys]
-    if not spectra:
-        raise ValueError("no images")
-    return np.mean(np.vstack(spectra), axis=0)
+    return probe(synthetic, real, seed=seed)
 
 
 # -- gathering from the store --------------------------------------------------------------------
 
-_phash_cache: dict[str, np.ndarray] = {}
+def find_duplicate_clusters(store, image_ids: Sequence[str], threshold: int = DUPLICATE_THRESHOLD,
+                            min_correlation: float = DUPLICATE_MIN_CORRELATION, progress: Progress = None,
+                            stats=None) -> list[list[str]]:
+    """Near-duplicate clusters of stored images: :func:`core.similarity.find_duplicate_clusters`."""
+    from .similarity import DuplicateRule
+    from .similarity import find_duplicate_clusters as find
 
-
-def image_hash_bits(store, image_id: str) -> np.ndarray:
-    """Perceptual-hash bits of a stored image (kept per process: an id is the hash of its bytes)."""
-    bits = _phash_cache.get(image_id)
-    if bits is None:
-        bits = perceptual_hash_bits(store.open_image(image_id))
-        _phash_cache[image_id] = bits
-    return bits
-
-
-def find_duplicate_clusters(store, image_ids: Sequence[str], threshold: int = DUPLICATE_THRESHOLD) -> list[list[str]]:
-    """:func:`duplicate_clusters` of stored images (hashes of the original pixels)."""
-    ids = list(image_ids)
-    if len(ids) < 2:
-        return []
-    return duplicate_clusters(ids, np.vstack([image_hash_bits(store, i) for i in ids]), threshold)
+    return find(store, image_ids, DuplicateRule(threshold, min_correlation), progress, stats)
 
 
 def _check_sizes(sizes: Sequence[int]) -> tuple[int, ...]:
@@ -281,13 +234,17 @@ def _round(value: Optional[float], digits: int = 4) -> Optional[float]:
 
 
 def _tag_report(store, tag: str, images: dict[str, list[dict]], ref, sizes: tuple[int, ...],
-                threshold: int, step: Callable[[str], None]) -> dict:
+                rule, step: Callable[[str], None], progress: Progress, cache: dict) -> dict:
+    from .fingerprint import stored_features
+
     synthetic, real = images["synthetic"], images["real"]
     notes: dict[str, str] = {}
     vectors: dict[int, dict[str, np.ndarray]] = {}
+    both = min(len(synthetic), len(real)) >= MIN_PER_CLASS_FOR_AUC
     for size in sizes:
         step(f"{tag}: embedding at {size} px")
-        vectors[size] = {source: embeddings(store, ref, images[source], size) for source in ("synthetic", "real")}
+        vectors[size] = {source: embeddings(store, ref, images[source], size, progress, cache["embeddings"])
+                         for source in ("synthetic", "real")}
     first = vectors[sizes[0]]
 
     diversity = {}
@@ -307,17 +264,30 @@ def _tag_report(store, tag: str, images: dict[str, list[dict]], ref, sizes: tupl
                             f"tag has {len(synthetic)} and {len(real)}")
 
     auc: dict[str, Optional[float]] = {}
+    auc_ci: dict[str, Optional[list]] = {}
+    pixel_auc: dict[str, Optional[float]] = {}
+    pixel_auc_ci: dict[str, Optional[list]] = {}
+    probe_n: dict[str, dict] = {}
     for size in sizes:
-        if min(len(synthetic), len(real)) >= MIN_PER_CLASS_FOR_AUC:
-            auc[str(size)] = _round(probe_auc(vectors[size]["synthetic"], vectors[size]["real"]))
-        else:
-            auc[str(size)] = None
-    if any(v is None for v in auc.values()):
+        key = str(size)
+        auc[key] = auc_ci[key] = pixel_auc[key] = pixel_auc_ci[key] = None
+        if not both:
+            continue
+        encoded = probe_with_interval(vectors[size]["synthetic"], vectors[size]["real"])
+        auc[key], auc_ci[key] = _round(encoded["auc"]), [_round(v) for v in encoded["ci"]]
+        step(f"{tag}: pixel probe at {size} px")
+        feats = {source: stored_features(store, [im["id"] for im in images[source]], size, progress,
+                                         cache["pixel_features"]) for source in ("synthetic", "real")}
+        pixel = probe_with_interval(feats["synthetic"], feats["real"])
+        pixel_auc[key], pixel_auc_ci[key] = _round(pixel["auc"]), [_round(v) for v in pixel["ci"]]
+        probe_n[key] = pixel["n"]
+    if not both:
         notes["auc"] = (f"needs at least {MIN_PER_CLASS_FOR_AUC} synthetic and {MIN_PER_CLASS_FOR_AUC} real "
                         f"images, tag has {len(synthetic)} and {len(real)}")
 
-    step(f"{tag}: perceptual hashes")
-    clusters = find_duplicate_clusters(store, [im["id"] for im in synthetic + real], threshold)
+    step(f"{tag}: near-duplicates")
+    clusters = find_duplicate_clusters(store, [im["id"] for im in synthetic + real], rule.max_hamming,
+                                       rule.min_correlation, progress, cache["duplicates"])
     return {
         "counts": {"synthetic": len(synthetic), "real": len(real)},
         "diversity": diversity,
@@ -325,38 +295,56 @@ def _tag_report(store, tag: str, images: dict[str, list[dict]], ref, sizes: tupl
         "duplicate_clusters": clusters,
         "frechet": frechet,
         "auc": auc,
+        "auc_ci": auc_ci,
+        "pixel_auc": pixel_auc,
+        "pixel_auc_ci": pixel_auc_ci,
+        "probe_n": probe_n,
         "notes": notes,
     }
 
 
-def embeddings(store, ref, images: list[dict], size: Optional[int]) -> np.ndarray:
+def embeddings(store, ref, images: list[dict], size: Optional[int], progress: Progress = None,
+               stats=None) -> np.ndarray:
     """Embeddings of stored images at ``size`` px (centre crop, as slices resize them; None: original),
     through the shared cache of :mod:`core.encoders` (no second cache here)."""
     from . import encoders
 
     if not images:
         return np.zeros((0, 0), dtype=np.float32)
-    return encoders.embed_images(store, ref, list(images), encoders.View.of(size))
+    return encoders.embed_images(store, ref, list(images), encoders.View.of(size), progress=progress, stats=stats)
 
 
 def spectra(store, images: Sequence[dict], sizes: Sequence[int], max_images: int = 100) -> dict[str, dict]:
-    """Mean radial power spectrum of synthetic and real images per size (at most ``max_images`` each).
+    """Mean power spectra of synthetic and real images per size (at most ``max_images`` each).
 
-    ``{str(size): {"frequency": [cycles/pixel], "synthetic": [...] | None, "real": [...] | None}}``, the
-    images resized exactly as slices resize them (:func:`core.imaging.resized`, centre crop).
+    ``{str(size): {"frequency": [cycles/pixel], "nyquist_index", "synthetic": [...] | None, "real": [...] |
+    None, "log_ratio_2d": [[…]] | None}}``: the radial means out to the corner radius (indices past
+    ``nyquist_index`` are the corners), and ``log10`` of the synthetic/real ratio of the mean 2-D spectra
+    (zero frequency at the centre, pooled to at most 64×64 cells; ``log_ratio_extent`` is its frequency
+    range in cycles/pixel). Images are resized as slices resize them (:func:`core.imaging.resized`).
     """
+    from .fingerprint import corner_bins, mean_spectrum_2d, spectrum_log_ratio
     from .imaging import resized
 
     out: dict[str, dict] = {}
     for size in sizes:
-        entry: dict = {"frequency": [round(k / size, 6) for k in range(size // 2 + 1)]}
+        entry: dict = {"frequency": [round(k / size, 6) for k in range(corner_bins(size, size))],
+                       "nyquist_index": size // 2}
+        planes: dict[str, np.ndarray] = {}
         for source in ("synthetic", "real"):
             chosen = sorted((im for im in images if im["source"] == source), key=lambda im: im["id"])[:max_images]
             if not chosen:
                 entry[source] = None
                 continue
-            mean = mean_radial_spectrum(greyscale_array(resized(store, im["id"], size)) for im in chosen)
-            entry[source] = [float(f"{v:.6g}") for v in mean]
+            greys = [greyscale_array(resized(store, im["id"], size)) for im in chosen]
+            entry[source] = [float(f"{v:.6g}") for v in mean_radial_spectrum(greys)]
+            planes[source] = mean_spectrum_2d(greys)
+            del greys
+        entry["log_ratio_2d"] = None
+        if len(planes) == 2:
+            ratio = spectrum_log_ratio(planes["synthetic"], planes["real"])
+            entry["log_ratio_2d"] = [[round(float(v), 3) for v in row] for row in ratio]
+            entry["log_ratio_extent"] = [-0.5, 0.5]
         out[str(size)] = entry
     return out
 
@@ -381,52 +369,72 @@ def check_request(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[i
 
 def diagnose(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] = (256,),
              encoder: Optional[str] = None, progress: Progress = None, *,
-             duplicate_threshold: int = DUPLICATE_THRESHOLD, spectrum: bool = True) -> dict:
+             duplicate_threshold: int = DUPLICATE_THRESHOLD,
+             duplicate_min_correlation: float = DUPLICATE_MIN_CORRELATION, spectrum: bool = True) -> dict:
     """Diagnose the synthetic images of ``tags`` (default: every tag) against the real ones.
 
-    Returns ``{"encoder", "sizes", "embedding_size", "duplicate_threshold", "tags": {tag: {"counts",
-    "diversity": {"synthetic", "real"}, "distinct_prompts", "duplicate_clusters": [[ids]], "frechet":
-    {"synthetic_vs_real", "real_vs_real_floor"}, "auc": {"<size>": value}, "notes": {metric: reason}}},
+    Returns ``{"encoder", "sizes", "embedding_size", "duplicate_threshold", "duplicates": {thresholds},
+    "cache": {hits and misses}, "tags": {tag: {"counts", "diversity": {"synthetic", "real"},
+    "distinct_prompts", "duplicate_clusters": [[ids]], "frechet": {"synthetic_vs_real",
+    "real_vs_real_floor"}, "auc": {"<size>": value}, "auc_ci": {"<size>": [lo, hi]}, "pixel_auc":
+    {"<size>": value}, "pixel_auc_ci": {"<size>": [lo, hi]}, "probe_n", "notes": {metric: reason}}},
     "spectrum": {"<size>": …}}``. Non-rejected ``synthetic`` and ``real`` images only (``test`` images
-    stay unseen). Diversity and the Fréchet distance use embeddings at the first size; the AUC is given
-    for each size; duplicate clusters are sought among the tag's synthetic and real images together
-    (an image-to-image copy of a photo shows up). A metric the tag lacks images for is ``null`` and
-    its reason is under ``notes``.
+    stay unseen). Diversity and the Fréchet distance use embeddings at the first size; both probes run
+    at each size (intervals: 95 % bootstrap); duplicate clusters are sought among the tag's synthetic
+    and real images together (an image-to-image copy of a photo shows up). A metric the tag lacks
+    images for is ``null`` and its reason is under ``notes``.
     Raises a :class:`UserError` for unknown tags, bad sizes, an encoder that does not load, or a
     selection without any synthetic or real image.
     """
     from . import encoders
+    from .similarity import DuplicateRule, SearchStats
 
     request = check_request(store, tags, sizes, encoder)
     sizes = tuple(request["sizes"])
     ref = encoders.resolve_encoder(request["encoder"])
     chosen = request["tags"]
-    total = len(chosen) * (len(sizes) + 1) + (len(sizes) if spectrum else 0)
+    rule = DuplicateRule(int(duplicate_threshold), float(duplicate_min_correlation))
+    total = len(chosen) * (2 * len(sizes) + 1) + (len(sizes) if spectrum else 0)
     done = 0
+    message = ""
 
-    def step(message: str) -> None:
-        nonlocal done
+    def step(text: str) -> None:
+        nonlocal done, message
+        message = text
         if progress:
-            progress(done, total, message)
+            progress(done, total, text)
         done += 1
 
+    def inner(i: int, n: int, text: str) -> None:
+        if progress:
+            progress(max(done - 1, 0), total, f"{message} · {text}")
+
+    cache = {"embeddings": encoders.CacheStats(), "pixel_features": {"hits": 0, "misses": 0},
+             "duplicates": SearchStats()}
     report: dict = {
         "encoder": ref.describe(),
         "sizes": list(sizes),
         "embedding_size": sizes[0],
-        "duplicate_threshold": duplicate_threshold,
+        "duplicate_threshold": rule.max_hamming,
+        "duplicates": rule.describe(),
         "tags": {},
     }
     pooled: list[dict] = []
     for tag in chosen:
         images = _train_images(store, tag)
         pooled += images["synthetic"] + images["real"]
-        report["tags"][tag] = _tag_report(store, tag, images, ref, sizes, duplicate_threshold, step)
+        report["tags"][tag] = _tag_report(store, tag, images, ref, sizes, rule, step, inner, cache)
     if spectrum:
         report["spectrum"] = {}
         for size in sizes:
             step(f"power spectrum at {size} px")
             report["spectrum"].update(spectra(store, pooled, [size]))
+    report["cache"] = {"embeddings": cache["embeddings"].as_dict(), "pixel_features": cache["pixel_features"],
+                       "signatures": {"hits": cache["duplicates"].signatures_cached,
+                                      "misses": cache["duplicates"].signatures_computed},
+                       "duplicate_searches_cached": cache["duplicates"].cached_searches,
+                       "duplicate_candidates": cache["duplicates"].candidates,
+                       "duplicate_pairs_confirmed": cache["duplicates"].confirmed}
     if progress:
         progress(total, total, "done")
     return report
@@ -437,11 +445,23 @@ def diagnose(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] =
 JOB_KIND = "diagnose"
 
 
+_echo = threading.local()
+
+
 def run_diagnose_job(ctx) -> dict:
-    """Job handler (``jobs.HANDLERS["diagnose"]``): :func:`diagnose` with the job's params."""
+    """Job handler (``jobs.HANDLERS["diagnose"]``): :func:`diagnose` with the job's params; progress goes
+    to the job row (and to the caller's own callback when :func:`run_diagnosis` runs it in this thread)."""
     p = ctx.params
-    return diagnose(ctx.store, p.get("tags"), p.get("sizes") or (256,), p.get("encoder"), progress=ctx.progress,
-                    duplicate_threshold=int(p.get("duplicate_threshold", DUPLICATE_THRESHOLD)))
+    echo = getattr(_echo, "progress", None)
+
+    def progress(done: int, total: int, message: str = "") -> None:
+        ctx.progress(done, total, message)
+        if echo:
+            echo(done, total, message)
+
+    return diagnose(ctx.store, p.get("tags"), p.get("sizes") or (256,), p.get("encoder"), progress=progress,
+                    duplicate_threshold=int(p.get("duplicate_threshold", DUPLICATE_THRESHOLD)),
+                    duplicate_min_correlation=float(p.get("duplicate_min_correlation", DUPLICATE_MIN_CORRELATION)))
 
 
 def submit_diagnosis(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] = (256,),
@@ -453,12 +473,17 @@ def submit_diagnosis(store, tags: Optional[Sequence[str]] = None, sizes: Sequenc
 
 
 def run_diagnosis(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] = (256,),
-                  encoder: Optional[str] = None) -> dict:
-    """Run a diagnosis in this thread as a job (so its result is kept, like the page's); returns it."""
+                  encoder: Optional[str] = None, progress: Progress = None) -> dict:
+    """Run a diagnosis in this thread as a job (so its result is kept, like the page's); returns it.
+    ``progress`` (e.g. the CLI's terminal line) sees what the job row sees."""
     from . import jobs
 
     job_id = submit_diagnosis(store, tags, sizes, encoder, claim=True)
-    job = jobs.run_job(store, job_id)
+    _echo.progress = progress
+    try:
+        job = jobs.run_job(store, job_id)
+    finally:
+        _echo.progress = None
     if job["status"] != "done":
         raise UserError(f"diagnosis job {job_id} {job['status']}: {job['error']}")
     return {"job": job_id, **job["result"]}
@@ -491,46 +516,6 @@ def suggested_sizes(store) -> list[int]:
     return [int(r["size"]) for r in rows] or [256]
 
 
-def summary_rows(result: dict) -> list[dict]:
-    """One flat row per tag (for a table): counts, diversity, prompts, clusters, Fréchet, AUC per size."""
-    rows = []
-    for tag, r in result.get("tags", {}).items():
-        row = {
-            "tag": tag,
-            "synthetic": r["counts"]["synthetic"],
-            "real": r["counts"]["real"],
-            "diversity (synthetic)": r["diversity"]["synthetic"],
-            "diversity (real)": r["diversity"]["real"],
-            "distinct prompts": r["distinct_prompts"],
-            "duplicate clusters": len(r["duplicate_clusters"]),
-            "Fréchet synthetic↔real": r["frechet"]["synthetic_vs_real"],
-            "Fréchet floor (real↔real)": r["frechet"]["real_vs_real_floor"],
-        }
-        for size, value in r["auc"].items():
-            row[f"AUC @ {size}px"] = value
-        rows.append(row)
-    return rows
-
-
-def spectrum_figure(result: dict):
-    """Plotly line chart: mean radial power spectrum (log scale) of synthetic vs real, one pair per size."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    dash = {"synthetic": "solid", "real": "dot"}
-    for size, entry in (result.get("spectrum") or {}).items():
-        for source in ("synthetic", "real"):
-            values = entry.get(source)
-            if not values:
-                continue
-            fig.add_trace(go.Scatter(x=entry["frequency"][1:], y=values[1:], mode="lines",
-                                     name=f"{source} @ {size}px", line={"dash": dash[source]}))
-    fig.update_layout(title="Mean radial power spectrum", xaxis_title="frequency (cycles / pixel)",
-                      yaxis_title="power", yaxis_type="log", legend_title="source @ size",
-                      margin={"t": 50, "b": 40, "l": 60, "r": 20})
-    return fig
-
-
 def cluster_images(store, cluster: Sequence[str]) -> list[dict]:
     """The images of a duplicate cluster that are still in the store: id, path, source, rejected."""
     out = []
@@ -551,32 +536,5 @@ def reject_duplicates(store, cluster: Sequence[str]) -> list[str]:
     return rest
 
 
-def report_section(store) -> str:
-    """An HTML fragment with the latest diagnosis (table, notes, duplicate counts, spectrum chart).
-
-    Plotly figures are ``<div>``s without plotly.js: the page that includes the fragment loads it once
-    (as :mod:`core.report` does). Without a diagnosis yet, a short paragraph says how to make one.
-    """
-    result = latest_diagnosis(store)
-    if result is None:
-        return ("<p class='muted'>No diagnostics yet: run <code>python -m core diagnose</code> or use the "
-                "Diagnostics page.</p>")
-    import pandas as pd
-
-    e = html.escape
-    parts = [f"<p class='muted'>Diagnosis {e(str(result['job']))} of {e(str(result.get('finished') or ''))}, "
-             f"encoder {e(str(result['encoder']['name']))}; diversity and Fréchet at "
-             f"{e(str(result['embedding_size']))} px. AUC near 0.5: the probe cannot tell synthetic from "
-             f"real; near 1: the images give their origin away.</p>"]
-    table = pd.DataFrame(summary_rows(result))
-    parts.append(table.to_html(index=False, escape=True, na_rep="n/a", border=0,
-                               float_format=lambda v: f"{v:.4g}"))
-    notes = [f"<li>{e(tag)} — {e(metric)}: {e(reason)}</li>"
-             for tag, r in result["tags"].items() for metric, reason in r.get("notes", {}).items()]
-    if notes:
-        parts.append("<ul class='muted'>" + "".join(notes) + "</ul>")
-    if result.get("spectrum"):
-        div = spectrum_figure(result).to_html(full_html=False, include_plotlyjs=False, default_height="420px",
-                                              config={"displaylogo": False, "responsive": True})
-        parts.append(f"<div class='chart'>{div}</div>")
-    return "".join(parts)
+from .diagnostic_views import (  # noqa: E402,F401 - the page and the report reach them here
+    duplicate_rule_text, report_section, spectrum_figure, spectrum_ratio_figure, summary_rows)

@@ -615,10 +615,14 @@ def embed_images(store: Store, ref: EncoderRef, images: list[dict], view: View,
     stats.hits += len(by_id) - len(missing)
     stats.misses += len(missing)
     total = len(missing)
-    for start in range(0, total, batch_size):
-        chunk = missing[start:start + batch_size]
-        pixels = [load_image(store, by_id[i], view.size, view.fit, view.resample) for i in chunk]
-        feats = embed_tiled(ref, pixels) if view.tiles else embed(ref, pixels)
+    from .distributed import embed_batches
+
+    def pixels_of(chunk: list[str]) -> list[Image.Image]:
+        return [load_image(store, by_id[i], view.size, view.fit, view.resample) for i in chunk]
+
+    done = 0
+    batches = [missing[start:start + batch_size] for start in range(0, total, batch_size)]
+    for chunk, feats in embed_batches(ref, batches, pixels_of, tiles=view.tiles):
         with store.tx() as conn:
             conn.executemany(
                 "INSERT OR REPLACE INTO embeddings(encoder, size, image_id, dim, vector, created) "
@@ -626,8 +630,9 @@ def embed_images(store: Store, ref: EncoderRef, images: list[dict], view: View,
                 [(encoder, size_key, i, int(v.shape[0]), v.tobytes(), now()) for i, v in zip(chunk, feats)],
             )
         vectors.update(zip(chunk, feats))
+        done += len(chunk)
         if progress:
-            progress(min(start + batch_size, total), total, f"embedding {min(start + batch_size, total)}/{total}")
+            progress(done, total, f"embedding {done}/{total}")
     if not images:
         return np.zeros((0, 0), dtype=np.float32)
     return np.stack([vectors[im["id"]] for im in images]).astype(np.float32)

@@ -2,7 +2,8 @@
 
 Two reasons to drop a synthetic image before slicing: a CLIP model does not see its own tag in it
 (zero-shot probability of its tag, among the candidate tags, under a threshold), or it sits in a
-near-duplicate cluster (perceptual hash; the first image of a cluster, in candidate order, is kept).
+near-duplicate cluster (:mod:`core.similarity`: perceptual-hash candidates confirmed by aligned pixel
+correlation — the same search the diagnostics use; the first image of a cluster, in candidate order, is kept).
 Real photos are never filtered: they are the ground truth the filter is measured against.
 
 The filter is part of a slice's spec (so of its hash), and the slice records what it dropped and why
@@ -17,8 +18,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .diagnostics import DUPLICATE_THRESHOLD, embeddings, find_duplicate_clusters
+from .diagnostics import embeddings
 from .errors import InvalidInput
+from .similarity import MAX_HAMMING as DUPLICATE_THRESHOLD
+from .similarity import MIN_CORRELATION as DUPLICATE_MIN_CORRELATION
+from .similarity import DuplicateRule, find_duplicate_clusters
 
 ZERO_SHOT_TEMPLATE = "a photo of {tag}"  # the local backend's zero-shot default
 
@@ -30,13 +34,15 @@ class FilterSpec:
     ``min_own_tag_probability``: drop images whose zero-shot probability of their own tag is below it
     (None: no zero-shot filter); ``drop_near_duplicates``: keep one image per near-duplicate cluster;
     ``clip_model``: hub id or folder of a full CLIP model (None: the default encoder);
-    ``duplicate_threshold``: largest phash Hamming distance that counts as a duplicate.
+    ``duplicate_threshold``: largest phash Hamming distance that makes two images candidates;
+    ``duplicate_min_correlation``: smallest aligned thumbnail correlation that confirms them.
     """
 
     min_own_tag_probability: Optional[float] = None
     drop_near_duplicates: bool = False
     clip_model: Optional[str] = None
     duplicate_threshold: int = DUPLICATE_THRESHOLD
+    duplicate_min_correlation: float = DUPLICATE_MIN_CORRELATION
 
     @property
     def active(self) -> bool:
@@ -56,6 +62,9 @@ def validate_filter(spec: Optional[FilterSpec]) -> Optional[FilterSpec]:
     t = spec.duplicate_threshold
     if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t <= 32:
         raise InvalidInput(f"duplicate threshold must be a whole number from 0 to 32, not {t!r}")
+    c = spec.duplicate_min_correlation
+    if isinstance(c, bool) or not isinstance(c, (int, float)) or math.isnan(c) or not 0 < c <= 1:
+        raise InvalidInput(f"duplicate minimum correlation must be above 0 and at most 1, not {c!r}")
     if not spec.active:
         return None
     clip_model = None
@@ -67,7 +76,7 @@ def validate_filter(spec: Optional[FilterSpec]) -> Optional[FilterSpec]:
             raise InvalidInput(f"the own-tag filter needs a full CLIP model (image and text towers); "
                                f"{ref.name!r} has no text tower")
         clip_model = ref.name
-    return FilterSpec(None if p is None else float(p), bool(spec.drop_near_duplicates), clip_model, t)
+    return FilterSpec(None if p is None else float(p), bool(spec.drop_near_duplicates), clip_model, t, float(c))
 
 
 def describe(spec: Optional[FilterSpec]) -> Optional[dict]:
@@ -154,7 +163,8 @@ def apply_filter(store, candidate_images: Sequence[str | dict], filter_spec: Opt
     if spec.drop_near_duplicates:
         for tag in sorted({r["tag"] for r in synthetic}):
             ids = [r["id"] for r in synthetic if r["tag"] == tag and r["id"] not in dropped]
-            for cluster in find_duplicate_clusters(store, ids, spec.duplicate_threshold):
+            rule = DuplicateRule(spec.duplicate_threshold, spec.duplicate_min_correlation)
+            for cluster in find_duplicate_clusters(store, ids, rule):
                 for image_id in cluster[1:]:
                     dropped[image_id] = {"id": image_id, "tag": tag,
                                          "reason": f"near-duplicate of {cluster[0]}"}

@@ -14,8 +14,10 @@ the CLI's error paths stay fast.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import re
@@ -518,14 +520,74 @@ def _fit(image, width: int, height: int):
         return ImageOps.fit(im.convert("RGB"), (width, height), Image.Resampling.LANCZOS)
 
 
+def dtype_name(device: str) -> str:
+    """The dtype a pipeline runs in on ``device``, as provenance records it (``float16``/``float32``)."""
+    return "float16" if device.startswith("cuda") else "float32"
+
+
+def render_batch(pl: Plan, loaded: _Loaded, chunk: list[int], inits: list, on_step=None) -> list[tuple]:
+    """Images ``chunk`` (series indices, one pipeline call) of a plan: ``[(index, image, prompt, negative)]``.
+
+    The same call whoever makes it — this process or a Ray worker — so image *i* of a series is the
+    same for a given batch composition: its seed ``S + i`` and its prompt depend on ``i`` only.
+    """
+    import torch
+
+    s = pl.spec
+    texts = prompts.expand_indices(pl.template, chunk, s.seed, s.expansion)
+    negs = prompts.expand_indices(pl.negative, chunk, s.seed, s.expansion) if pl.negative else [""] * len(chunk)
+    kwargs: dict[str, Any] = {
+        "prompt": texts, "negative_prompt": negs if any(negs) else None, "num_inference_steps": s.steps,
+        "guidance_scale": s.guidance, "generator": [torch.Generator("cpu").manual_seed(s.seed + i) for i in chunk],
+        "output_type": "pil",
+    }
+    if on_step is not None:
+        kwargs["callback_on_step_end"] = on_step
+    if inits:
+        kwargs.update(image=[inits[i % len(inits)] for i in chunk], strength=s.strength)
+    else:
+        kwargs.update(width=s.width, height=s.height)
+    with loaded.lock, torch.inference_mode():
+        images = loaded.pipe(**kwargs).images
+    return list(zip(chunk, images, texts, negs))
+
+
+def batches_of(missing: list[int], batch_size: int) -> list[list[int]]:
+    """The pipeline calls a run makes: the missing indices in order, ``batch_size`` at a time."""
+    return [missing[k:k + batch_size] for k in range(0, len(missing), batch_size)]
+
+
+def _save(ctx: jobs.JobContext, pl: Plan, i: int, image, text: str, neg: str, *, device: str, dtype: str,
+          scheduler: str, engine: Optional[str] = None) -> bool:
+    """Commit image ``i`` of the series (file, then row). Returns whether a new image was stored."""
+    s = pl.spec
+    extra = {"device": device, "dtype": dtype, "expansion": s.expansion, "template": pl.template,
+             "batch_size": s.batch_size}
+    if pl.init_hashes:
+        extra.update(init_image=pl.init_hashes[i % len(pl.init_hashes)], strength=s.strength)
+    if pl.taesd:
+        extra["fast_decode"] = pl.taesd
+    if engine:
+        extra["engine"] = engine
+    _, created = ctx.store.add_image(
+        image, tag=s.tag, source="synthetic", extra=extra, model_id=pl.model.id,
+        model_revision=pl.model.revision, prompt=text, negative=neg, seed=s.seed + i, steps=s.steps,
+        guidance=s.guidance, scheduler=scheduler, series=pl.series, series_index=i, job_id=ctx.job_id,
+    )
+    return created
+
+
 def run_generate_job(ctx: jobs.JobContext) -> dict:
     """Job handler ``generate``: make the missing images of the job's series, committing each one.
 
-    torch is imported only once something is missing: a series already complete costs a store query."""
+    With ``workers`` in the params the pipeline calls run on that many Ray actors
+    (:mod:`core.distributed`); this process still decides what is missing and writes every image.
+    """
     p = ctx.params
     spec = GenerationSpec(**{**p["spec"], "init_images": tuple(p["spec"].get("init_images") or ())})
     pl = plan(ctx.store, spec, template=p["template"], negative=p["negative"])
     s = pl.spec
+    workers = int(p.get("workers") or 0)
     existing = ctx.store.series_indices(pl.series)
     missing = [i for i in range(s.count) if i not in existing]
     skipped = s.count - len(missing)
@@ -536,74 +598,90 @@ def run_generate_job(ctx: jobs.JobContext) -> dict:
         if user_progress:
             user_progress(done, len(missing), message)
 
-    report(0, f"loading {pl.model.id}" + (f" ({skipped} already exist)" if skipped else ""), force=True)
-    if missing:
-        import torch
-    device = config.device() if missing else None
+    where = f" on {workers} Ray worker(s)" if workers else ""
+    report(0, f"loading {pl.model.id}{where}" + (f" ({skipped} already exist)" if skipped else ""), force=True)
     if missing and s.batch_size is None:
-        s = dataclasses.replace(s, batch_size=default_batch_size(device))
-    loaded = get_pipeline(pl.model, pl.task, device, scheduler=s.scheduler, taesd=pl.taesd, compile=s.compile) \
-        if missing else None
+        s = dataclasses.replace(s, batch_size=default_batch_size(config.device()))
+        pl = dataclasses.replace(pl, spec=s)
     inits = [_fit(path, s.width, s.height) for path in s.init_images] if missing else []
-    steps_run = int(s.steps * s.strength) if inits else s.steps
     generated = duplicates = 0
-    for start in range(0, len(missing), s.batch_size or 1):
-        chunk = missing[start:start + s.batch_size]
-        texts = prompts.expand_indices(pl.template, chunk, s.seed, s.expansion)
-        negs = prompts.expand_indices(pl.negative, chunk, s.seed, s.expansion) if pl.negative else [""] * len(chunk)
-        label = f"image {chunk[0] + 1}" + (f"–{chunk[-1] + 1}" if len(chunk) > 1 else "") + f" of {s.count}"
+    if workers and missing:
+        from PIL import Image
 
-        def on_step(pipe, step, timestep, tensors, _label=label, _done=generated):
-            report(_done, f"{_label}: step {step + 1}/{steps_run}")
-            return tensors
+        from . import distributed
+        from .store import png_bytes
 
-        kwargs: dict[str, Any] = {
-            "prompt": texts, "negative_prompt": negs if any(negs) else None, "num_inference_steps": s.steps,
-            "guidance_scale": s.guidance, "generator": [torch.Generator("cpu").manual_seed(s.seed + i) for i in chunk],
-            "callback_on_step_end": on_step, "output_type": "pil",
-        }
-        if inits:
-            kwargs.update(image=[inits[i % len(inits)] for i in chunk], strength=s.strength)
-        else:
-            kwargs.update(width=s.width, height=s.height)
-        with loaded.lock, torch.inference_mode():
-            images = loaded.pipe(**kwargs).images
-        for i, image, text, neg in zip(chunk, images, texts, negs):
-            extra = {"device": device, "dtype": str(_dtype_for(device)).replace("torch.", ""),
-                     "expansion": s.expansion, "template": pl.template, "batch_size": s.batch_size}
-            if inits:
-                extra.update(init_image=pl.init_hashes[i % len(inits)], strength=s.strength)
-            if pl.taesd:
-                extra["fast_decode"] = pl.taesd
-            _, created = ctx.store.add_image(
-                image, tag=s.tag, source="synthetic", extra=extra, model_id=pl.model.id,
-                model_revision=pl.model.revision, prompt=text, negative=neg, seed=s.seed + i, steps=s.steps,
-                guidance=s.guidance, scheduler=type(loaded.pipe.scheduler).__name__, series=pl.series,
-                series_index=i, job_id=ctx.job_id,
-            )
-            generated += 1
-            duplicates += 0 if created else 1
-            report(generated, f"{label} saved")
+        results = distributed.render_on_cluster(pl, batches_of(missing, s.batch_size),
+                                                [png_bytes(im) for im in inits], workers,
+                                                tick=lambda: ctx.check_cancelled())
+        have = set(existing)
+        with contextlib.closing(results):
+            for result in results:
+                for item in result["images"]:
+                    if item["index"] in have:
+                        continue
+                    have.add(item["index"])
+                    with Image.open(io.BytesIO(item["png"])) as raw:
+                        image = raw.convert("RGB")
+                    created = _save(ctx, pl, item["index"], image, item["prompt"], item["negative"],
+                                    device=result["device"], dtype=result["dtype"], scheduler=result["scheduler"],
+                                    engine="ray")
+                    generated += 1
+                    duplicates += 0 if created else 1
+                    report(generated, f"image {item['index'] + 1} of {s.count} saved{where}")
+    elif missing:
+        device = config.device()
+        loaded = get_pipeline(pl.model, pl.task, device, scheduler=s.scheduler, taesd=pl.taesd, compile=s.compile)
+        steps_run = int(s.steps * s.strength) if inits else s.steps
+        for chunk in batches_of(missing, s.batch_size):
+            label = f"image {chunk[0] + 1}" + (f"–{chunk[-1] + 1}" if len(chunk) > 1 else "") + f" of {s.count}"
+
+            def on_step(pipe, step, timestep, tensors, _label=label, _done=generated):
+                report(_done, f"{_label}: step {step + 1}/{steps_run}")
+                return tensors
+
+            for i, image, text, neg in render_batch(pl, loaded, chunk, inits, on_step):
+                created = _save(ctx, pl, i, image, text, neg, device=device, dtype=dtype_name(device),
+                                scheduler=type(loaded.pipe.scheduler).__name__)
+                generated += 1
+                duplicates += 0 if created else 1
+                report(generated, f"{label} saved")
     report(len(missing), "done", force=True)
     ids = ctx.store.series_indices(pl.series)
     return {
         "job": ctx.job_id, "generated": generated, "skipped": skipped, "duplicates": duplicates,
         "series": pl.series, "images": [ids[i] for i in range(s.count) if i in ids],
+        "engine": "ray" if workers else "local", "workers": workers,
     }
 
 
-def submit_generation(store: Store, spec: GenerationSpec) -> int:
-    """Validate a spec and queue its job for the app's worker thread. Returns the job id."""
-    return jobs.submit(store, "generate", plan(store, spec).job_params())
+def _job_params(store: Store, spec: GenerationSpec, workers: int) -> dict:
+    from . import distributed
+
+    workers = distributed.check_workers(workers)
+    params = plan(store, spec).job_params()
+    if workers:
+        distributed.ensure_reachable()
+        params["workers"] = workers
+    return params
 
 
-def generate(store: Store, spec: GenerationSpec, progress: Optional[Progress] = None) -> dict:
+def submit_generation(store: Store, spec: GenerationSpec, workers: int = 0) -> int:
+    """Validate a spec and queue its job for the app's worker thread. Returns the job id.
+
+    ``workers`` > 0 runs the pipeline calls on that many Ray actors (the job still writes the store).
+    """
+    return jobs.submit(store, "generate", _job_params(store, spec, workers))
+
+
+def generate(store: Store, spec: GenerationSpec, progress: Optional[Progress] = None, workers: int = 0) -> dict:
     """Validate, then run a generation job in this thread (the CLI's path).
 
     Returns ``{"job", "generated", "skipped", "images": [ids of the series, in index order], …}``.
-    Nothing is written when the spec is invalid.
+    Nothing is written when the spec is invalid. ``workers`` > 0: on that many Ray actors
+    (``"engine": "ray"`` in the result).
     """
-    job_id = jobs.submit(store, "generate", plan(store, spec).job_params(), claim=True)
+    job_id = jobs.submit(store, "generate", _job_params(store, spec, workers), claim=True)
     _foreground.progress = progress
     started = time.monotonic()
     try:
@@ -621,5 +699,6 @@ def generate(store: Store, spec: GenerationSpec, progress: Optional[Progress] = 
 
 __all__ = [
     "GenerationSpec", "MODEL_PRESETS", "Plan", "Preset", "ModelInfo", "generate", "submit_generation",
-    "run_generate_job", "plan", "preset_for", "resolve_model", "get_pipeline", "clear_pipelines",
+    "run_generate_job", "plan", "preset_for", "resolve_model", "get_pipeline", "clear_pipelines", "render_batch",
+    "batches_of", "dtype_name",
 ]

@@ -19,7 +19,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
-import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
@@ -149,6 +148,7 @@ def _figure(fig: go.Figure, height: int = 460) -> str:
 
 
 def _table(df: pd.DataFrame) -> str:
+    import pandas as pd
     cells = df.astype(object).map(lambda v: "" if v is None or v is pd.NA or (isinstance(v, float) and v != v)
                                   else (f"{v:.4g}" if isinstance(v, float) else v))
     return "<div class='table'>" + cells.to_html(index=False, escape=True, border=0) + "</div>"
@@ -165,6 +165,7 @@ def _metrics_section(results: list[dict]) -> str:
 
 
 def _comparisons_section(comparisons: Sequence[dict]) -> str:
+    import pandas as pd
     parts = ["<p class='muted'>Paired difference in accuracy (a − b) on the same test images; 95 % interval "
              "from a bootstrap over test images and repeats; verdict <i>within noise</i> when the interval "
              "contains 0.</p>"]
@@ -180,6 +181,7 @@ def _comparisons_section(comparisons: Sequence[dict]) -> str:
 
 
 def _arms_section(results: list[dict]) -> str:
+    import pandas as pd
     from .arms import arm_table
 
     rows = [{"arm": a["id"], "label": a["label"], "counts": ", ".join(map(str, a["counts"])),
@@ -259,6 +261,7 @@ def _runs_section(store: Store, results: list[dict]) -> str:
 
 
 def _slices_section(store: Store, slice_ids: list[int]) -> str:
+    import pandas as pd
     if not slice_ids:
         return "<p class='muted'>Only zero-shot baselines: no slices.</p>"
     marks = ",".join("?" * len(slice_ids))
@@ -284,6 +287,7 @@ def _spec_text(spec: str) -> str:
 
 
 def _tags_section(store: Store) -> str:
+    import pandas as pd
     rows = [{"tag": t["name"], "prompt": t["prompt"], "negative": t["negative"], **t["counts"]}
             for t in store.list_tags()]
     return _table(pd.DataFrame(rows)) if rows else "<p class='muted'>No tags.</p>"
@@ -291,6 +295,7 @@ def _tags_section(store: Store) -> str:
 
 def _provenance_section(store: Store, slice_ids: Iterable[int]) -> str:
     """How the images behind these runs were made: per tag, source and model, with settings and seed range."""
+    import pandas as pd
     ids = list(slice_ids)
     marks = ",".join("?" * len(ids)) or "NULL"
     rows = store.query(

@@ -194,6 +194,18 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE runs ADD COLUMN started_by TEXT;
         """,
     ),
+    (
+        6,
+        """
+        CREATE TABLE IF NOT EXISTS image_signatures(
+            image_id TEXT PRIMARY KEY,
+            version INTEGER NOT NULL,
+            phash INTEGER NOT NULL,
+            hashes BLOB NOT NULL,
+            thumb BLOB NOT NULL,
+            created TEXT NOT NULL);
+        """,
+    ),
 ]
 
 

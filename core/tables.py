@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 from typing import Sequence
 
-import pandas as pd
 
 from . import arms
 from .errors import InvalidInput
@@ -22,6 +21,7 @@ _TEXT_COLUMNS = ("slice_name", "arm", "backend", "encoder")
 
 def results_frame(results: Sequence[dict]) -> pd.DataFrame:
     """One row per run with its slice, backend, slice parameters and headline metrics."""
+    import pandas as pd
     rows = [{
         **{c: r.get(c) for c in FRAME_COLUMNS},
         "slice_name": _slice_label(r),
@@ -32,6 +32,7 @@ def results_frame(results: Sequence[dict]) -> pd.DataFrame:
 
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
     for c in _INT_COLUMNS:
         df[c] = pd.to_numeric(df[c]).astype("Int64")
     for c in _FLOAT_COLUMNS:
@@ -48,6 +49,7 @@ def results_csv(results: Sequence[dict]) -> str:
 
 def read_results_csv(text: str) -> pd.DataFrame:
     """Parse :func:`results_csv` output back into the frame :func:`results_frame` gives."""
+    import pandas as pd
     try:
         df = pd.read_csv(io.StringIO(text), keep_default_na=True, dtype={c: str for c in _TEXT_COLUMNS})
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:

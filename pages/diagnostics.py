@@ -51,8 +51,13 @@ with st.expander("How to read these numbers"):
         "- **Distinct prompts**: expanded prompts behind the synthetic images; few prompts, little variety.\n"
         "- **Fréchet synthetic↔real** against its **floor** (two halves of the real photos): near the floor, "
         "the encoder sees one distribution; far above it, a domain gap.\n"
-        "- **AUC @ size**: a cross-validated linear probe telling synthetic from real. 0.5: no fingerprint; "
-        "near 1: something gives the origin away. Falling at a smaller size: downscaling removes it.")
+        "- **AUC @ size**: a cross-validated linear probe on encoder embeddings telling synthetic from real. "
+        "0.5: no fingerprint; near 1: something gives the origin away. Falling at a smaller size: "
+        "downscaling removes it.\n"
+        "- **Pixel AUC @ size**: the same probe on pixels alone (the power spectrum of a high-pass residual "
+        "over the whole frequency plane, plus residual statistics) — it sees high-frequency traces that an "
+        "encoder's own resize throws away. Each AUC comes with its 95 % bootstrap interval; an interval "
+        "that holds 0.5 means no detectable difference.")
 for tag, r in result["tags"].items():
     for metric, reason in r.get("notes", {}).items():
         st.caption(f"**{ui.plain(tag)}** · {metric}: {ui.plain(reason)}")
@@ -62,10 +67,18 @@ if result.get("spectrum"):
     st.caption("Mean radial power spectrum of the greyscale images at each size; diffusion images are known "
                "to differ from photos at high frequencies.")
     st.plotly_chart(diagnostics.spectrum_figure(result), key="dg_spectrum")
+    st.caption("The radial profile runs out to the corner radius (past 0.5 cycles/pixel along an axis), where "
+               "checkerboards and upsampling artefacts live. Below: synthetic/real power over the whole 2-D "
+               "frequency plane (log10; red: more power in synthetic images). A generator's periodic trace "
+               "shows as a bright spot — a checkerboard in the four corners.")
+    for size in result["spectrum"]:
+        ratio = diagnostics.spectrum_ratio_figure(result, size)
+        if ratio is not None:
+            st.plotly_chart(ratio, key=f"dg_ratio_{size}")
 
 st.subheader("Near-duplicates")
-st.caption(f"Images whose perceptual hashes differ in at most {result['duplicate_threshold']} of 64 bits. "
-           "Rejecting keeps the first image of a cluster; rejected images never enter a slice.")
+st.caption(diagnostics.duplicate_rule_text(result)
+           + " Rejecting keeps the first image of a cluster; rejected images never enter a slice.")
 any_cluster = False
 for tag, r in result["tags"].items():
     clusters = r["duplicate_clusters"]

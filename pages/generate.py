@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core import config, jobs, ui
+from core import config, distributed, jobs, ui
 from core.errors import ModelNotFound, UserError
 from core.generation import MODEL_PRESETS, GenerationSpec, preset_for, resolve_model, submit_generation
 from core.prompts import COUNT_CAP, count_prompts, validate_template
@@ -113,6 +113,12 @@ else:
     steps = cols[2].number_input("Steps", 1, 500, preset.steps, key=f"gen_steps_{mk}")
     guidance = cols[3].number_input("Guidance", 0.0, 50.0, float(preset.guidance), step=0.5, key=f"gen_g_{mk}")
     fast = st.checkbox("Fast decode (tiny autoencoder, TAESD)", key="gen_fast")
+    workers = 0
+    if distributed.available():
+        workers = int(st.number_input(
+            "Workers (Ray)", 0, distributed.MAX_WORKERS, 0, key="gen_workers",
+            help="0: in this process. N: N Ray workers, on a local Ray or the cluster in SYNTHLAB_RAY_ADDRESS; "
+                 "this app still writes every image."))
     if st.button("Generate", type="primary", key="gen_submit", disabled=not chosen):
         st.session_state["gen_model_missing"] = False
         with ui.user_errors(), st.spinner(f"Finding the model {model or config.DEFAULT_MODEL} …"):
@@ -125,7 +131,7 @@ else:
                                     height=int(height), steps=int(steps), guidance=float(guidance),
                                     seed=int(seed), batch_size=int(batch), expansion=expansion, fast_decode=fast)
                      for t in chosen]
-            submitted = [submit_generation(store, spec) for spec in specs]
+            submitted = [submit_generation(store, spec, workers=workers) for spec in specs]
             st.session_state.setdefault("gen_jobs", [])
             st.session_state["gen_jobs"] += [j for j in submitted if j not in st.session_state["gen_jobs"]]
 

@@ -112,12 +112,21 @@ def test_frechet_is_finite_with_fewer_samples_than_dimensions():
         dg.frechet_distance(a[:1], b)
 
 
+def test_radial_spectrum_reaches_the_corners_where_a_checkerboard_lives():
+    n = 32
+    checker = (np.indices((n, n)).sum(axis=0) % 2).astype(float)
+    spectrum = dg.radial_power_spectrum(checker)
+    corner = int(round(np.hypot(n / 2, n / 2)))
+    assert int(np.argmax(spectrum)) == corner > n // 2
+    assert spectrum[: n // 2 + 1].max() < 1e-9 * spectrum[corner]
+
+
 def test_radial_spectrum_puts_a_sinusoid_at_its_frequency_and_a_flat_image_at_zero():
     n, k = 32, 5
     x = np.arange(n)
     wave = np.tile(np.sin(2 * np.pi * k * x / n), (n, 1))
     spectrum = dg.radial_power_spectrum(wave)
-    assert spectrum.shape == (n // 2 + 1,)
+    assert spectrum.shape == (int(np.ceil(np.hypot(n / 2, n / 2))) + 1,)  # out to the corner radius
     assert int(np.argmax(spectrum)) == k
     assert np.allclose(dg.radial_power_spectrum(np.full((n, n), 0.7)), 0.0)
     smooth = np.tile(np.sin(2 * np.pi * x / n), (n, 1))
@@ -156,25 +165,44 @@ def test_diagnose_reports_every_metric_per_tag(lab, tiny_clip):
     assert set(jeans["auc"]) == {"32", "64"} and all(v > 0.9 for v in jeans["auc"].values())
     assert jeans["notes"] == {}
     assert set(result["spectrum"]) == {"32", "64"}
-    assert len(result["spectrum"]["64"]["real"]) == len(result["spectrum"]["64"]["frequency"]) == 33
+    assert len(result["spectrum"]["64"]["real"]) == len(result["spectrum"]["64"]["frequency"]) == 47  # to the corner
+    assert result["spectrum"]["64"]["nyquist_index"] == 32 and result["spectrum"]["64"]["frequency"][32] == 0.5
+    ratio = np.asarray(result["spectrum"]["64"]["log_ratio_2d"])
+    assert ratio.shape == (64, 64) and np.isfinite(ratio).all()
+    for key in ("auc_ci", "pixel_auc_ci"):
+        for size in ("32", "64"):
+            lo, hi = jeans[key][size]
+            assert 0 <= lo <= jeans[key.replace("_ci", "")][size] <= hi <= 1
+    assert set(jeans["pixel_auc"]) == {"32", "64"}
+    assert result["duplicates"]["min_correlation"] == dg.DUPLICATE_MIN_CORRELATION
+    assert result["duplicates"]["max_hamming"] == result["duplicate_threshold"] == dg.DUPLICATE_THRESHOLD
 
     shoes = result["tags"]["shoes"]  # no real photos: the metrics that need them are null, with reasons
     assert shoes["diversity"]["real"] is None and shoes["diversity"]["synthetic"] is not None
     assert shoes["frechet"] == {"synthetic_vs_real": None, "real_vs_real_floor": None}
-    assert shoes["auc"] == {"32": None, "64": None}
+    assert shoes["auc"] == {"32": None, "64": None} == shoes["pixel_auc"] == shoes["auc_ci"] == shoes["pixel_auc_ci"]
     assert "real" in shoes["notes"]["auc"] and "4 real images" in shoes["notes"]["frechet"]
     json.dumps(result)  # the whole report is plain JSON
 
 
 def test_diagnose_reuses_the_embedding_cache_and_skips_rejected_images(lab, tiny_clip):
-    dg.diagnose(lab, tags=["jeans"], sizes=(32,), encoder=tiny_clip, spectrum=False)
-    cached = lab.query_one("SELECT COUNT(*) AS n FROM embeddings")["n"]
-    assert cached == 12
+    from core.fingerprint import FEATURE_KEY
+
+    first = dg.diagnose(lab, tags=["jeans"], sizes=(32,), encoder=tiny_clip, spectrum=False)
+    counts = {r["encoder"] == FEATURE_KEY: r["n"] for r in lab.query(
+        "SELECT encoder, COUNT(*) AS n FROM embeddings GROUP BY encoder = ?", (FEATURE_KEY,))}
+    assert counts == {False: 12, True: 12}  # encoder embeddings and pixel features, one per image
+    assert lab.query_one("SELECT COUNT(*) AS n FROM image_signatures")["n"] == 12
+    assert first["cache"]["embeddings"]["misses"] == first["cache"]["pixel_features"]["misses"] == 12
+    assert first["cache"]["signatures"]["misses"] == 12
     victim = lab.list_images("jeans", "real")[0]["id"]
     lab.set_rejected(victim)
     again = dg.diagnose(lab, tags=["jeans"], sizes=(32,), encoder=tiny_clip, spectrum=False)
-    assert lab.query_one("SELECT COUNT(*) AS n FROM embeddings")["n"] == cached
+    assert lab.query_one("SELECT COUNT(*) AS n FROM embeddings")["n"] == 24
     assert again["tags"]["jeans"]["counts"]["real"] == 5 and "spectrum" not in again
+    cache = again["cache"]  # nothing recomputed on the unchanged images
+    assert cache["embeddings"] == {"hits": 11, "misses": 0} and cache["pixel_features"] == {"hits": 11, "misses": 0}
+    assert cache["signatures"] == {"hits": 11, "misses": 0}
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
@@ -259,3 +287,14 @@ def test_cli_diagnose_user_errors_exit_2_with_one_line(lab, tiny_clip):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "unknown tag 'hats'" in lines[0]
     assert lab.query("SELECT * FROM jobs") == []
+
+
+def test_a_foreground_diagnosis_reports_progress_to_its_caller_and_the_job(lab, tiny_clip):
+    seen = []
+    out = dg.run_diagnosis(lab, ["jeans"], [32], tiny_clip, progress=lambda d, t, m: seen.append((d, t, m)))
+    assert seen and seen[-1][0] == seen[-1][1] and seen[-1][2] == "done"
+    assert any("pixel probe" in m for _, _, m in seen) and any("near-duplicates" in m for _, _, m in seen)
+    from core import jobs
+
+    job = jobs.get_job(lab, out["job"])
+    assert job["done"] == job["total"] > 0

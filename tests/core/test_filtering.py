@@ -58,6 +58,8 @@ def test_zero_shot_probabilities_follow_the_closest_text():
     (FilterSpec(min_own_tag_probability=math.nan), "between 0 and 1"),
     (FilterSpec(min_own_tag_probability=True), "between 0 and 1"),
     (FilterSpec(drop_near_duplicates=True, duplicate_threshold=-1), "duplicate threshold"),
+    (FilterSpec(drop_near_duplicates=True, duplicate_min_correlation=0.0), "duplicate minimum correlation"),
+    (FilterSpec(drop_near_duplicates=True, duplicate_min_correlation=1.5), "duplicate minimum correlation"),
 ])
 def test_bad_filter_values_are_refused(spec, message):
     with pytest.raises(InvalidInput, match=message):

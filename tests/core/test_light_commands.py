@@ -67,3 +67,9 @@ def test_generate_with_something_to_make_does_load_torch(light_store, tiny_sd):
     seen = modules_after(light_store / "home", "generate", "--tag", "jeans", "--count", "3", "--model", str(tiny_sd),
                          "--steps", "1", "--width", "64", "--height", "64")
     assert seen["code"] == 0 and {"torch", "diffusers"} <= set(seen["heavy"])
+
+
+def test_report_imports_pandas_only_when_it_has_tables_to_draw(light_store):
+    """``report`` on a store with no results refuses (exit 2) without loading pandas or any model library."""
+    seen = modules_after(light_store / "home", "report", "--out", str(light_store / "r.html"))
+    assert seen == {"code": 2, "heavy": []}

@@ -63,6 +63,9 @@ def test_running_diagnostics_from_the_form_shows_the_table(lab, tiny_clip):
     assert list(table["tag"]) == ["jeans"]
     assert table["AUC @ 32px"][0] == pytest.approx(done["result"]["tags"]["jeans"]["auc"]["32"])
     assert table["duplicate clusters"][0] == 1
+    assert table["pixel AUC @ 32px"][0] == pytest.approx(done["result"]["tags"]["jeans"]["pixel_auc"]["32"])
+    lo, hi = done["result"]["tags"]["jeans"]["pixel_auc_ci"]["32"]
+    assert table["pixel AUC 95% CI @ 32px"][0] == f"[{lo:.3f}, {hi:.3f}]" and "AUC 95% CI @ 32px" in table
 
 
 def test_bad_sizes_show_an_error_and_queue_nothing(lab, tiny_clip):
@@ -77,7 +80,10 @@ def test_bad_sizes_show_an_error_and_queue_nothing(lab, tiny_clip):
 def test_a_duplicate_cluster_is_rejected_in_one_click(lab, tiny_clip):
     diagnostics.run_diagnosis(lab, ["jeans"], [32], tiny_clip)
     at = page()
-    assert len(at.get("plotly_chart")) == 1
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2  # the radial spectrum and the 2-D synthetic/real ratio at 32 px
+    assert any("heatmap" in c.proto.spec and "real power, 2-D spectrum" in c.proto.spec for c in charts)
+    assert any("correlate at least" in c.value for c in at.caption)
     reject = [b for b in at.button if b.key and b.key.startswith("dg-reject-jeans")]
     assert len(reject) == 1 and "Reject 3 duplicate(s)" in reject[0].label
     reject[0].click().run()
