@@ -10,7 +10,9 @@ from core import ui
 st.set_page_config(page_title="Synthlab", page_icon=":material/science:", layout="wide")
 
 PAGES = [
-    st.Page("pages/generate.py", title="Generate", icon=":material/palette:", default=True),
+    st.Page("pages/overview.py", title="Overview", icon=":material/checklist:", default=True),
+    st.Page("pages/data.py", title="Data", icon=":material/photo_library:"),
+    st.Page("pages/generate.py", title="Generate", icon=":material/palette:"),
     st.Page("pages/slice.py", title="Slice", icon=":material/content_cut:"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("pages/results.py", title="Results", icon=":material/monitoring:"),

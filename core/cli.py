@@ -178,9 +178,23 @@ def cmd_train(store: Store, a: argparse.Namespace) -> dict:
 
     with embedding_workers(a.workers):
         runs = train(store, a.slices, backend=a.backend, params=params, progress=_printer("train"))
+        runs = _with_accuracy(store, runs)
     for r in runs:
-        print(f"run {r['id']} slice {r['slice']} {r['backend']} {r['status']}")
+        score = f" accuracy {r['accuracy']:.3f}" if r.get("accuracy") is not None else ""
+        print(f"run {r['id']} slice {r['slice']} {r['backend']} {r['status']}{score}")
     return {"runs": runs, "engine": engine(a.workers or 0)}
+
+
+def _with_accuracy(store: Store, runs: list[dict]) -> list[dict]:
+    """Score the finished runs on the test photos (when there are any) so each carries its ``accuracy``."""
+    from .autoeval import evaluate_runs
+    from .training import list_runs, summary
+
+    out = evaluate_runs(store, [r["id"] for r in runs if r["status"] == "done"])
+    if not out["evaluated"]:
+        return runs
+    fresh = {r["id"]: summary(r) for r in list_runs(store, [r["id"] for r in runs])}
+    return [fresh.get(r["id"], r) for r in runs]
 
 
 def cmd_evaluate(store: Store, a: argparse.Namespace) -> dict:

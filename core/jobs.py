@@ -32,6 +32,7 @@ HANDLERS: dict[str, str] = {
     "generate": "core.generation:run_generate_job",
     "train": "core.training:run_train_job",
     "diagnose": "core.diagnostics:run_diagnose_job",
+    "evaluate": "core.autoeval:run_evaluate_job",
 }
 
 ACTIVE = ("queued", "running")
@@ -448,3 +449,22 @@ def wait(store: Store, job_id: int, timeout: float = 60, poll: float = 0.1) -> d
         if time.monotonic() > deadline:
             raise TimeoutError(f"job {job_id} still {job['status']} after {timeout} s")
         time.sleep(poll)
+
+
+def batch_totals(store: Store, job_ids: list[int]) -> dict:
+    """Where a batch of jobs stands as one number: ``{"jobs", "done", "total", "finished", "failed"}``.
+    A job not started yet counts its planned size (``params["spec"]["count"]`` when it has one)."""
+    out = {"jobs": 0, "done": 0, "total": 0, "finished": 0, "failed": 0}
+    for job_id in job_ids:
+        try:
+            job = get_job(store, job_id)
+        except NotFound:
+            continue
+        planned = int((job["params"].get("spec") or {}).get("count") or 1)
+        total = job["total"] or planned
+        out["jobs"] += 1
+        out["total"] += total
+        out["done"] += total if job["status"] == "done" else min(job["done"], total)
+        out["finished"] += job["status"] not in ACTIVE
+        out["failed"] += job["status"] == "failed"
+    return out

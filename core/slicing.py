@@ -385,9 +385,9 @@ def slice_table(store: Store, name: str | None = None) -> list[dict]:
 
 # -- planning warnings ---------------------------------------------------------------------------
 
-def plan_warnings(store: Store, spec: SliceSpec) -> list[str]:
+def plan_warnings(store: Store, spec: SliceSpec, *, azure: bool = True) -> list[str]:
     """What to fix before building ``spec``: missing images per tag and source, Azure Custom Vision's
-    floors (≥ 5 images per tag, ≥ 256 px shorter side), tags with no test photos to evaluate on.
+    floors (≥ 5 images per tag, ≥ 256 px shorter side; only with ``azure``), tags with no test photos.
 
     Invalid values raise :class:`InvalidInput` (the same check :func:`build_slices` does).
     """
@@ -395,6 +395,22 @@ def plan_warnings(store: Store, spec: SliceSpec) -> list[str]:
     tags = _tags_of(store, spec)
     pool = _candidates(store, tags)
     warnings = _shortages(spec, tags, pool)
+    if azure:
+        warnings += _azure_warnings(store, spec, tags)
+    if spec.repeats > 1 and not _shortages(spec, tags, pool):
+        for count, overlap in planned_overlap(spec, tags, pool).items():
+            note = stats.overlap_note(overlap)
+            if note:
+                warnings.append(f"{count} per tag: {note}")
+    no_test = [t for t in tags if store.count_images(t, "test", include_rejected=False) == 0]
+    if no_test:
+        warnings.append("no test photos for " + ", ".join(repr(t) for t in no_test)
+                        + ": evaluation will not cover them (import some with source test)")
+    return warnings
+
+
+def _azure_warnings(store: Store, spec: SliceSpec, tags: list[str]) -> list[str]:
+    warnings = []
     if min(spec.counts) < AZURE_MIN_IMAGES_PER_TAG:
         warnings.append(f"Azure Custom Vision needs at least {AZURE_MIN_IMAGES_PER_TAG} images per tag; "
                         f"count {min(spec.counts)} is below that (the local backend is fine)")
@@ -410,15 +426,6 @@ def plan_warnings(store: Store, spec: SliceSpec) -> list[str]:
         if small:
             warnings.append(f"{small} candidate images are under {AZURE_MIN_SIDE} px on the shorter side "
                             f"(Azure Custom Vision's floor); pick a size to resize them")
-    if spec.repeats > 1 and not _shortages(spec, tags, pool):
-        for count, overlap in planned_overlap(spec, tags, pool).items():
-            note = stats.overlap_note(overlap)
-            if note:
-                warnings.append(f"{count} per tag: {note}")
-    no_test = [t for t in tags if store.count_images(t, "test", include_rejected=False) == 0]
-    if no_test:
-        warnings.append("no test photos for " + ", ".join(repr(t) for t in no_test)
-                        + ": evaluation will not cover them (import some with source test)")
     return warnings
 
 

@@ -74,7 +74,8 @@ def _view(row: dict) -> dict:
     view.update({
         "encoder": params.get("encoder"), "mode": params.get("mode"),
         "tags": metrics.get("tags") or params.get("tags") or spec.get("tags") or [],
-        "accuracy": evaluation.get("accuracy"), "time": _seconds(view.get("started"), view.get("finished")),
+        "accuracy": evaluation.get("accuracy"), "accuracy_ci": evaluation.get("accuracy_ci"),
+        "time": _seconds(view.get("started"), view.get("finished")),
         "input_px": metrics.get("input_px") or view.get("size"),
     })
     return view
@@ -125,7 +126,8 @@ def summary(run: dict) -> dict:
             "slice_name": run["slice_name"], "count_per_tag": run["count_per_tag"], "size": run["size"],
             "repeat": run["repeat"], "encoder": run["encoder"], "mode": run["mode"], "error": run["error"],
             "input_px": run["input_px"],
-            "train_accuracy": run["metrics"].get("train_accuracy")}
+            "train_accuracy": run["metrics"].get("train_accuracy"), "accuracy": run["accuracy"],
+            "accuracy_ci": run["accuracy_ci"]}
 
 
 # -- creating runs ------------------------------------------------------------------------------------
@@ -393,4 +395,8 @@ def run_train_job(ctx: jobs.JobContext) -> dict:
         conn.execute("UPDATE runs SET status = 'done', artifact = ?, metrics = ?, finished = ? "
                      "WHERE id = ? AND status = 'running'",
                      (out.get("artifact"), json.dumps(metrics, sort_keys=True, default=str), now(), run["id"]))
+    if relay is None:  # the app's worker: results the moment the run ends (the CLI scores in the foreground)
+        from .autoeval import submit_if_needed
+
+        submit_if_needed(store)
     return {"run": run["id"], "status": get_run(store, run["id"])["status"], "artifact": out.get("artifact")}

@@ -272,16 +272,39 @@ def sidebar() -> None:
         st.caption(f"Azure Custom Vision key: {config.mask(azure)}")
 
 
-def _rate(job: dict) -> str:
-    if not job.get("started") or not job["done"]:
-        return ""
-    from datetime import datetime, timezone
+_STEP = re.compile(r"step (\d+)/(\d+)")
 
-    started = datetime.fromisoformat(job["started"])
-    elapsed = max((datetime.now(timezone.utc) - started).total_seconds(), 1e-6)
-    rate = job["done"] / elapsed
-    remaining = (job["total"] - job["done"]) / rate if rate > 0 else 0
-    return f" · {rate:.2f}/s · ETA {remaining:.0f} s"
+
+def _units(job: dict) -> float:
+    """Work done in items, counting the steps of the item in progress (``… step 3/25``)."""
+    m = _STEP.search(job.get("message") or "")
+    part = int(m.group(1)) / max(int(m.group(2)), 1) if m else 0.0
+    return job["done"] + min(part, 1.0)
+
+
+def rate_text(job: dict, first: Optional[tuple[float, float]], clock: float) -> tuple[str, Optional[tuple]]:
+    """Rate and ETA from work only: ``first`` is ``(clock, units)`` of the first poll that saw work under
+    way (None before); a model load is its own phase (the job's message says ``loading …``) and never
+    counts toward the rate. Returns the text and the ``first`` to keep for the next poll."""
+    if (job.get("message") or "").startswith("loading"):
+        return " · loading the model", None
+    units = _units(job)
+    if units <= 0 and first is None:
+        return "", None
+    if first is None:
+        return " · measuring the rate…", (clock, units)
+    elapsed = clock - first[0]
+    if elapsed < 0.5 or units <= first[1]:
+        return " · measuring the rate…", first
+    rate = (units - first[1]) / elapsed
+    remaining = max(job["total"] - units, 0) / rate
+    return f" · {rate:.2f}/s · ETA {remaining:.0f} s", first
+
+
+def _rate(job: dict) -> str:
+    starts = st.session_state.setdefault("_job_rate_start", {})
+    text, starts[job["id"]] = rate_text(job, starts.get(job["id"]), time.monotonic())
+    return text
 
 
 def job_status(job_id: int, *, key: str, on_done: Callable[[dict], None] | None = None) -> None:
@@ -408,3 +431,41 @@ def azure_panel(s: Store, slice_refs: list, params: dict) -> None:
                 with user_errors():
                     done = azure.cleanup(s, sweep)
                     st.success(f"Deleted {len(done['deleted'])} Azure project(s) of {plain(sweep)}")
+
+
+# -- links and batches ------------------------------------------------------------------------------
+
+def link(page: str, label: str, icon: str | None = None) -> None:
+    """A link to another page of the app (``pages/x.py``); a plain caption where the page is run on its own
+    (AppTest of one page file has no navigation to link into)."""
+    from streamlit.errors import StreamlitPageNotFoundError
+
+    try:
+        st.page_link(page, label=label, icon=icon)
+    except StreamlitPageNotFoundError:
+        st.caption(f"→ {label}")
+
+
+def go(page: str) -> None:
+    """Switch to another page of the app; a no-op where the page runs on its own."""
+    from streamlit.errors import StreamlitPageNotFoundError
+
+    try:
+        st.switch_page(page)
+    except StreamlitPageNotFoundError:
+        pass
+
+
+def batch_progress(job_ids: list[int], *, key: str, unit: str = "images") -> None:
+    """One overall bar across several jobs (e.g. a generation batch of many tags), beside their own bars."""
+    ids = list(dict.fromkeys(job_ids))
+
+    @st.fragment(run_every=1.0)
+    def _show() -> None:
+        s = store()
+        batch = jobs.batch_totals(s, ids)
+        text = (f"All {batch['jobs']} jobs: {batch['done']}/{batch['total']} {unit} · {batch['finished']} finished"
+                + (f" · {batch['failed']} failed" if batch["failed"] else ""))
+        st.progress(min(batch["done"] / max(batch["total"], 1), 1.0), text=text)
+
+    _show()

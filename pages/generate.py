@@ -3,7 +3,7 @@
 import streamlit as st
 
 from core import config, distributed, jobs, ui
-from core.errors import ModelNotFound
+from core.errors import ModelNotFound, UserError
 from core.generation import MODEL_PRESETS, GenerationSpec, preset_for, resolve_model, submit_generation
 from core.prompts import COUNT_CAP, count_prompts, validate_template
 from core.samples import load_clothing_sample
@@ -39,27 +39,54 @@ if tags:
         [{"tag": t["name"], "prompt": t["prompt"], "negative": t["negative"], **t["counts"]} for t in tags],
         hide_index=True, width="stretch",
     )
-with st.expander("Add or edit a tag", expanded=not tags):
+
+
+def save_tag(editing: str) -> None:
+    """Save the form's tag (a callback, so the form can be cleared before it is drawn again)."""
+    name = st.session_state.get(f"gen_name_{editing}", "")
+    prompt = st.session_state.get(f"gen_prompt_{editing}", "")
+    negative = st.session_state.get(f"gen_negative_{editing}", "")
+    st.session_state.pop("gen_tag_error", None)
+    st.session_state["gen_form_used"] = True  # keep the form open for the next tag
+    try:
+        for text, what in ((prompt, "prompt"), (negative, "negative prompt")):
+            if text.strip():
+                validate_template(text, what)
+        saved = store.add_tag(name, prompt, negative, update=editing != NEW_TAG)["name"]
+    except UserError as exc:
+        st.session_state["gen_tag_error"] = str(exc)
+        return
+    if "gen_tags" in st.session_state and saved not in st.session_state["gen_tags"]:
+        st.session_state["gen_tags"] = [*st.session_state["gen_tags"], saved]
+    for field in ("name", "prompt", "negative"):
+        st.session_state[f"gen_{field}_{NEW_TAG}"] = ""
+    st.session_state["gen_edit"] = NEW_TAG
+    st.session_state["gen_tag_saved"] = saved
+
+
+with st.expander("Add or edit a tag", expanded=not tags or "gen_form_used" in st.session_state):
     editing = st.selectbox("Tag", [NEW_TAG] + names, key="gen_edit")
     current = next((t for t in tags if t["name"] == editing), {"name": "", "prompt": "", "negative": ""})
     name = st.text_input("Name", value=current["name"], key=f"gen_name_{editing}", disabled=editing != NEW_TAG)
     prompt = st.text_area("Prompt template", value=current["prompt"], key=f"gen_prompt_{editing}",
                           help="{a|b|c} picks one of a, b, c; {2$$a|b|c} picks two; nest freely.")
     negative = st.text_input("Negative prompt", value=current["negative"], key=f"gen_negative_{editing}")
+    problem = None
     if prompt.strip():
-        with ui.user_errors():
+        try:
             n = count_prompts(prompt)
             st.caption(f"This template yields {n} distinct prompt(s)." if n <= COUNT_CAP
                        else f"This template yields {n:,} prompt variants.")
-    if st.button("Save tag", key="gen_save_tag"):
-        with ui.user_errors():
-            for text, what in ((prompt, "prompt"), (negative, "negative prompt")):
-                if text.strip():
-                    validate_template(text, what)
-            saved = store.add_tag(name, prompt, negative, update=editing != NEW_TAG)["name"]
-            if "gen_tags" in st.session_state and saved not in st.session_state["gen_tags"]:
-                st.session_state["gen_tags"] = [*st.session_state["gen_tags"], saved]
-            st.rerun()
+        except UserError as exc:
+            problem = str(exc)
+            st.error(ui.plain(problem), icon="⚠️")
+    st.button("Save tag", key="gen_save_tag", on_click=save_tag, args=(editing,))
+    error = st.session_state.pop("gen_tag_error", None)
+    if error and error != problem:  # one message per problem
+        st.error(ui.plain(error), icon="⚠️")
+    saved = st.session_state.pop("gen_tag_saved", None)
+    if saved:
+        st.success(f"Saved tag {ui.plain(repr(saved))}; the form is ready for the next one.")
 
 st.subheader("Generate images")
 if not names:
@@ -74,7 +101,7 @@ else:
     preset = preset_for(model or None)
     st.caption(f"Defaults for this model ({preset.label}): {preset.width}×{preset.height} px, "
                f"{preset.steps} step(s), guidance {preset.guidance:g}. Device: {ui.device()}.")
-    chosen = st.multiselect("Tags", names, default=names, key="gen_tags")
+    chosen = st.multiselect("Tags", names, default=None if "gen_tags" in st.session_state else names, key="gen_tags")
     cols = st.columns(4)
     count = cols[0].number_input("Images per tag", 1, 100_000, 20, key="gen_count")
     seed = cols[1].number_input("Seed", 0, 2**31, 0, key="gen_seed")
@@ -113,7 +140,10 @@ else:
                 f"folder. Pick another preset, or choose “{OTHER}” and give the folder's path.")
 
 active = [j["id"] for j in jobs.list_jobs(store, kind="generate", limit=20) if j["status"] in jobs.ACTIVE]
-for job_id in sorted(set(st.session_state.get("gen_jobs", [])) | set(active)):
+shown_jobs = sorted(set(st.session_state.get("gen_jobs", [])) | set(active))
+if len(shown_jobs) > 1:
+    ui.batch_progress(shown_jobs, key="gen_batch")
+for job_id in shown_jobs:
     ui.job_status(job_id, key="gen")
 
 st.subheader("Gallery")

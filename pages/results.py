@@ -14,11 +14,12 @@ s = ui.store()
 all_results = charts.with_slice_names(s, stored_results(s))
 
 if not all_results:
-    st.info(
-        "No results yet. First add tags and images (Generate), import labelled **test** photos "
-        "(`python -m core import --source test …`), cut slices (Slice) and train on them (Train); "
-        "then evaluate the finished runs here or with `python -m core evaluate`."
-    )
+    st.info("No results yet: a finished run is scored on the labelled test photos the moment it ends. "
+            "Add test photos (Data page, role test), cut slices (Slice) and train on them (Train).")
+    for target, label in (("pages/data.py", "Add test photos on the Data page"),
+                          ("pages/slice.py", "Cut slices on the Slice page"),
+                          ("pages/train.py", "Train on the Train page")):
+        ui.link(target, label)
     if st.button("Evaluate finished runs", key="evaluate"):
         with ui.user_errors(), st.spinner("Scoring the test images…"):
             evaluate(s)

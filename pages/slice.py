@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core import filtering, slicing, stats, ui
+from core import autoeval, config, filtering, slicing, stats, ui
 from core.imaging import resized
 from core.ingest import import_uploads
 
@@ -10,6 +10,7 @@ FROM_FOLDERS = "(from the zip's tag-named folders)"
 PREVIEW = 24
 
 st.title("Slice")
+ui.link("pages/data.py", "See every photo per tag on the Data page", icon=":material/photo_library:")
 st.caption("Slices are immutable subsets: N images per tag, nested within a repeat (10 ⊂ 30 ⊂ …), "
            "at one pixel size, with a share of real photos. `test` photos never enter a slice.")
 store = ui.store()
@@ -34,6 +35,8 @@ if st.button("Import", disabled=not files, key="import"):
             store, [(f.name, f.getvalue()) for f in files], None if tag == FROM_FOLDERS else tag, source,
             generator=generator, progress=lambda done, total, label: bar.progress(
                 done / max(total, 1), text=f"importing {done}/{total}"))
+        if source == "test" and st.session_state["import_result"]["imported"]:
+            autoeval.submit_if_needed(store)  # the test set changed: score the finished runs again
         st.session_state["upload_round"] = st.session_state.get("upload_round", 0) + 1
         st.rerun()
 result = st.session_state.get("import_result")
@@ -45,7 +48,10 @@ if result:
         st.dataframe(result["rejected"], hide_index=True, width="stretch")
 
 if not tags:
-    st.info("No tags yet: add them on the Generate page, or import a zip of tag-named folders.")
+    st.info("No tags yet: add them on the Generate page, import a zip of tag-named folders, or load the "
+            "clothing sample on the Overview.")
+    ui.link("pages/generate.py", "Add tags on the Generate page", icon=":material/palette:")
+    ui.link("pages/overview.py", "Load the clothing sample on the Overview", icon=":material/checklist:")
     st.stop()
 st.dataframe([{"tag": t["name"], **t["counts"]} for t in store.list_tags()], hide_index=True)
 
@@ -94,7 +100,8 @@ with ui.user_errors():
     specs = slicing.sweep(name, slicing.parse_ints(counts), slicing.parse_sizes(sizes), fit=fit,
                           resample=resample, real_fraction=float(real), repeats=int(repeats), seed=int(seed),
                           tags=tuple(chosen), filter=the_filter)
-    for warning in dict.fromkeys(w for spec in specs for w in slicing.plan_warnings(store, spec)):
+    azure = bool(config.setting("VISION_TRAINING_KEY"))  # Azure's floors only matter to those who use it
+    for warning in dict.fromkeys(w for spec in specs for w in slicing.plan_warnings(store, spec, azure=azure)):
         st.warning(ui.plain(warning))
 if st.button("Build slices", type="primary", disabled=not specs, key="build"):
     with ui.user_errors():

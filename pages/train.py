@@ -1,9 +1,8 @@
 """Train: queue one model per slice on a backend, follow the jobs, manage the runs, and quick-test a photo."""
 
-import plotly.express as px
 import streamlit as st
 
-from core import azure_settings, backends, config, evaluation, slicing, training, ui
+from core import autoeval, azure_settings, backends, charts, config, evaluation, quicktest, slicing, training, ui
 
 DEFAULT = f"default ({config.DEFAULT_ENCODER}, pretrained, offline)"
 CNN = "cnn-small (from scratch, offline)"
@@ -22,10 +21,13 @@ names = list(dict.fromkeys(sl["name"] for sl in slicing.list_slices(s)))
 # -- queue ---------------------------------------------------------------------------------------
 st.subheader("Queue runs")
 if not names:
-    st.info("No slices yet: cut some on the Slice page.")
+    st.info("No slices yet: cut some on the Slice page, or the preset's from the Overview.")
+    ui.link("pages/slice.py", "Cut slices on the Slice page", icon=":material/content_cut:")
 else:
-    chosen = st.multiselect("Slices (a name trains every slice of that sweep)", names, default=names[:1],
-                            key="tr_slices")
+    if [n for n in st.session_state.get("tr_slices", []) if n not in names]:
+        st.session_state["tr_slices"] = [n for n in st.session_state["tr_slices"] if n in names]
+    chosen = st.multiselect("Slices (a name trains every slice of that sweep)", names,
+                            default=None if "tr_slices" in st.session_state else names[:1], key="tr_slices")
     c1, c2, c3 = st.columns(3)
     backend = c1.selectbox("Backend", backends.available(), key="tr_backend")
     params: dict = {}
@@ -69,19 +71,46 @@ if batch:
     if status["job"]:
         ui.job_status(status["job"], key="tr_job")
 
+scoring = autoeval.active_job(s)
+if scoring is not None:
+    ui.job_status(scoring, key="tr_eval")
+
 # -- runs ------------------------------------------------------------------------------------------
 runs = training.list_runs(s)
 if not runs:
     st.stop()
 st.subheader("Runs")
 labels = {r["id"]: evaluation.run_label(r) for r in runs}
+
+
+def interval(ci) -> str:
+    return f"{ci[0]:.3f} – {ci[1]:.3f}" if ci and None not in ci else ""
+
+
 st.dataframe([{
     "run": r["id"], "slice": r["slice_name"], "count per tag": r["count_per_tag"], "size": r["size"] or "original",
     "input px": r.get("input_px"),
     "real fraction": r["real_fraction"], "repeat": r["repeat"], "backend": r["backend"], "mode": r["mode"],
-    "status": r["status"], "accuracy": r["accuracy"], "time (s)": r["time"], "error": r["error"] or "",
+    "status": r["status"], "accuracy": r["accuracy"], "95% interval": interval(r.get("accuracy_ci")),
+    "time (s)": r["time"], "error": r["error"] or "",
     **azure_settings.metrics_columns(r),
-} for r in runs], hide_index=True, width="stretch", key="tr_table")
+} for r in runs], hide_index=True, width="stretch", key="tr_table",
+    column_config={"accuracy": st.column_config.NumberColumn("accuracy", format="%.3f",
+                                                             help="on the test photos, scored when the run ends")})
+finished = [r["id"] for r in runs if r["status"] == "done"]
+scored = [r for r in runs if r["status"] == "done" and r["accuracy"] is not None]
+pending = autoeval.pending_runs(s)
+if finished and not evaluation.test_images(s):
+    st.info("No test photos, so no accuracy yet: add some with the role test on the Data page.")
+    ui.link("pages/data.py", "Add test photos on the Data page", icon=":material/photo_library:")
+elif pending and scoring is None:
+    st.caption(f"{len(pending)} finished run(s) not scored on the current test photos yet.")
+    if st.button("Score them now", key="tr_score"):
+        with ui.user_errors():
+            autoeval.submit_if_needed(s)
+            st.rerun()
+elif finished and not pending:
+    st.caption(f"All {len(finished)} finished run(s) scored on {len(evaluation.test_images(s))} test photo(s).")
 picked = st.multiselect("Runs to cancel or retry", list(labels), format_func=labels.get, key="tr_picked")
 b1, b2, _ = st.columns([1, 1, 4])
 cancel = b1.button("Cancel", disabled=not picked, key="tr_cancel")
@@ -93,35 +122,57 @@ if cancel or retry:
         st.session_state["tr_batch"] = picked
         st.rerun()
 
+# -- run card --------------------------------------------------------------------------------------
+if scored:
+    st.subheader("Run card")
+    by_id = {r["id"]: r for r in scored}
+    card = st.selectbox("Run", list(by_id)[::-1], format_func=labels.get, key="tr_card")
+    [result] = charts.with_slice_names(s, evaluation.results(s, [card])) or [None]
+    with st.container(border=True, key="tr_card_box"):
+        m1, m2, m3 = st.columns(3)
+        m1.metric("Accuracy", f"{result['accuracy']:.3f}", help="on the test photos")
+        m2.metric("95% interval", interval(result.get("accuracy_ci")) or "n/a")
+        m3.metric("Macro F1", f"{result['macro_f1']:.3f}" if result.get("macro_f1") is not None else "n/a")
+        left, right = st.columns([2, 3])
+        left.dataframe([{"tag": t, "precision": v["precision"], "recall": v["recall"], "AP": v["average_precision"],
+                         "test photos": v["support"]} for t, v in result["per_tag"].items()],
+                       hide_index=True, width="stretch", key="tr_card_tags")
+        right.plotly_chart(charts.confusion_matrix(result), key="tr_card_confusion")
+        if result.get("stale"):
+            st.caption("Scored on an older set of test photos; it is scored again automatically.")
+
 # -- quick test ------------------------------------------------------------------------------------
 st.subheader("Quick test")
-finished = [r["id"] for r in runs if r["status"] == "done"]
 if not finished:
     st.info("The quick test compares finished runs; none has finished yet.")
     st.stop()
-compare = st.multiselect("Runs", finished, default=finished[-3:], format_func=labels.get, key="qt_runs")
+compare = st.multiselect("Runs", finished, default=finished[-3:], format_func=labels.get,
+                         key=f"qt_runs_{len(finished)}")  # the latest three, again when another run finishes
 where = st.radio("Photo", ["a test photo", "upload one"], horizontal=True, key="qt_where")
 image = None
 if where == "a test photo":
     tests = evaluation.test_images(s)
     if tests:
-        by_id = {im["id"]: im for im in tests}
-        image = st.selectbox("Test photo", list(by_id), format_func=lambda i: f"{by_id[i]['tag']} · {i[:12]}",
+        by_image = {im["id"]: im for im in tests}
+        image = st.selectbox("Test photo", list(by_image), format_func=lambda i: f"{by_image[i]['tag']} · {i[:12]}",
                              key="qt_image")
     else:
-        st.info("No test photos: import some on the Slice page (role: test).")
+        st.info("No test photos: add some on the Data page (role: test), or drop a photo instead.")
 else:
-    upload = st.file_uploader("Photo", type=["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"], key="qt_upload")
+    upload = st.file_uploader("Drop a photo", type=["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"],
+                              key="qt_upload")
     image = upload.getvalue() if upload else None
-if st.button("Predict", disabled=image is None or not compare, key="qt_go"):
+if image is not None and compare:
     with ui.user_errors():
-        st.session_state["qt_result"] = (image, evaluation.quick_test(s, compare, image))
-if st.session_state.get("qt_result"):
-    shown, rows = st.session_state["qt_result"]
-    left, right = st.columns([1, 3])
-    left.image(shown if isinstance(shown, bytes) else str(s.image_file(shown)), width="stretch")
-    data = [{"run": r["label"], "tag": tag, "probability": p} for r in rows for tag, p in r["probabilities"].items()]
-    fig = px.bar(data, x="tag", y="probability", color="run", barmode="group", range_y=[0, 1])
-    fig.update_layout(legend={"orientation": "h", "y": -0.25}, margin={"t": 10})
-    right.plotly_chart(fig, key="qt_chart")
-    left.caption(" · ".join(f"run {r['run']}: **{ui.plain(r['top'])}**" for r in rows))
+        cache = st.session_state.setdefault("qt_cache", {})
+        key = (quicktest.photo_key(image), tuple(compare))
+        if key not in cache:
+            cache.clear()
+            cache[key] = evaluation.quick_test(s, compare, image)
+        rows = cache[key]
+        left, right = st.columns([1, 3])
+        left.image(image if isinstance(image, bytes) else str(s.image_file(image)), width="stretch")
+        right.plotly_chart(quicktest.bars_figure(rows), key="qt_chart")
+        left.text(" · ".join(f"run {r['run']}: {r['top']}" for r in rows))
+        if st.toggle("Probability against images per tag for this photo", key="qt_curve"):
+            st.plotly_chart(quicktest.curve(s, image), key="qt_curve_chart")

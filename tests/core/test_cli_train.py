@@ -81,15 +81,17 @@ def test_user_errors_exit_2_with_one_line_and_change_nothing(digits, tmp_path, c
                                                          "--param", "oops")
     assert digits.query_one("SELECT COUNT(*) AS n FROM runs")["n"] == 0
     rc, out, _ = cli(capsys, "--home", home, "train", "--slices", "1", "--encoder", "cnn-small", "--epochs", "2")
-    assert rc == 0
+    assert rc == 0 and out["runs"][0]["accuracy"] is not None  # scored on the test photos as it finished
+    scored = digits.query_one("SELECT metrics FROM runs")["metrics"]
+    predictions = digits.query_one("SELECT COUNT(*) AS n FROM predictions")["n"]
     assert "no run 99" in _one_line_error(capsys, "--home", home, "evaluate", "--runs", "99")
     for image in digits.list_images(source="test"):
         digits.set_rejected(image["id"])
     err = _one_line_error(capsys, "--home", home, "evaluate")
     assert err == "error: no test images: import some with `import --source test`"
     run = digits.query_one("SELECT status, metrics FROM runs")
-    assert run["status"] == "done" and "evaluation" not in json.loads(run["metrics"])
-    assert digits.query_one("SELECT COUNT(*) AS n FROM predictions")["n"] == 0
+    assert run["status"] == "done" and run["metrics"] == scored  # the failed evaluate changed nothing
+    assert digits.query_one("SELECT COUNT(*) AS n FROM predictions")["n"] == predictions
 
 
 def test_a_killed_training_resumes_without_redoing_finished_runs(digits, capsys):

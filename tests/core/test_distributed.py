@@ -137,7 +137,7 @@ def test_worker_killed_by_pid_mid_job_still_gives_exactly_n(ray_local, no_cluste
             os.kill(pids[0], signal.SIGKILL)
             killed.append(pids[0])
 
-    result = generate(store, GenerationSpec(tag="jeans", count=8, model=tiny_sd, seed=11), progress, workers=2)
+    result = generate(store, GenerationSpec(tag="jeans", count=8, model=tiny_sd, seed=11, batch_size=1), progress, workers=2)
     assert killed and _gone(killed, 1)
     assert result["generated"] == 8
     indices, ids = _series(store, result)

@@ -232,6 +232,14 @@ def test_plan_warnings(store, filled):
     assert any("no test photos for 'hats'" in w for w in slicing.plan_warnings(store, SliceSpec("w", (5,))))
 
 
+def test_azure_floors_are_left_out_for_the_local_backend(store, filled):
+    spec = SliceSpec("w", (3, 40), size=128, real_fraction=1.0)
+    local = slicing.plan_warnings(store, spec, azure=False)
+    assert not any("Azure" in w for w in local)
+    assert any("has 25 real images" in w for w in local)  # the shortage still shows
+    assert len(slicing.plan_warnings(store, spec)) == len(local) + 2
+
+
 def test_preset_and_parsers(store, filled):
     preset = slicing.EXPERIMENT_PRESET
     assert preset["counts"] == (10, 30, 50, 120, 170, 200) and preset["sizes"] == (1024, 256)

@@ -4,6 +4,7 @@ Debian's Chromium (never a downloaded browser). Waits on Streamlit's own script-
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,6 +18,16 @@ import pytest
 
 from tests.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: F401 - used by tests importing from here
 ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+SERVER_LOGS: list["AppServer"] = []  # every server a test started, for the log check after the test
+_PROBLEM = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b|Traceback \(most recent call last\)|\b\w*(Warning|Exception):")
+
+
+def log_problems(text: str) -> list[str]:
+    """The lines of a Streamlit server log that show a warning or an exception (levels from
+    :data:`LOG_FORMAT`, Python tracebacks, ``…Warning:`` lines of the warnings module)."""
+    return [line for line in text.splitlines() if _PROBLEM.search(line)]
 
 
 def free_port() -> int:
@@ -33,6 +44,9 @@ class AppServer:
     env: dict = field(default_factory=dict)
     port: int = 0
     proc: subprocess.Popen | None = None
+    script: str = "streamlit_app.py"
+    expect_problems: bool = False  # a test that checks the log check itself
+    logs: list = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -41,11 +55,14 @@ class AppServer:
     def start(self, timeout: float = 60) -> "AppServer":
         self.port = free_port()
         log = open(self.home.parent / f"streamlit-{self.port}.log", "w")
+        self.logs.append(Path(log.name))
+        if self not in SERVER_LOGS:
+            SERVER_LOGS.append(self)
         env = {**os.environ, "SYNTHLAB_HOME": str(self.home), "HF_HUB_OFFLINE": "1", **self.env}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(self.port),
+            [sys.executable, "-m", "streamlit", "run", self.script, "--server.port", str(self.port),
              "--server.address", "127.0.0.1", "--server.headless", "true",
-             "--browser.gatherUsageStats", "false"],
+             "--browser.gatherUsageStats", "false", "--logger.messageFormat", LOG_FORMAT],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + timeout
@@ -60,6 +77,9 @@ class AppServer:
                 time.sleep(0.2)
         raise TimeoutError("streamlit did not become healthy")
 
+    def log_text(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in self.logs if p.exists())
+
     def kill9(self) -> None:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
@@ -72,6 +92,22 @@ class AppServer:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill9()
+
+
+@pytest.fixture(autouse=True)
+def server_log_is_clean():
+    """Fail a browser test whose Streamlit server logged a warning or an exception (checked after the test,
+    once its servers are stopped and their logs complete)."""
+    SERVER_LOGS.clear()
+    yield
+    servers, problems = list(SERVER_LOGS), []
+    SERVER_LOGS.clear()
+    for server in servers:
+        if not server.expect_problems:
+            server.stop()
+            problems += log_problems(server.log_text())
+    if problems:
+        pytest.fail("the Streamlit server logged warnings or exceptions:\n" + "\n".join(problems[:40]), pytrace=False)
 
 
 @pytest.fixture
@@ -114,8 +150,8 @@ def open_page(page, server: AppServer, title: str) -> None:
     """Go to a page through the sidebar navigation and wait for its script to finish."""
     page.goto(server.url)
     wait_idle(page)
-    if title != "Generate":
-        page.get_by_role("link", name=title).first.click()
+    if title != "Overview":
+        page.locator('[data-testid="stSidebar"]').get_by_role("link", name=title).first.click()
         wait_idle(page)
     page.get_by_role("heading", name=title).first.wait_for()
 

@@ -53,6 +53,7 @@ def test_generate_import_slice_train_and_report_in_a_browser(app_server, page, t
     set_text(page, f"gen_steps_{tiny_sd}", 2)
     set_text(page, f"gen_g_{tiny_sd}", 0)
     press(page, "gen_submit")
+    wait_text(page, "All 2 jobs:")  # one overall bar across the batch, beside the two job bars
     wait_text(page, "6 image(s)", timeout=120_000)
     assert page.locator('[data-testid="stAlertContentSuccess"]', has_text="(generate): done").count() == 2
     no_exception(page)
@@ -94,11 +95,11 @@ def test_generate_import_slice_train_and_report_in_a_browser(app_server, page, t
     set_text(page, "tr_epochs_True", 3)
     press(page, "tr_queue")
     wait_text(page, "This batch: 3/3 done", timeout=120_000)
+    wait_text(page, "All 3 finished run(s) scored on 8 test photo(s).", timeout=120_000)  # no Results visit needed
     no_exception(page)
 
-    # 4. Results: evaluate, see the probability-vs-count chart, download the report
+    # 4. Results: already scored; the probability-vs-count chart, and the report downloaded
     open_page(page, app_server, "Results")
-    press(page, "evaluate")
     chart = widget(page, "probability-vs-count").locator(".js-plotly-plot")
     chart.wait_for(timeout=60_000)
     assert chart.locator("g.trace").count() >= 2  # drawn, not just present

@@ -28,6 +28,9 @@ def visit(browser, url):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = context.new_page()
     pg.set_default_timeout(30_000)
+    parts = urlparse(url)
+    if parts.path in ("", "/") and not parts.query:  # the app opens on the Overview; these visits start on Generate
+        url = url.rstrip("/") + "/generate"
     pg.goto(url)
     wait_idle(pg)
     pg.wait_for_function("() => location.search.includes('workspace=')")

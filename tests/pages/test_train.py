@@ -47,25 +47,29 @@ def test_queue_a_sweep_then_quick_test_a_stored_and_an_uploaded_photo(digits, ti
     assert list(table["status"]) == ["done"] * 3 and list(table["count per tag"]) == [5, 20, 60]
     assert "3/3 done" in texts(at.caption)
 
-    assert at.multiselect(key="qt_runs").value == [r["id"] for r in runs]
+    assert at.multiselect(key="qt_runs_3").value == [r["id"] for r in runs]
     photo = digits.list_images(tag="two", source="test")[0]
-    at.selectbox(key="qt_image").set_value(photo["id"]).run()
-    at.button(key="qt_go").click().run()
+    at.selectbox(key="qt_image").set_value(photo["id"]).run()  # the bars follow the pick, no Predict click
     assert not at.exception and not at.error, (at.exception, texts(at.error))
-    chart = at.get("plotly_chart")
-    assert len(chart) == 1
-    figure = chart[0].proto.spec
+    assert not [b for b in at.button if b.key == "qt_go"]
+    bars = [c.proto.spec for c in at.get("plotly_chart") if c.key == "qt_chart"]
+    assert len(bars) == 1
+    figure = bars[0]
     assert '"one"' in figure and '"three"' in figure and "run 3" in figure
 
     buf = io.BytesIO()
     Image.new("RGB", (64, 64), "white").save(buf, format="PNG")
     at.radio(key="qt_where").set_value("upload one").run()
     at.file_uploader(key="qt_upload").set_value(("blank.png", buf.getvalue(), "image/png")).run()
-    at.button(key="qt_go").click().run()
     assert not at.exception and not at.error, (at.exception, texts(at.error))
-    assert len(at.get("plotly_chart")) == 1
+    assert len([c for c in at.get("plotly_chart") if c.key == "qt_chart"]) == 1
+    card = [c.proto.spec for c in at.get("plotly_chart") if c.key == "tr_card_confusion"]
+    assert len(card) == 1 and "Confusion matrix" in card[0]
+    at.toggle(key="qt_curve").set_value(True).run()
+    assert not at.exception and not at.error, (at.exception, texts(at.error))
+    [curve] = [c.proto.spec for c in at.get("plotly_chart") if c.key == "qt_curve_chart"]
+    assert "against images per tag" in curve and '"x":[5,20,60]' in curve.replace(" ", "")
     at.file_uploader(key="qt_upload").set_value(("bad.png", b"not an image", "image/png")).run()
-    at.button(key="qt_go").click().run()
     assert "cannot use this photo" in texts(at.error)
 
 

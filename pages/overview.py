@@ -1,0 +1,89 @@
+"""Experiment overview: the four steps as a checklist with live counts, the next action, the original
+experiment as a preset, and the clothing sample for an empty store."""
+
+import streamlit as st
+
+from core import experiment, training, ui
+from core.slicing import parse_ints
+
+st.title("Overview")
+st.caption("Does training on Stable Diffusion images make the classifier better — how many, at what size, "
+           "mixed how? Four steps; each links to its page.")
+store = ui.store()
+state = experiment.status(store)
+
+for n, step in enumerate(state["steps"], 1):
+    with st.container(border=True, key=f"ov_step_{step.key}"):
+        left, right = st.columns([5, 1], vertical_alignment="center")
+        left.markdown(f"{':material/check_circle:' if step.done else ':material/radio_button_unchecked:'} "
+                      f"**Step {n} of 4 · {step.title}**")
+        left.text(step.detail)
+        with right:
+            ui.link(step.page, label=f"Open {step.page.split('/')[-1].removesuffix('.py').title()}",
+                    icon=":material/arrow_forward:")
+
+nxt = state["next"]
+if nxt.action == "sample":
+    st.subheader("Start with the clothing sample")
+    st.caption("Real photos of jeans, shoes, shirts and other (Fashion-MNIST, upscaled) as real and test photos, "
+               "with a prompt per tag — enough to train the real-only baseline before generating anything.")
+    c1, c2 = st.columns(2)
+    per_tag = c1.number_input("Real photos per tag", 1, 6000, max(experiment.PRESET.counts), key="ov_per_tag")
+    test_per_tag = c2.number_input("Test photos per tag", 0, 1000, 50, key="ov_test_per_tag")
+
+preset_box = st.expander("The original experiment (preset)", expanded=nxt.action == "cut")
+with preset_box:
+    st.text(experiment.describe())
+    c1, c2, c3 = st.columns(3)
+    counts = c1.text_input("Images per tag", ", ".join(map(str, experiment.PRESET.counts)), key="ov_counts")
+    sizes = c2.text_input("Sizes (px)", ", ".join(map(str, experiment.PRESET.sizes)), key="ov_sizes")
+    repeats = c3.number_input("Repeats", 1, 100, experiment.PRESET.repeats, key="ov_repeats")
+    b1, b2 = st.columns(2)
+    add_tags = b1.button("Add the preset's tags and prompts", key="ov_tags")
+    cut = b2.button("Cut the preset slices", key="ov_cut")
+
+
+def preset() -> experiment.ExperimentPreset:
+    return experiment.PRESET.narrowed(parse_ints(counts, "counts"), parse_ints(sizes, "sizes"), int(repeats))
+
+
+def cut_slices() -> None:
+    out = experiment.cut_preset(store, preset())
+    arms = ", ".join(f"{name}: {a['slices']} slices ({a['created']} new)" for name, a in out["arms"].items())
+    st.session_state["ov_message"] = [("success", f"Preset slices ready — {arms}")] + [
+        ("warning", f"{name} not cut: {ui.plain(why)}") for name, why in out["skipped"].items()]
+
+
+st.subheader("Next")
+st.caption(nxt.why)
+go_next = st.button(nxt.label, type="primary", key="ov_next", icon=":material/play_arrow:")
+with ui.user_errors():
+    if add_tags:
+        changed = experiment.add_preset_tags(store, preset())
+        st.session_state["ov_message"] = [("success", f"Tags added or given prompts: {ui.plain(', '.join(changed) or 'none')}")]
+        st.rerun()
+    if cut:
+        cut_slices()
+        st.rerun()
+    if go_next:
+        if nxt.action == "sample":
+            from core.samples import load_clothing_sample
+
+            bar = st.progress(0.0, text="Loading the clothing sample…")
+            out = load_clothing_sample(store, per_tag=int(per_tag), test_per_tag=int(test_per_tag), size=256,
+                                       progress=lambda d, t, m: bar.progress(min(d / max(t, 1), 1.0), text=m))
+            st.session_state["ov_message"] = [("success", f"Clothing sample loaded: {out['imported']} photos "
+                                                          f"({out['duplicates']} already there)")]
+            st.rerun()
+        elif nxt.action == "cut":
+            cut_slices()
+            st.rerun()
+        elif nxt.action == "train":
+            st.session_state["tr_batch"] = training.submit_training(store, state["untrained"], "local", {})
+            st.session_state["tr_slices"] = state["untrained"]
+            ui.go(nxt.page)
+        else:
+            ui.go(nxt.page)
+
+for kind, message in st.session_state.pop("ov_message", []):
+    (st.success if kind == "success" else st.warning)(message)
