@@ -129,7 +129,7 @@ def resized(store: Store, image_id: str, size: int | None, fit: str = "crop",
         except (OSError, SyntaxError, ValueError):
             pass
     image = resize(store.open_image(image_id), size, fit, resample)
-    _write_atomic(path, image)
+    write_cache_file(path, lambda tmp: image.save(tmp, format="PNG"))
     return image
 
 
@@ -148,11 +148,13 @@ def resized_png(store: Store, image_id: str, size: int | None, fit: str = "crop"
         return png_bytes(resized(store, image_id, size, fit, resample))
 
 
-def _write_atomic(path: Path, image: Image.Image) -> None:
+def write_cache_file(path: Path, write) -> None:
+    """Write a cache file whole or not at all: ``write(tmp)`` fills a temporary name, then it is renamed
+    into place. A cache is safe to lose, so a write that fails leaves nothing and raises nothing."""
     tmp = path.parent / f".tmp-{path.name}-{os.getpid()}-{threading.get_ident()}"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        image.save(tmp, format="PNG")
+        write(tmp)
         os.replace(tmp, path)
     except OSError:
         try:

@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
@@ -339,7 +337,9 @@ def find_duplicate_clusters(store, image_ids: Sequence[str], rule: DuplicateRule
     hashes, thumbs = signatures(store, ids, progress, stats)
     pairs = confirmed_pairs(hashes, thumbs, rule, stats, progress)
     found = [[ids[k] for k in g] for g in _components(len(ids), pairs)]
-    _write_atomic(cached, json.dumps(found))
+    from .imaging import write_cache_file
+
+    write_cache_file(cached, lambda tmp: tmp.write_text(json.dumps(found)))
     return found
 
 
@@ -348,16 +348,3 @@ def _cache_file(store, ids: Sequence[str], rule: DuplicateRule) -> Path:
     ``cache/duplicates`` (a pure function of the images' bytes, so never stale; safe to delete)."""
     h = hashlib.sha256(json.dumps([SIGNATURE_VERSION, asdict(rule), list(ids)]).encode()).hexdigest()
     return Path(store.cache_dir) / "duplicates" / h[:2] / f"{h}.json"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.parent / f".tmp-{path.name}-{os.getpid()}-{threading.get_ident()}"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass

@@ -129,7 +129,7 @@ def test_kill_9_mid_generation_and_mid_training_then_restart_finishes_both_exact
 
     app_server.start()
     open_page(page, app_server, "Train")
-    until(lambda: read(home, "SELECT COUNT(*) FROM runs WHERE status = 'done'")[0][0] == 2, "both runs done")
+    until(lambda: read(home, "SELECT COUNT(*) FROM runs WHERE status = 'done'")[0][0] == 2, "both runs done", 300)
     page.reload()
     wait_idle(page)
     wait_cell(page, "done")  # the Runs table

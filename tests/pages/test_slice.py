@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import zipfile
 
+import numpy as np
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -135,18 +136,33 @@ def test_bad_sweep_input_is_a_clear_error(home):
     assert "between 16 and 4096" in texts(at.error)
 
 
+def seeded_with_duplicates(home) -> Store:
+    """Per tag 6 distinct textures and, planted, a copy of each with ±2 of noise: 6 near-duplicate pairs."""
+    rng = np.random.default_rng(0)
+    store = Store(home)
+    for tag in ("jeans", "shoes"):
+        store.add_tag(tag, f"a photo of {tag}")
+        for i in range(6):
+            texture = rng.integers(0, 256, (40, 40, 3)).astype(np.int16)
+            copy = (texture + rng.integers(-2, 3, texture.shape)).clip(0, 255)
+            for k, pixels in enumerate((texture, copy)):
+                store.add_image(Image.fromarray(pixels.astype(np.uint8)), tag=tag, source="synthetic",
+                                seed=i * 2 + k)
+    return store
+
+
 def test_near_duplicate_filter_from_the_page_is_recorded_in_the_slice(home):
-    store = seeded(home)  # flat colours: every image of a tag is a near-duplicate of the others
+    store = seeded_with_duplicates(home)
     at = page()
     at.text_input(key="sl_name").set_value("dedup")
-    at.text_input(key="sl_counts").set_value("3")
+    at.text_input(key="sl_counts").set_value("7")
     at.text_input(key="sl_sizes").set_value("32")
     at.checkbox(key="sl_dedupe").check().run()
     at.button(key="build").click().run()
     assert not at.exception, at.exception
     assert "not enough images" in texts(at.error)
     assert store.query_one("SELECT COUNT(*) AS n FROM slices")["n"] == 0
-    at.text_input(key="sl_counts").set_value("1").run()
+    at.text_input(key="sl_counts").set_value("6").run()
     at.button(key="build").click().run()
     assert "1 slices ready" in texts(at.success)
     import json
@@ -154,7 +170,7 @@ def test_near_duplicate_filter_from_the_page_is_recorded_in_the_slice(home):
     (row,) = store.query("SELECT id, spec FROM slices")
     assert json.loads(row["spec"])["filter"]["drop_near_duplicates"] is True
     dropped = store.query_one("SELECT COUNT(*) AS n FROM slice_filtered WHERE slice_id = ?", (row["id"],))
-    assert dropped["n"] == 22
+    assert dropped["n"] == 12
 
 
 def test_import_synthetic_images_from_another_tool_and_a_corrupt_avif_is_one_rejection(home):

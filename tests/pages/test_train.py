@@ -8,7 +8,7 @@ import time
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core import training
+from core import autoeval, training
 from core.store import Store
 from tests.pages.apptest import open_page, texts
 
@@ -41,10 +41,12 @@ def test_queue_a_sweep_then_quick_test_a_stored_and_an_uploaded_photo(digits, ti
     assert not at.exception and not at.error, (at.exception, texts(at.error))
     runs = wait_for(digits, lambda rs: len(rs) == 3 and all(r["status"] == "done" for r in rs))
     assert [r["count_per_tag"] for r in runs] == [5, 20, 60] and {r["mode"] for r in runs} == {"probe"}
+    wait_for(digits, lambda rs: not autoeval.pending_runs(digits))  # the follow-on evaluation scored them
     at.run()
     assert not at.exception, at.exception
-    table = at.dataframe[-1].value
+    [table] = [d.value for d in at.dataframe if "status" in d.value.columns]  # the Runs table
     assert list(table["status"]) == ["done"] * 3 and list(table["count per tag"]) == [5, 20, 60]
+    assert table["accuracy"].notna().all()  # scored the moment each run ended, no visit to Results
     assert "3/3 done" in texts(at.caption)
 
     assert at.multiselect(key="qt_runs_3").value == [r["id"] for r in runs]

@@ -11,6 +11,8 @@ import io
 import json
 import shutil
 import sqlite3
+import subprocess
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,3 +126,17 @@ def seeded(seeded_template, tmp_path, monkeypatch):
                  "VISION_PREDICTION_KEY", "VISION_PREDICTION_RESOURCE_ID"):
         monkeypatch.delenv(name, raising=False)
     return home
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, size: str):
+    """A tmpfs of ``size`` mounted at ``folder`` (root with CAP_SYS_ADMIN only; the test is skipped elsewhere)."""
+    folder.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", f"synthlab-{uuid.uuid4().hex[:8]}",
+                           str(folder)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)

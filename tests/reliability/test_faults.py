@@ -11,7 +11,6 @@ two sessions at once — are in tests/e2e/test_faults.py):
 from __future__ import annotations
 
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ import pytest
 from core.errors import InvalidInput
 from core.generation import GenerationSpec, generate
 from core.store import Store
-from tests.reliability.conftest import assert_consistent, cli, snapshot
+from tests.reliability.conftest import assert_consistent, cli, snapshot, tmpfs
 
 
 def _series(store: Store) -> list[int]:
@@ -58,16 +57,8 @@ def test_a_shard_folder_turning_into_a_file_mid_generation_fails_the_job_clearly
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A 400 kB tmpfs (root with CAP_SYS_ADMIN only; skipped elsewhere — the shard test above always runs)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", f"synthlab-{uuid.uuid4().hex[:8]}", str(mount)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "disk", "400k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 def test_a_disk_that_fills_up_mid_generation_fails_clearly_then_resumes_exactly(tiny_disk, tiny_sd):

@@ -15,7 +15,6 @@ import random
 import subprocess
 import sys
 import time
-import uuid
 import zipfile
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from PIL import Image
 
 from core.ingest import import_uploads
 from core.store import Store
-from tests.reliability.conftest import assert_consistent, cli, snapshot
+from tests.reliability.conftest import assert_consistent, cli, snapshot, tmpfs
 
 
 def photo(seed: int, size: int = 48, fmt: str = "PNG") -> bytes:
@@ -184,16 +183,8 @@ def test_an_import_onto_a_store_that_refuses_writes_exits_2_and_keeps_what_was_s
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A small tmpfs (root with CAP_SYS_ADMIN only; skipped elsewhere — the shard test above always runs)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", f"synthlab-{uuid.uuid4().hex[:8]}", str(mount)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "disk", "600k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 def test_an_import_onto_a_full_disk_is_exit_2_not_a_list_of_rejections(tiny_disk, tmp_path):
