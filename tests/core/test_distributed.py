@@ -242,7 +242,7 @@ def test_kill_9_of_the_job_process_leaves_whole_images_and_no_ray(tmp_path, tiny
     home = tmp_path / "home"
     assert _cli(home, "tags", "add", "jeans", "--prompt",
                 "{blue|black|ripped} jeans on {a street|a white background}").returncode == 0
-    args = ["generate", "--tag", "jeans", "--count", "12", "--model", tiny_sd, "--seed", "2"]
+    args = ["generate", "--tag", "jeans", "--count", "12", "--model", tiny_sd, "--seed", "2", "--batch-size", "1"]
     proc = subprocess.Popen([sys.executable, "-m", "core", "--home", str(home), *args, "--workers", "2"],
                             env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
@@ -333,7 +333,7 @@ def test_joins_a_ray_start_head_cluster_via_the_address(tmp_path, tiny_sd):
         assert proc.returncode == 0, proc.stderr
         out = json.loads(proc.stdout.strip().splitlines()[-1])
         assert out["engine"] == "ray" and out["generated"] == 6
-        assert out["images"] == _local_ids(tmp_path, tiny_sd, 6, 3)
+        assert out["images"] == _local_ids(tmp_path, tiny_sd, 6, 3, batch_size=None)
         with sqlite3.connect(home / "lab.db") as db:
             assert db.execute("SELECT COUNT(*), COUNT(DISTINCT series_index) FROM images").fetchone() == (6, 6)
         assert head.poll() is None  # the cluster outlives the job that joined it
