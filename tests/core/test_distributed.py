@@ -270,6 +270,7 @@ def test_kill_9_of_the_job_process_leaves_whole_images_and_no_ray(tmp_path, tiny
     for pid in leftover:  # only this run's Ray processes, by pid, so the suite is clean either way
         os.kill(pid, signal.SIGKILL)
     assert leftover == []
+    Store(home).close()  # a kill mid-write may leave a .tmp- file, never a row without its file; opening removes it
     state = assert_consistent(home)
     with sqlite3.connect(home / "lab.db") as db:
         partial = db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
