@@ -36,8 +36,8 @@ PROMPT = "a photo of {blue|black} jeans on a {white|grey} background"
 
 
 def _run(tmp: Path, name: str, model: str, a, seed: int, workers: int) -> tuple[float, list[str]]:
-    from core.generation import GenerationSpec, generate
-    from core.store import Store
+    from core.generate.generation import GenerationSpec, generate
+    from core.store.database import Store
 
     store = Store(tmp / name)
     try:
@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     import torch
 
-    from core import config, distributed
+    from core import config
+    from core.run import distributed
 
     with tempfile.TemporaryDirectory(prefix="synthlab-bench-ray-") as tmp:
         tmp = Path(tmp)

@@ -10,7 +10,7 @@ plain script — transformers embedding + scikit-learn logistic regression per s
 ``--small`` uses a toy encoder (a smoke run).
 
 The sweep is 6 counts × 2 sizes × 3 repeats = 36 runs over four tags of real photos (scikit-learn's
-handwritten digits, no download). Both sweeps run through :func:`core.training.train`, jobs and all.
+handwritten digits, no download). Both sweeps run through :func:`core.train.training.train`, jobs and all.
 The encoder is loaded and the resize cache filled before either is timed, so the two timings differ
 by the embedding cache alone: cold, every slice image is embedded once per size; warm (new runs with
 another seed, so every head is fitted again), every embedding is read back from the store. Default
@@ -59,7 +59,8 @@ def plain_sweep(store, slices: list[dict], encoder: str) -> float:
     from sklearn.linear_model import LogisticRegression
     from transformers import AutoImageProcessor, CLIPVisionModelWithProjection
 
-    from core import imaging, slicing
+    from core.store import imaging
+    from core.data import slicing
 
     processor = AutoImageProcessor.from_pretrained(encoder)
     model = CLIPVisionModelWithProjection.from_pretrained(encoder).eval()
@@ -88,9 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", action="store_true", help="a toy encoder instead of a ViT-B/32-sized one")
     a = parser.parse_args(argv)
 
-    from core import encoders, imaging, slicing, training
+    from core.models import encoders
+    from core.store import imaging
+    from core.data import slicing
+    from core.train import training
     from core.config import device
-    from core.store import Store
+    from core.store.database import Store
     from tests.datasets import import_digits
 
     counts = tuple(int(c) for c in a.counts.split(","))

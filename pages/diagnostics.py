@@ -3,8 +3,10 @@
 import pandas as pd
 import streamlit as st
 
-from core import config, diagnostics, ui
-from core.slicing import parse_ints
+from core import config
+from core.analysis import diagnostics
+from core import ui
+from core.data.slicing import parse_ints
 
 MAX_CLUSTERS = 12
 THUMB_PX = 96

@@ -2,12 +2,15 @@
 
 import streamlit as st
 
-from core import config, distributed, jobs, ui
+from core import config
+from core.run import distributed
+from core.run import jobs
+from core import ui
 from core.errors import ModelNotFound, UserError
-from core.generation import MODEL_PRESETS, GenerationSpec, preset_for, resolve_model, submit_generation
-from core.prompts import COUNT_CAP, count_prompts, validate_template
-from core.samples import load_clothing_sample
-from core.store import SOURCES
+from core.generate.generation import MODEL_PRESETS, GenerationSpec, preset_for, resolve_model, submit_generation
+from core.generate.prompts import COUNT_CAP, count_prompts, validate_template
+from core.data.samples import load_clothing_sample
+from core.store.database import SOURCES
 
 OTHER = "Other: a hub id or a local folder"
 NEW_TAG = "(new tag)"

@@ -5,9 +5,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import arms, charts, compare, ui
-from core.evaluation import evaluate, results as stored_results
-from core.report import default_report_path, write_report
+from core.analysis import arms
+from core.views import charts
+from core.analysis import compare
+from core import ui
+from core.analysis.evaluation import evaluate, results as stored_results
+from core.views.report import default_report_path, write_report
 
 st.title("Results")
 s = ui.store()

@@ -2,9 +2,14 @@
 
 import streamlit as st
 
-from core import autoeval, config, filtering, slicing, stats, ui
-from core.imaging import resized
-from core.ingest import import_uploads
+from core.analysis import autoeval
+from core import config
+from core.data import filtering
+from core.data import slicing
+from core.analysis import stats
+from core import ui
+from core.store.imaging import resized
+from core.data.ingest import import_uploads
 
 FROM_FOLDERS = "(from the zip's tag-named folders)"
 PREVIEW = 24

@@ -2,7 +2,16 @@
 
 import streamlit as st
 
-from core import autoeval, azure_settings, backends, charts, config, evaluation, quicktest, slicing, training, ui
+from core.analysis import autoeval
+from core.train.backends import azure_settings
+from core.train import backends
+from core.views import charts
+from core import config
+from core.analysis import evaluation
+from core.views import quicktest
+from core.data import slicing
+from core.train import training
+from core import ui
 
 DEFAULT = f"default ({config.DEFAULT_ENCODER}, pretrained, offline)"
 CNN = "cnn-small (from scratch, offline)"

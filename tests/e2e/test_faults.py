@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from core import slicing
-from core.store import Store
+from core.data import slicing
+from core.store.database import Store
 from tests.datasets import import_digits
 from tests.e2e.conftest import (choose, no_exception, open_page, press, set_text, wait_cell, wait_idle, wait_text,
                                 widget)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import socket
 
-from core import distributed, jobs
-from core.store import Store
+from core.run import distributed
+from core.run import jobs
+from core.store.database import Store
 from tests.pages.apptest import open_page, texts
 from tests.reliability.conftest import snapshot
 

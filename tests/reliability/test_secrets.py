@@ -7,9 +7,9 @@ import socket
 
 import pytest
 
-from core import jobs
+from core.run import jobs
 from core.errors import UserError
-from core.store import Store
+from core.store.database import Store
 from tests.reliability.conftest import assert_consistent, cli, snapshot
 
 KEY = "tk-secret-5f3a9c1e7b2d4a6f"
@@ -98,7 +98,7 @@ def test_job_messages_errors_and_logs_never_store_the_key(keyed, user):
 
 
 def test_an_internal_error_log_masks_the_key(keyed, monkeypatch):
-    from core import cli as cli_module
+    from core.cli import main as cli_module
 
     def boom(store, a):
         raise RuntimeError(f"unexpected: {KEY}")
