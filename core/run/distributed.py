@@ -46,7 +46,7 @@ ACTOR_RESTARTS = 4
 TASK_RETRIES = 4
 REASSIGN_LIMIT = 8
 OBJECT_STORE_BYTES = 256 * 1024 ** 2
-_ROOT = Path(__file__).resolve().parent.parent
+_ROOT = Path(__file__).resolve().parents[2]
 
 
 class RayUnavailable(UserError):

@@ -134,7 +134,7 @@ def ensure_running(home: str | os.PathLike | None = None) -> int:
     log = open(root / "logs" / "worker.log", "a")
     env = {**os.environ, "SYNTHLAB_MODE": workspaces.mode()}  # the mode may come from st.secrets
     proc = subprocess.Popen([sys.executable, "-m", "core", "--home", str(root), "worker"], env=env,
-                            cwd=Path(__file__).resolve().parents[1], stdout=log, stderr=subprocess.STDOUT,
+                            cwd=Path(__file__).resolve().parents[2], stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     log.close()
     deadline = time.monotonic() + 30
