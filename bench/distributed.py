@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from core import config
-    from core.run import distributed
+    from core.run import cluster, pool
 
     with tempfile.TemporaryDirectory(prefix="synthlab-bench-ray-") as tmp:
         tmp = Path(tmp)
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             model = build_tiny_sd(tmp / "model", unet_channels=(32, 64), vae_channels=(16, 32, 32, 32),
                                   text_hidden=32, sample_size=a.size // 8)
         cold = time.perf_counter()
-        ray.init(num_cpus=distributed.local_cpus(), include_dashboard=False, log_to_driver=False,
+        ray.init(num_cpus=cluster.local_cpus(), include_dashboard=False, log_to_driver=False,
                  logging_level="ERROR")
         try:
             _run(tmp, "warm-local", model, a, 10_000, 0)
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                       + ("; bar <= 1.3x" if n == 1 else ""))
             print("image ids identical between local and Ray in every pair: yes")
         finally:
-            distributed.stop_warm_pools()
+            pool.stop_warm_pools()
             ray.shutdown()
     return 0
 

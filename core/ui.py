@@ -267,9 +267,9 @@ def sidebar() -> None:
         running = jobs.list_jobs(s, status="running", limit=5)
         queued = jobs.list_jobs(s, status="queued", limit=50)
         st.caption(f"Jobs: {len(running)} running, {len(queued)} queued")
-        from core.run import distributed
+        from core.run import cluster
 
-        st.caption(distributed.describe_status(distributed.engine_status()))
+        st.caption(cluster.describe_status(cluster.engine_status()))
         azure = config.setting("VISION_TRAINING_KEY")
         st.caption(f"Azure Custom Vision key: {config.mask(azure)}")
 

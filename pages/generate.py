@@ -3,7 +3,7 @@
 import streamlit as st
 
 from core import config
-from core.run import distributed
+from core.run import cluster
 from core.run import jobs
 from core import ui
 from core.errors import ModelNotFound, UserError
@@ -117,9 +117,9 @@ else:
     guidance = cols[3].number_input("Guidance", 0.0, 50.0, float(preset.guidance), step=0.5, key=f"gen_g_{mk}")
     fast = st.checkbox("Fast decode (tiny autoencoder, TAESD)", key="gen_fast")
     workers = 0
-    if distributed.available():
+    if cluster.available():
         workers = int(st.number_input(
-            "Workers (Ray)", 0, distributed.MAX_WORKERS, 0, key="gen_workers",
+            "Workers (Ray)", 0, cluster.MAX_WORKERS, 0, key="gen_workers",
             help="0: in this process. N: N Ray workers, on a local Ray or the cluster in SYNTHLAB_RAY_ADDRESS; "
                  "this app still writes every image."))
     if st.button("Generate", type="primary", key="gen_submit", disabled=not chosen):

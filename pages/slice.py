@@ -6,7 +6,7 @@ from core.analysis import autoeval
 from core import config
 from core.data import filtering
 from core.data import slicing
-from core.analysis import stats
+from core.data.repeats import overlap_note
 from core import ui
 from core.store.imaging import resized
 from core.data.ingest import import_uploads
@@ -114,7 +114,7 @@ if st.button("Build slices", type="primary", disabled=not specs, key="build"):
         new = sum(s["created"] for s in built)
         st.success(f"{len(built)} slices ready ({new} new, {len(built) - new} already there)")
         for note in dict.fromkeys(f"{b['count_per_tag']} per tag: {n}" for b in built
-                                  if (n := stats.overlap_note(b.get("repeat_overlap")))):
+                                  if (n := overlap_note(b.get("repeat_overlap")))):
             st.warning(note)
 
 # -- slices --------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ Every number answers a question a user asks after seeing a bad curve:
   high-frequency traces an encoder's own resize throws away); plus the mean radial power spectrum out
   to the corner radius and the 2-D synthetic/real spectrum ratio.
 
-Near-duplicates come from :mod:`core.analysis.similarity` (cached hashes, a chunked index, confirmation by
+Near-duplicates come from :mod:`core.data.similarity` (cached hashes, a chunked index, confirmation by
 aligned pixel correlation), the same search the slice filter uses. Everything per image is cached
 (embeddings, pixel features, signatures), so a second diagnosis of an unchanged store only reads.
 
@@ -33,8 +33,8 @@ import numpy as np
 from core.errors import InvalidInput, UserError
 from core.analysis.fingerprint import greyscale_array, mean_radial_spectrum, radial_power_spectrum  # noqa: F401 (re-exported)
 
-from core.analysis.similarity import MAX_HAMMING as DUPLICATE_THRESHOLD  # noqa: E402
-from core.analysis.similarity import MIN_CORRELATION as DUPLICATE_MIN_CORRELATION  # noqa: E402
+from core.data.similarity import MAX_HAMMING as DUPLICATE_THRESHOLD  # noqa: E402
+from core.data.similarity import MIN_CORRELATION as DUPLICATE_MIN_CORRELATION  # noqa: E402
 
 MIN_FOR_DIVERSITY = 2
 MIN_FOR_FRECHET = 2
@@ -80,12 +80,12 @@ def duplicate_clusters(ids: Sequence[str], bits: np.ndarray, threshold: int = DU
                        thumbs: Optional[np.ndarray] = None,
                        min_correlation: float = DUPLICATE_MIN_CORRELATION) -> list[list[str]]:
     """Groups of near-duplicate images: connected components of "Hamming distance ≤ ``threshold``"
-    (and, given ``thumbs`` from :func:`core.analysis.similarity.thumbnail`, aligned correlation ≥ ``min_correlation``).
+    (and, given ``thumbs`` from :func:`core.data.similarity.thumbnail`, aligned correlation ≥ ``min_correlation``).
 
     ``bits`` is an ``(n, 64)`` boolean array (one perceptual hash per id). Only groups of two or more
     are returned, each in the order of ``ids``, groups ordered by their first member.
     """
-    from core.analysis.similarity import DuplicateRule, clusters_of
+    from core.data.similarity import DuplicateRule, clusters_of
 
     bits = np.asarray(bits, dtype=bool)
     if bits.shape[0] != len(ids):
@@ -196,9 +196,9 @@ def probe_with_interval(synthetic: np.ndarray, real: np.ndarray, seed: int = 0) 
 def find_duplicate_clusters(store, image_ids: Sequence[str], threshold: int = DUPLICATE_THRESHOLD,
                             min_correlation: float = DUPLICATE_MIN_CORRELATION, progress: Progress = None,
                             stats=None) -> list[list[str]]:
-    """Near-duplicate clusters of stored images: :func:`core.analysis.similarity.find_duplicate_clusters`."""
-    from core.analysis.similarity import DuplicateRule
-    from core.analysis.similarity import find_duplicate_clusters as find
+    """Near-duplicate clusters of stored images: :func:`core.data.similarity.find_duplicate_clusters`."""
+    from core.data.similarity import DuplicateRule
+    from core.data.similarity import find_duplicate_clusters as find
 
     return find(store, image_ids, DuplicateRule(threshold, min_correlation), progress, stats)
 
@@ -387,7 +387,7 @@ def diagnose(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] =
     selection without any synthetic or real image.
     """
     from core.models import encoders
-    from core.analysis.similarity import DuplicateRule, SearchStats
+    from core.data.similarity import DuplicateRule, SearchStats
 
     request = check_request(store, tags, sizes, encoder)
     sizes = tuple(request["sizes"])
@@ -449,7 +449,7 @@ _echo = threading.local()
 
 
 def run_diagnose_job(ctx) -> dict:
-    """Job handler (``jobs.HANDLERS["diagnose"]``): :func:`diagnose` with the job's params; progress goes
+    """Job handler (``registry.HANDLERS["diagnose"]``): :func:`diagnose` with the job's params; progress goes
     to the job row (and to the caller's own callback when :func:`run_diagnosis` runs it in this thread)."""
     p = ctx.params
     echo = getattr(_echo, "progress", None)
@@ -534,7 +534,3 @@ def reject_duplicates(store, cluster: Sequence[str]) -> list[str]:
         for image_id in rest:
             store.set_rejected(image_id, True)
     return rest
-
-
-from core.views.diagnostic_views import (  # noqa: E402,F401 - the page and the report reach them here
-    duplicate_rule_text, report_section, spectrum_figure, spectrum_ratio_figure, summary_rows)

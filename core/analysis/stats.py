@@ -24,8 +24,7 @@ interval. Only numpy (and scipy's t quantile) — no store, no UI.
 from __future__ import annotations
 
 import math
-from itertools import combinations
-from typing import Iterable, Optional, Sequence
+from typing import Optional, Sequence
 
 Z95 = 1.959963984540054
 RESAMPLES = 2000
@@ -233,36 +232,3 @@ def verdict(ci: Sequence[float]) -> str:
     if hi < 0:
         return "b better"
     return "within noise"
-
-
-# -- repeats of one slice ---------------------------------------------------------------------------------
-
-def jaccard(a: Iterable, b: Iterable) -> float:
-    sa, sb = set(a), set(b)
-    union = sa | sb
-    return len(sa & sb) / len(union) if union else 1.0
-
-
-def repeat_overlap(member_sets: Sequence[Iterable]) -> Optional[float]:
-    """Mean pairwise Jaccard similarity of the repeats' members (0 disjoint … 1 identical); None for
-    fewer than two repeats."""
-    sets = [set(m) for m in member_sets]
-    if len(sets) < 2:
-        return None
-    pairs = [jaccard(x, y) for x, y in combinations(sets, 2)]
-    return math.fsum(pairs) / len(pairs)
-
-
-OVERLAP_WARNING = 0.5
-
-
-def overlap_note(overlap: Optional[float]) -> Optional[str]:
-    """The warning the Slice page and the charts show for a repeat overlap, or None."""
-    if overlap is None:
-        return None
-    if overlap >= 1.0 - 1e-12:
-        return "identical repeats: the count reaches the pool, every repeat holds the same images (no spread)"
-    if overlap > OVERLAP_WARNING:
-        return (f"repeats share {overlap:.0%} of their images (mean pairwise Jaccard): the spread over "
-                "repeats understates how much another draw of images would change the result")
-    return None

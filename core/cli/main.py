@@ -137,7 +137,7 @@ def cmd_slice(store: Store, a: argparse.Namespace) -> dict:
         print(f"slice {s['id']} {s['name']} n={s['count_per_tag']} size={s['size']} "
               f"real={s['real_fraction']} repeat={s['repeat']} {s['hash'][:12]}"
               f"{'' if s.get('created', True) else ' (existing)'}")
-    from core.analysis.stats import overlap_note
+    from core.data.repeats import overlap_note
 
     for note in dict.fromkeys(f"n={s['count_per_tag']}: {n}" for s in slices if (n := overlap_note(s.get("repeat_overlap")))):
         print(f"warning: {note}")
@@ -174,7 +174,8 @@ def cmd_train(store: Store, a: argparse.Namespace) -> dict:
     if a.backend == "azure":
         params.update({"budget_hours": a.budget_hours, "training_type": a.training_type, "tier": a.tier,
                        "layout": a.layout})
-    from core.run.distributed import embedding_workers, engine
+    from core.models.remote import embedding_workers
+    from core.run.cluster import engine
 
     with embedding_workers(a.workers):
         runs = train(store, a.slices, backend=a.backend, params=params, progress=_printer("train"))
@@ -242,7 +243,8 @@ def cmd_report(store: Store, a: argparse.Namespace) -> dict:
 def cmd_diagnose(store: Store, a: argparse.Namespace) -> dict:
     from core.analysis.diagnostics import run_diagnosis
 
-    from core.run.distributed import embedding_workers, engine
+    from core.models.remote import embedding_workers
+    from core.run.cluster import engine
 
     with embedding_workers(a.workers):
         result = run_diagnosis(store, a.tags or None, a.sizes or [256], a.encoder, progress=_printer("diagnose"))

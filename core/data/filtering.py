@@ -2,7 +2,7 @@
 
 Two reasons to drop a synthetic image before slicing: a CLIP model does not see its own tag in it
 (zero-shot probability of its tag, among the candidate tags, under a threshold), or it sits in a
-near-duplicate cluster (:mod:`core.analysis.similarity`: perceptual-hash candidates confirmed by aligned pixel
+near-duplicate cluster (:mod:`core.data.similarity`: perceptual-hash candidates confirmed by aligned pixel
 correlation — the same search the diagnostics use; the first image of a cluster, in candidate order, is kept).
 Real photos are never filtered: they are the ground truth the filter is measured against.
 
@@ -18,11 +18,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from core.analysis.diagnostics import embeddings
 from core.errors import InvalidInput
-from core.analysis.similarity import MAX_HAMMING as DUPLICATE_THRESHOLD
-from core.analysis.similarity import MIN_CORRELATION as DUPLICATE_MIN_CORRELATION
-from core.analysis.similarity import DuplicateRule, find_duplicate_clusters
+from core.data.similarity import MAX_HAMMING as DUPLICATE_THRESHOLD
+from core.data.similarity import MIN_CORRELATION as DUPLICATE_MIN_CORRELATION
+from core.data.similarity import DuplicateRule, find_duplicate_clusters
 
 ZERO_SHOT_TEMPLATE = "a photo of {tag}"  # the local backend's zero-shot default
 
@@ -116,7 +115,8 @@ def own_tag_probabilities(store, images: Sequence[dict], tags: Sequence[str], cl
 
     ref = encoders.resolve_clip(clip_model, "the own-tag filter")
     tags = list(tags)
-    vectors = embeddings(store, ref, list(images), None)
+    vectors = (encoders.embed_images(store, ref, list(images), encoders.View.of(None)) if images
+               else np.zeros((0, 0), dtype=np.float32))
     text, scale = encoders.text_features(ref, [ZERO_SHOT_TEMPLATE.format(tag=t) for t in tags])
     probs = zero_shot_probabilities(vectors, text, scale)
     return np.array([probs[i, tags.index(im["tag"])] for i, im in enumerate(images)])

@@ -1,14 +1,15 @@
 """Repeats of one slice: the stored slices whose spec differs only in ``repeat``, and how much their
-members overlap (mean pairwise Jaccard, :func:`core.analysis.stats.repeat_overlap`). Repeats drawn from one
+members overlap (mean pairwise Jaccard, :func:`repeat_overlap`). Repeats drawn from one
 finite pool share images; at a count equal to the pool every repeat is the same set and the spread
 over repeats is zero for no good reason — the overlap makes that visible."""
 
 from __future__ import annotations
 
 import json
-from typing import Iterable, Sequence
+import math
+from itertools import combinations
+from typing import Iterable, Optional, Sequence
 
-from core.analysis import stats
 from core.store.database import Store
 
 
@@ -23,7 +24,7 @@ def planned_overlaps(planned: Sequence[dict]) -> dict[int, float | None]:
         groups.setdefault(repeat_group(p["spec"]), []).append(p)
     out: dict[int, float | None] = {}
     for members in groups.values():
-        overlap = stats.repeat_overlap([m["images"] for m in members])
+        overlap = repeat_overlap([m["images"] for m in members])
         out.update((m["id"], overlap) for m in members)
     return out
 
@@ -49,6 +50,37 @@ def repeat_overlaps(store: Store, slice_ids: Iterable[int]) -> dict[int, float |
         for sid in group:
             members.append([row["image_id"] for row in store.query(
                 "SELECT image_id FROM slice_images WHERE slice_id = ?", (sid,))])
-        overlap = stats.repeat_overlap(members)
+        overlap = repeat_overlap(members)
         out.update((sid, overlap) for sid in group if sid in ids)
     return out
+
+
+def jaccard(a: Iterable, b: Iterable) -> float:
+    sa, sb = set(a), set(b)
+    union = sa | sb
+    return len(sa & sb) / len(union) if union else 1.0
+
+
+def repeat_overlap(member_sets: Sequence[Iterable]) -> Optional[float]:
+    """Mean pairwise Jaccard similarity of the repeats' members (0 disjoint … 1 identical); None for
+    fewer than two repeats."""
+    sets = [set(m) for m in member_sets]
+    if len(sets) < 2:
+        return None
+    pairs = [jaccard(x, y) for x, y in combinations(sets, 2)]
+    return math.fsum(pairs) / len(pairs)
+
+
+OVERLAP_WARNING = 0.5
+
+
+def overlap_note(overlap: Optional[float]) -> Optional[str]:
+    """The warning the Slice page and the charts show for a repeat overlap, or None."""
+    if overlap is None:
+        return None
+    if overlap >= 1.0 - 1e-12:
+        return "identical repeats: the count reaches the pool, every repeat holds the same images (no spread)"
+    if overlap > OVERLAP_WARNING:
+        return (f"repeats share {overlap:.0%} of their images (mean pairwise Jaccard): the spread over "
+                "repeats understates how much another draw of images would change the result")
+    return None

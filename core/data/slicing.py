@@ -31,7 +31,6 @@ from PIL import Image
 from core.data import filtering
 from core.store import imaging
 from core.data import repeats
-from core.analysis import stats
 from core.errors import InvalidInput, NotEnoughImages, NotFound
 from core.store.database import Store, now
 
@@ -402,7 +401,7 @@ def plan_warnings(store: Store, spec: SliceSpec, *, azure: bool = True) -> list[
         warnings += _azure_warnings(store, spec, tags)
     if spec.repeats > 1 and not _shortages(spec, tags, pool):
         for count, overlap in planned_overlap(spec, tags, pool).items():
-            note = stats.overlap_note(overlap)
+            note = repeats.overlap_note(overlap)
             if note:
                 warnings.append(f"{count} per tag: {note}")
     no_test = [t for t in tags if store.count_images(t, "test", include_rejected=False) == 0]
@@ -437,7 +436,7 @@ def planned_overlap(spec: SliceSpec, tags: list[str], pool: dict) -> dict[int, f
     by_count: dict[int, list[list[str]]] = {}
     for p in _plan(spec, tags, pool):
         by_count.setdefault(p["spec"]["count_per_tag"], []).append(p["images"])
-    return {count: stats.repeat_overlap(members) for count, members in by_count.items()}
+    return {count: repeats.repeat_overlap(members) for count, members in by_count.items()}
 
 
 # -- export --------------------------------------------------------------------------------------

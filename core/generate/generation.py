@@ -583,7 +583,7 @@ def run_generate_job(ctx: jobs.JobContext) -> dict:
     """Job handler ``generate``: make the missing images of the job's series, committing each one.
 
     With ``workers`` in the params the pipeline calls run on that many Ray actors
-    (:mod:`core.run.distributed`); this process still decides what is missing and writes every image.
+    (:mod:`core.generate.remote` on :mod:`core.run.pool`); this process still decides what is missing and writes every image.
     """
     p = ctx.params
     spec = GenerationSpec(**{**p["spec"], "init_images": tuple(p["spec"].get("init_images") or ())})
@@ -610,12 +610,12 @@ def run_generate_job(ctx: jobs.JobContext) -> dict:
     if workers and missing:
         from PIL import Image
 
-        from core.run import distributed
+        from core.generate.remote import render_on_cluster
         from core.store.database import png_bytes
 
-        results = distributed.render_on_cluster(pl, batches_of(missing, s.batch_size),
-                                                [png_bytes(im) for im in inits], workers,
-                                                tick=lambda: ctx.check_cancelled())
+        results = render_on_cluster(pl, batches_of(missing, s.batch_size),
+                                    [png_bytes(im) for im in inits], workers,
+                                    tick=lambda: ctx.check_cancelled())
         have = set(existing)
         with contextlib.closing(results):
             for result in results:
@@ -658,12 +658,12 @@ def run_generate_job(ctx: jobs.JobContext) -> dict:
 
 
 def _job_params(store: Store, spec: GenerationSpec, workers: int) -> dict:
-    from core.run import distributed
+    from core.run import cluster
 
-    workers = distributed.check_workers(workers)
+    workers = cluster.check_workers(workers)
     params = plan(store, spec).job_params()
     if workers:
-        distributed.ensure_reachable()
+        cluster.ensure_reachable()
         params["workers"] = workers
     return params
 

@@ -615,7 +615,7 @@ def embed_images(store: Store, ref: EncoderRef, images: list[dict], view: View,
     stats.hits += len(by_id) - len(missing)
     stats.misses += len(missing)
     total = len(missing)
-    from core.run.distributed import embed_batches
+    from core.models.remote import embed_batches
 
     def pixels_of(chunk: list[str]) -> list[Image.Image]:
         return [load_image(store, by_id[i], view.size, view.fit, view.resample) for i in chunk]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextvars
 import getpass
-import importlib
 import json
 import os
 import socket
@@ -26,30 +25,11 @@ from typing import Any, Callable, Optional, Sequence
 
 from core.errors import JobCancelled, NotFound, UserError
 from core.redact import redact
+from core.run import registry
 from core.store.database import Store, now
-
-HANDLERS: dict[str, str] = {
-    "generate": "core.generate.generation:run_generate_job",
-    "train": "core.train.training:run_train_job",
-    "diagnose": "core.analysis.diagnostics:run_diagnose_job",
-    "evaluate": "core.analysis.autoeval:run_evaluate_job",
-}
 
 ACTIVE = ("queued", "running")
 _PROGRESS_INTERVAL = 0.25
-
-
-def register(kind: str, target: str) -> None:
-    """Map a job kind to ``"module:function"`` (resolved when the first job of that kind runs)."""
-    HANDLERS[kind] = target
-
-
-def _handler(kind: str) -> Callable[["JobContext"], dict]:
-    try:
-        module_name, func = HANDLERS[kind].split(":")
-    except KeyError:
-        raise UserError(f"unknown job kind {kind!r}") from None
-    return getattr(importlib.import_module(module_name), func)
 
 
 def owner_id() -> str:
@@ -179,7 +159,7 @@ def submit(store: Store, kind: str, params: dict, *, claim: bool = False) -> int
     with :func:`run_job`), so no worker thread picks it up meanwhile. An identical job still owned
     by a live process is left to it and a :class:`UserError` says so.
     """
-    _handler(kind)
+    registry.handler(kind)
     key = _params_key(kind, params)
     me = owner_id()
     with store.tx() as conn:
@@ -273,7 +253,7 @@ def run_job(store: Store, job_id: int) -> dict:
     ctx = JobContext(store, job_id, job["kind"], job["params"])
     try:
         ctx.check_cancelled()
-        result = _handler(job["kind"])(ctx)
+        result = registry.handler(job["kind"])(ctx)
     except JobCancelled:
         _finish(store, job_id, "cancelled", error="cancelled by the user")
     except UserError as exc:
@@ -285,6 +265,19 @@ def run_job(store: Store, job_id: int) -> dict:
     else:
         _finish(store, job_id, "done", result=result)
     return get_job(store, job_id)
+
+
+def run_queued(store: Store, job_id: int) -> dict:
+    """What a worker does with a claimed job: run it, then its kind's follow-ons when it ended ``done``
+    (:data:`core.run.registry.FOLLOW_ONS`). A follow-on that fails is logged and does not fail the job."""
+    job = run_job(store, job_id)
+    if job["status"] == "done":
+        for follow in registry.follow_ons(job["kind"]):
+            try:
+                follow(store)
+            except Exception:  # noqa: BLE001 - the job itself succeeded
+                _log(store, f"--- follow-on of job {job_id} failed at {now()}\n{traceback.format_exc()}\n")
+    return job
 
 
 def _describe(exc: BaseException) -> str:
@@ -309,13 +302,17 @@ def _finish(store: Store, job_id: int, status: str, *, result: Any = None, error
         )
         _record_starter_on_runs(conn, job_id)
     if trace:
-        log = store.root / "logs"
-        try:
-            log.mkdir(exist_ok=True)
-            with open(log / "jobs.log", "a", encoding="utf-8") as fh:
-                fh.write(redact(f"--- job {job_id} failed at {now()}\n{trace}\n"))
-        except OSError:
-            pass
+        _log(store, f"--- job {job_id} failed at {now()}\n{trace}\n")
+
+
+def _log(store: Store, text: str) -> None:
+    log = store.root / "logs"
+    try:
+        log.mkdir(exist_ok=True)
+        with open(log / "jobs.log", "a", encoding="utf-8") as fh:
+            fh.write(redact(text))
+    except OSError:
+        pass
 
 
 class Worker(threading.Thread):
@@ -342,7 +339,7 @@ class Worker(threading.Thread):
                 continue
             self.current = job_id
             try:
-                run_job(self.store, job_id)
+                run_queued(self.store, job_id)
             except Exception:  # noqa: BLE001 - already recorded on the job row
                 pass
             finally:
@@ -411,7 +408,7 @@ class FairWorker(threading.Thread):
         self.current = (self.last, job_id)
         self.served.append(self.current)
         try:
-            run_job(store, job_id)
+            run_queued(store, job_id)
         except Exception:  # noqa: BLE001 - already recorded on the job row
             pass
         finally:

@@ -396,8 +396,4 @@ def run_train_job(ctx: jobs.JobContext) -> dict:
         conn.execute("UPDATE runs SET status = 'done', artifact = ?, metrics = ?, finished = ? "
                      "WHERE id = ? AND status = 'running'",
                      (out.get("artifact"), json.dumps(metrics, sort_keys=True, default=str), now(), run["id"]))
-    if relay is None:  # the app's worker: results the moment the run ends (the CLI scores in the foreground)
-        from core.analysis.autoeval import submit_if_needed
-
-        submit_if_needed(store)
     return {"run": run["id"], "status": get_run(store, run["id"])["status"], "artifact": out.get("artifact")}

@@ -25,6 +25,7 @@ from plotly.colors import qualitative
 
 from core.analysis import arms
 from core.analysis import stats
+from core.data import repeats
 from core.errors import InvalidInput, NotFound
 from core.views.tables import FRAME_COLUMNS, read_results_csv, results_csv, results_frame  # noqa: F401 (re-exported)
 
@@ -272,7 +273,7 @@ def chart_notes(results: Sequence[dict], lines: Optional[dict] = None) -> list[s
     notes = [n for n in (input_px_note(results),) if n]
     flagged: dict[str, list[str]] = defaultdict(list)
     for r in results:
-        note = stats.overlap_note(r.get("repeat_overlap"))
+        note = repeats.overlap_note(r.get("repeat_overlap"))
         if note:
             text = "identical repeats" if note.startswith("identical") else f"repeats overlap {r['repeat_overlap']:.0%}"
             flagged[text].append(f"n={r['count_per_tag']}")

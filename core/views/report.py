@@ -24,7 +24,7 @@ from plotly.offline import get_plotlyjs
 
 from core.views import charts
 from core import config
-from core.analysis import diagnostics
+from core.views import diagnostic_views
 from core.errors import UserError
 from core.store.database import Store
 
@@ -119,7 +119,7 @@ def render_report(store: Store, results: list[dict], comparisons: Sequence[dict]
         ("slices", "Slices", _slices_section(store, slice_ids)),
         ("tags", "Tags and prompts", _tags_section(store)),
         ("provenance", "Generation settings", _provenance_section(store, slice_ids)),
-        ("diagnostics", "Diagnostics: synthetic vs real", diagnostics.report_section(store)),
+        ("diagnostics", "Diagnostics: synthetic vs real", diagnostic_views.report_section(store)),
     ]
     created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     tags = charts.tags_of(results)

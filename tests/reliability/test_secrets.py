@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from core.run import jobs
+from core.run import jobs, registry
 from core.errors import UserError
 from core.store.database import Store
 from tests.reliability.conftest import assert_consistent, cli, snapshot
@@ -81,7 +81,7 @@ def leaky_job(ctx: jobs.JobContext) -> dict:
 
 @pytest.mark.parametrize("user", [True, False])
 def test_job_messages_errors_and_logs_never_store_the_key(keyed, user):
-    jobs.register("leak", "tests.reliability.test_secrets:leaky_job")
+    registry.register("leak", "tests.reliability.test_secrets:leaky_job")
     store = Store(keyed)
     job_id = jobs.submit(store, "leak", {"user": user}, claim=True)
     with pytest.raises((UserError, RuntimeError)):

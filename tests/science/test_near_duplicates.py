@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.analysis import similarity
+from core.data import similarity
 from core.data.filtering import FilterSpec, apply_filter
 from tests.datasets import digit_images, fashion_available, fashion_images
 

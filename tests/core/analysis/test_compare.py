@@ -9,6 +9,7 @@ import itertools
 import pytest
 
 from core.analysis import stats
+from core.data import repeats
 from core.analysis.evaluation import results
 from tests.reliability.conftest import assert_consistent, cli, snapshot
 
@@ -48,7 +49,7 @@ def test_slice_json_reports_repeat_overlap_and_warns_on_identical_repeats(digits
     for s in slices:
         by_count.setdefault(s["count_per_tag"], []).append(s)
     for count, group in by_count.items():
-        expected = stats.repeat_overlap([s["images"] for s in group])
+        expected = repeats.repeat_overlap([s["images"] for s in group])
         assert all(s["repeat_overlap"] == pytest.approx(expected) for s in group)
         pairs = [len(set(a["images"]) & set(b["images"])) / len(set(a["images"]) | set(b["images"]))
                  for a, b in itertools.combinations(group, 2)]

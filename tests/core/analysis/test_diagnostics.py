@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from core.analysis import diagnostics as dg
+from core.views import diagnostic_views
 from core.errors import InvalidInput, ModelNotFound, NotFound, UnknownTag, UserError
 
 # -- pure metrics on constructed arrays ------------------------------------------------------------
@@ -229,15 +230,15 @@ def test_a_store_without_images_to_diagnose_says_so(store, tiny_clip):
 
 def test_a_diagnosis_job_keeps_its_result_for_the_page_and_the_report(lab, tiny_clip):
     assert dg.latest_diagnosis(lab) is None
-    assert "No diagnostics yet" in dg.report_section(lab)
+    assert "No diagnostics yet" in diagnostic_views.report_section(lab)
     out = dg.run_diagnosis(lab, ["jeans"], [32], tiny_clip)
     latest = dg.latest_diagnosis(lab)
     assert latest["job"] == out["job"] and latest["tags"]["jeans"]["auc"] == out["tags"]["jeans"]["auc"]
     assert dg.active_diagnosis(lab) is None
-    section = dg.report_section(lab)
+    section = diagnostic_views.report_section(lab)
     assert "<table" in section and "jeans" in section and "AUC @ 32px" in section
     assert "<script src" not in section and "plotly" in section.lower()
-    rows = dg.summary_rows(latest)
+    rows = diagnostic_views.summary_rows(latest)
     assert rows[0]["tag"] == "jeans" and rows[0]["duplicate clusters"] == 1
 
 
@@ -256,7 +257,7 @@ def test_rejecting_a_cluster_keeps_its_first_image_and_is_all_or_nothing(lab):
 def test_spectrum_figure_has_one_line_per_source_and_size():
     result = {"spectrum": {"32": {"frequency": [0, 0.25, 0.5], "synthetic": [0, 1, 2], "real": [0, 2, 1]},
                            "64": {"frequency": [0, 0.5], "synthetic": [0, 1], "real": None}}}
-    fig = dg.spectrum_figure(result)
+    fig = diagnostic_views.spectrum_figure(result)
     assert [t.name for t in fig.data] == ["synthetic @ 32px", "real @ 32px", "synthetic @ 64px"]
     assert fig.layout.yaxis.type == "log"
 

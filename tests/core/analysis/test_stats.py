@@ -10,6 +10,7 @@ import pytest
 from sklearn.metrics import f1_score
 
 from core.analysis import stats
+from core.data import repeats
 
 
 def test_run_intervals_cover_the_point_estimates_and_shrink_with_more_test_images():
@@ -108,10 +109,10 @@ def test_combined_interval_adds_repeat_t_interval_and_test_uncertainty():
 
 
 def test_repeat_overlap_is_the_mean_pairwise_jaccard():
-    assert stats.repeat_overlap([{1, 2}, {1, 2}]) == 1.0
-    assert stats.repeat_overlap([{1, 2}, {3, 4}]) == 0.0
-    assert stats.repeat_overlap([{1, 2, 3}, {2, 3, 4}, {1, 2, 3}]) == pytest.approx((0.5 + 1.0 + 0.5) / 3)
-    assert stats.repeat_overlap([{1}]) is None
-    assert stats.overlap_note(0.3) is None
-    assert "understates" in stats.overlap_note(0.6)
-    assert stats.overlap_note(1.0).startswith("identical repeats")
+    assert repeats.repeat_overlap([{1, 2}, {1, 2}]) == 1.0
+    assert repeats.repeat_overlap([{1, 2}, {3, 4}]) == 0.0
+    assert repeats.repeat_overlap([{1, 2, 3}, {2, 3, 4}, {1, 2, 3}]) == pytest.approx((0.5 + 1.0 + 0.5) / 3)
+    assert repeats.repeat_overlap([{1}]) is None
+    assert repeats.overlap_note(0.3) is None
+    assert "understates" in repeats.overlap_note(0.6)
+    assert repeats.overlap_note(1.0).startswith("identical repeats")

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.run import distributed
+from core.models import remote
+from core.run import cluster, pool as ray_pool
 from core.models import encoders
 from core.run import jobs
 from core.errors import UserError
@@ -31,7 +32,7 @@ from tests.reliability.conftest import assert_consistent, snapshot
 ROOT = Path(__file__).resolve().parents[3]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
        "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "SYNTHLAB_RAY_CPUS": "2"}
-ENV.pop(distributed.ADDRESS_SETTING, None)
+ENV.pop(cluster.ADDRESS_SETTING, None)
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +46,13 @@ def ray_local():
              object_store_memory=128 * 1024 ** 2)
     assert ray.get_runtime_context().gcs_address.startswith("127.0.0.1:")
     yield ray
-    distributed.stop_warm_pools()
+    ray_pool.stop_warm_pools()
     ray.shutdown()
 
 
 @pytest.fixture
 def no_cluster(monkeypatch):
-    monkeypatch.delenv(distributed.ADDRESS_SETTING, raising=False)
+    monkeypatch.delenv(cluster.ADDRESS_SETTING, raising=False)
 
 
 def _tag(store):
@@ -114,7 +115,7 @@ def test_embedding_on_workers_fills_the_same_cache(ray_local, no_cluster, store,
     images = store.list_images("dots")
     ref = encoders.resolve_encoder(tiny_clip)
     view = encoders.View.of(32)
-    with distributed.embedding_workers(2) as pool:
+    with remote.embedding_workers(2) as pool:
         assert pool is not None and len(pool.actors) == 2
         on_ray = encoders.embed_images(store, ref, images, view, batch_size=3)
     rows = store.query("SELECT COUNT(*) AS n FROM embeddings")[0]["n"]
@@ -134,7 +135,7 @@ def test_worker_killed_by_pid_mid_job_still_gives_exactly_n(ray_local, no_cluste
 
     def progress(done, total, message):
         if "saved" in message and not killed:
-            pool = distributed.current_pool()
+            pool = ray_pool.current_pool()
             pids.extend(pool.pids())
             os.kill(pids[0], signal.SIGKILL)
             killed.append(pids[0])
@@ -155,7 +156,7 @@ def test_cancel_stops_the_workers(ray_local, no_cluster, store, tiny_sd):
 
     def progress(done, total, message):
         if "saved" in message and not seen:
-            seen.extend(distributed.current_pool().pids())
+            seen.extend(ray_pool.current_pool().pids())
             job = jobs.list_jobs(store, kind="generate", status="running")[0]
             jobs.cancel(store, job["id"])
 
@@ -182,27 +183,27 @@ def test_workers_asked_for_nonsense_is_refused_before_anything_is_written(store,
 
 def test_sizing_gives_one_gpu_each_or_splits_the_cpus(monkeypatch):
     monkeypatch.delenv("SYNTHLAB_DEVICE", raising=False)
-    gpu = distributed.size_workers(2, {"CPU": 16.0, "GPU": 2.0})
+    gpu = cluster.size_workers(2, {"CPU": 16.0, "GPU": 2.0})
     assert (gpu.num_gpus, gpu.device, gpu.num_cpus) == (1.0, "cuda", 4.0)
     import torch
 
-    cpu = distributed.size_workers(3, {"CPU": 12.0})
+    cpu = cluster.size_workers(3, {"CPU": 12.0})
     assert (cpu.num_gpus, cpu.device, cpu.num_cpus, cpu.threads) == (0.0, "cpu", 4.0, torch.get_num_threads())
     monkeypatch.setenv("SYNTHLAB_RAY_THREADS", "share")
-    assert distributed.size_workers(3, {"CPU": 12.0}).threads == 4
+    assert cluster.size_workers(3, {"CPU": 12.0}).threads == 4
     monkeypatch.delenv("SYNTHLAB_RAY_THREADS")
-    assert distributed.size_workers(4, {"CPU": 2.0}).num_cpus == 0.5
+    assert cluster.size_workers(4, {"CPU": 2.0}).num_cpus == 0.5
     with pytest.raises(UserError, match="3 workers need 3 GPUs but the Ray cluster has 2"):
-        distributed.size_workers(3, {"CPU": 16.0, "GPU": 2.0})
+        cluster.size_workers(3, {"CPU": 16.0, "GPU": 2.0})
     monkeypatch.setenv("SYNTHLAB_DEVICE", "cpu")
-    assert distributed.size_workers(2, {"CPU": 8.0, "GPU": 2.0}).num_gpus == 0.0
+    assert cluster.size_workers(2, {"CPU": 8.0, "GPU": 2.0}).num_gpus == 0.0
 
 
 def test_engine_status_never_starts_ray(monkeypatch):
-    monkeypatch.delenv(distributed.ADDRESS_SETTING, raising=False)
-    status = distributed.engine_status()
+    monkeypatch.delenv(cluster.ADDRESS_SETTING, raising=False)
+    status = cluster.engine_status()
     assert status["available"] is True and status["cpus"] >= 1
-    assert "CPUs" in distributed.describe_status(status)
+    assert "CPUs" in cluster.describe_status(status)
 
 
 # -- the CLI in its own process: local Ray per job, kill -9, unreachable and real clusters -----------
@@ -300,7 +301,7 @@ def test_unreachable_cluster_fails_in_seconds_with_one_line(tmp_path, tiny_sd):
         for addr in (closed, silent):
             started = time.monotonic()
             proc = _cli(home, "generate", "--tag", "jeans", "--count", "2", "--model", tiny_sd, "--workers", "2",
-                        env={**ENV, distributed.ADDRESS_SETTING: addr}, timeout=60)
+                        env={**ENV, cluster.ADDRESS_SETTING: addr}, timeout=60)
             took = time.monotonic() - started
             lines = proc.stderr.strip().splitlines()
             assert proc.returncode == 2, proc.stderr
@@ -330,7 +331,7 @@ def test_joins_a_ray_start_head_cluster_via_the_address(tmp_path, tiny_sd):
             if "Ray runtime started" in line:
                 break
         threading.Thread(target=head.stdout.read, daemon=True).start()
-        env = {**ENV, distributed.ADDRESS_SETTING: f"127.0.0.1:{port}"}
+        env = {**ENV, cluster.ADDRESS_SETTING: f"127.0.0.1:{port}"}
         proc = _cli(home, "generate", "--tag", "jeans", "--count", "6", "--model", tiny_sd, "--seed", "3",
                     "--workers", "2", "--json", env=env)
         assert proc.returncode == 0, proc.stderr

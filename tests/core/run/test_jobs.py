@@ -7,13 +7,13 @@ import time
 
 import pytest
 
-from core.run import jobs
+from core.run import jobs, registry
 from core.errors import InvalidInput, UserError
 from core.store.database import Store
 
-jobs.register("count-up", "tests.core.job_handlers:count_up")
-jobs.register("refuse", "tests.core.job_handlers:refuse")
-jobs.register("crash", "tests.core.job_handlers:crash")
+registry.register("count-up", "tests.core.job_handlers:count_up")
+registry.register("refuse", "tests.core.job_handlers:refuse")
+registry.register("crash", "tests.core.job_handlers:crash")
 
 
 def _steps(store, job_id):
@@ -84,7 +84,7 @@ def test_job_of_a_killed_process_resumes_where_it_stopped(home):
         f"""
         from core.run import jobs
         from core.store.database import Store
-        jobs.register("count-up", "tests.core.job_handlers:count_up")
+        registry.register("count-up", "tests.core.job_handlers:count_up")
         s = Store({str(home)!r})
         job = jobs.submit(s, "count-up", {{"n": 40, "delay": 0.05}}, claim=True)
         print(job, flush=True)

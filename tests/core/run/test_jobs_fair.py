@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from core.run import jobs
+from core.run import jobs, registry
 from core.store.database import Store, now
 
-jobs.register("count_up", "tests.core.job_handlers:count_up")
+registry.register("count_up", "tests.core.job_handlers:count_up")
 
 
 def _queue(store, n):

@@ -9,13 +9,13 @@ import time
 
 import pytest
 
-from core.run import jobs
+from core.run import jobs, registry
 from core.run import workspaces
 from core.errors import NotFound
 from core.store.database import Store
 from tests.reliability.conftest import assert_consistent, cli, snapshot
 
-jobs.register("count_up", "tests.core.job_handlers:count_up")
+registry.register("count_up", "tests.core.job_handlers:count_up")
 
 
 @pytest.fixture

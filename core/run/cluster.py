@@ -1,26 +1,16 @@
-"""Ray: worker actors that compute, the job's own process that writes.
+"""Ray: where the cluster is, its session, how workers are sized, and its status line.
 
-``--workers N`` runs the heavy part of a job on N Ray actors: generation (each actor loads the
-diffusion pipeline once on its own device and returns PNG bytes with their provenance) and the
-embedding of images for the local backend and diagnostics (each actor loads the encoder once and
-returns vectors). The job's process stays the single writer of the store: it decides what is
-missing, hands work out, and commits each result as it arrives, so idempotency and resume are those
-of a local run. An actor that dies is restarted by Ray and its unfinished tasks are retried; work
-whose actor is gone for good is handed to another one.
-
-Where the cluster is: with ``SYNTHLAB_RAY_ADDRESS`` unset a local Ray is started for the job (on
-127.0.0.1, dashboard off, CPUs bounded by ``SYNTHLAB_RAY_CPUS`` or this machine's count) and stopped
-after it; a Ray already initialised in this process is used as it is. ``host:port`` or ``auto``
-joins an existing cluster; one that cannot be reached fails in seconds with a :class:`ClusterUnreachable`.
-
-Ray is imported only when workers are asked for: the CLI and the pages stay light without it.
+With ``SYNTHLAB_RAY_ADDRESS`` unset a local Ray is started for the job (on 127.0.0.1, dashboard off, CPUs
+bounded by ``SYNTHLAB_RAY_CPUS`` or this machine's count) and stopped after it; a Ray already initialised
+in this process is used as it is. ``host:port`` or ``auto`` joins an existing cluster; one that cannot be
+reached fails in seconds with a :class:`ClusterUnreachable`. The engine knows no domain: what runs on the
+workers is any importable function (:mod:`core.run.pool`). Ray is imported only when workers are asked for.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
-import io
 import json
 import logging
 import os
@@ -30,21 +20,18 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 from core.errors import UserError
+
 
 ADDRESS_SETTING = "SYNTHLAB_RAY_ADDRESS"
 CPUS_SETTING = "SYNTHLAB_RAY_CPUS"
 MAX_WORKERS = 256
 CONNECT_SECONDS = 9.0
 TCP_SECONDS = 3.0
-IN_FLIGHT_PER_WORKER = 2
-ACTOR_RESTARTS = 4
-TASK_RETRIES = 4
-REASSIGN_LIMIT = 8
 OBJECT_STORE_BYTES = 256 * 1024 ** 2
 _ROOT = Path(__file__).resolve().parents[2]
 
@@ -391,249 +378,8 @@ def _cpu_threads(share: float) -> int:
     return torch.get_num_threads()
 
 
-# -- actors --------------------------------------------------------------------------------------
-
-class _Worker:
-    """An actor body: sets its device and threads once; loads a model on the first call that needs it."""
-
-    def __init__(self, device: str, threads: int):
-        import torch
-
-        torch.set_num_threads(threads)
-        self.device = device
-        self.threads = threads
-
-    def pid(self) -> int:
-        return os.getpid()
-
-    def node(self) -> str:
-        import ray
-
-        return ray.get_runtime_context().get_node_id()
-
-    def render(self, plan, chunk: list[int], init_pngs: list[bytes]) -> dict:
-        """Images ``chunk`` of ``plan`` as PNG bytes with their prompts, device and scheduler."""
-        from PIL import Image
-
-        from core.generate import generation
-        from core.store.database import png_bytes
-
-        loaded = generation.get_pipeline(plan.model, plan.task, self.device, scheduler=plan.spec.scheduler,
-                                         taesd=plan.taesd, compile=plan.spec.compile)
-        inits = [Image.open(io.BytesIO(data)).convert("RGB") for data in init_pngs]
-        rendered = generation.render_batch(plan, loaded, chunk, inits)
-        return {
-            "device": self.device, "dtype": generation.dtype_name(self.device),
-            "scheduler": type(loaded.pipe.scheduler).__name__, "pid": os.getpid(),
-            "images": [{"index": i, "png": png_bytes(image), "prompt": text, "negative": neg}
-                       for i, image, text, neg in rendered],
-        }
-
-    def embed(self, ref, images: list, tiles: bool = False) -> Any:
-        from core.models import encoders
-
-        return (encoders.embed_tiled if tiles else encoders.embed)(ref, images, self.device)
-
-
-_actor_class = None
-
-
-def _remote_class():
-    global _actor_class
-    if _actor_class is None:
-        import ray
-
-        _actor_class = ray.remote(max_restarts=ACTOR_RESTARTS, max_task_retries=TASK_RETRIES)(_Worker)
-    return _actor_class
-
-
-@dataclass
-class Pool:
-    """N live actors of one Ray session, and the results handed back as they finish."""
-
-    sizing: Sizing
-    actors: list = field(default_factory=list)
-    started: bool = False
-    address: str = ""
-
-    def pids(self) -> list[int]:
-        """The process ids of the actors (for tests and the status line)."""
-        import ray
-
-        return ray.get([a.pid.remote() for a in self.actors], timeout=60)
-
-    def stop(self) -> None:
-        import ray
-
-        for actor in self.actors:
-            with contextlib.suppress(Exception):
-                ray.kill(actor, no_restart=True)
-        self.actors = []
-
-    def map(self, method: str, items: Iterable[tuple[Any, tuple]], *, tick: Callable[[], None] | None = None,
-            ) -> Iterator[tuple[Any, Any]]:
-        """Run ``actor.method(*args)`` for each ``(key, args)``, at most :data:`IN_FLIGHT_PER_WORKER` per actor,
-        and yield ``(key, result)`` in the order they finish. ``tick`` is called while waiting (it may
-        raise to cancel). Work whose actor died for good is retried on another actor."""
-        import ray
-        from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
-
-        queue = list(items)
-        queue.reverse()
-        pending: dict = {}
-        tries: dict[int, int] = {}
-        dead: set[int] = set()
-        next_actor = 0
-
-        def submit(key, args, tried: int) -> None:
-            nonlocal next_actor
-            live = [n for n in range(len(self.actors)) if n not in dead]
-            if not live:
-                raise WorkersFailed(f"all {len(self.actors)} Ray workers died and could not be restarted")
-            load = {n: 0 for n in live}
-            for _, (_, _, n, _) in pending.items():
-                if n in load:
-                    load[n] += 1
-            n = min(live, key=lambda k: (load[k], (k - next_actor) % len(self.actors)))
-            next_actor = (n + 1) % len(self.actors)
-            ref = getattr(self.actors[n], method).remote(*args)
-            pending[ref] = (key, args, n, tried)
-
-        def fill() -> None:
-            while queue:
-                live = [n for n in range(len(self.actors)) if n not in dead]
-                if len(pending) >= IN_FLIGHT_PER_WORKER * max(1, len(live)):
-                    return
-                key, args = queue.pop()
-                submit(key, args, 0)
-
-        fill()
-        while pending:
-            if tick:
-                tick()
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.25)
-            for ref in done:
-                key, args, n, tried = pending.pop(ref)
-                try:
-                    result = ray.get(ref)
-                except (ActorDiedError, ActorUnavailableError, RayActorError):
-                    dead.add(n)
-                    if tried >= REASSIGN_LIMIT:
-                        raise WorkersFailed(f"work item {key!r} failed on {tried + 1} Ray workers") from None
-                    submit(key, args, tried + 1)
-                    continue
-                except ray.exceptions.RayTaskError as exc:
-                    cause = exc.as_instanceof_cause()
-                    if isinstance(cause, UserError):
-                        raise cause from None
-                    raise
-                yield key, result
-            fill()
-
-
-_current = threading.local()
-
-
-def current_pool() -> Optional[Pool]:
-    """The pool this thread is using (inside :func:`workers`), else None."""
-    return getattr(_current, "pool", None)
-
-
-@contextlib.contextmanager
-def workers(n: int) -> Iterator[Pool]:
-    """N actors on the cluster for the length of the block (in this thread).
-
-    On a Ray this module started (or joined) the actors end with the block. On a Ray that was already
-    running in this process they are kept for the next block of the same size (their loaded models
-    with them), unless the block ended in an error or a cancellation, which stops them.
-    """
-    n = check_workers(n)
-    if not n:
-        raise UserError("workers() needs at least one worker")
-    with session() as info:
-        sizing = size_workers(n, info["resources"])
-        key = (str(info["address"]), sizing)
-        pool = None if info["started"] else _warm.pop(key, None)
-        if pool is None:
-            stop_warm_pools()  # kept actors of another size hold resources the new ones need
-            cls = _remote_class().options(num_cpus=sizing.num_cpus, num_gpus=sizing.num_gpus)
-            pool = Pool(sizing, [cls.remote(sizing.device, sizing.threads) for _ in range(n)], info["started"],
-                        str(info["address"]))
-        previous = current_pool()
-        _current.pool = pool
-        keep = False
-        try:
-            yield pool
-            keep = not info["started"]
-        finally:
-            _current.pool = previous
-            if keep:
-                _warm[key] = pool
-            else:
-                pool.stop()
-
-
-_warm: dict[tuple, Pool] = {}
-
-
-def stop_warm_pools() -> None:
-    """Stop the actors kept between jobs on a Ray that this process did not start."""
-    while _warm:
-        _warm.popitem()[1].stop()
-
-
-# -- generation ----------------------------------------------------------------------------------
-
-def render_on_cluster(plan, chunks: list[list[int]], init_pngs: list[bytes], workers_n: int,
-                      tick: Callable[[], None] | None = None) -> Iterator[dict]:
-    """Render ``chunks`` (lists of series indices, each one pipeline call) on ``workers_n`` actors;
-    yields each chunk's result (``{"images": [{"index", "png", "prompt", "negative"}], "device", …}``) as it
-    finishes. The caller writes them."""
-    import ray
-
-    with workers(workers_n) as pool:
-        inits_ref = ray.put(init_pngs)
-        items = ((tuple(chunk), (plan, chunk, inits_ref)) for chunk in chunks)
-        for _, result in pool.map("render", items, tick=tick):
-            result["engine"] = "ray"
-            result["workers"] = workers_n
-            yield result
-
-
-# -- embedding -----------------------------------------------------------------------------------
-
-def embed_batches(ref, batches: list[list[str]], load: Callable[[list[str]], list], *, tiles: bool = False,
-                  ) -> Iterator[tuple[list[str], Any]]:
-    """Embeddings of ``batches`` of image ids, ``(batch, vectors)`` as each finishes.
-
-    The hook of the embedding cache: inside :func:`embedding_workers` the vectors are computed on the
-    pool's actors (pixels loaded here, in the writer's process); otherwise here, one batch after another.
-    ``tiles``: each image as the mean of its encoder-sized tiles (:func:`core.models.encoders.embed_tiled`).
-    """
-    pool = current_pool()
-    if pool is None:
-        from core.models import encoders
-
-        compute = encoders.embed_tiled if tiles else encoders.embed
-        for batch in batches:
-            yield batch, compute(ref, load(batch))
-        return
-    items = ((tuple(batch), (ref, load(batch), tiles)) for batch in batches)
-    for key, vectors in pool.map("embed", items):
-        yield list(key), vectors
-
-
-@contextlib.contextmanager
-def embedding_workers(n: Optional[int]) -> Iterator[Optional[Pool]]:
-    """For ``train/diagnose --workers N``: embeddings computed inside the block go to N actors (none: here)."""
-    if not check_workers(n):
-        yield None
-        return
-    with workers(int(n)) as pool:
-        yield pool
-
-
 # -- status for the sidebar ----------------------------------------------------------------------
+
 
 _status_cache: dict[str, tuple[float, dict]] = {}
 _status_lock = threading.Lock()
@@ -703,10 +449,3 @@ def describe_status(status: dict) -> str:
         return f"Engine: local; Ray: {status['mode']}{where} — {status['state']}"
     return (f"Engine: local; Ray: {status['mode']}{where} — {status['cpus']:g} CPUs, "
             f"{status['gpus']:g} GPUs ({status['state']})")
-
-
-__all__ = [
-    "ADDRESS_SETTING", "ClusterUnreachable", "Pool", "RayUnavailable", "Sizing", "WorkersFailed", "address",
-    "available", "check_workers", "current_pool", "describe_status", "embed_batches", "embedding_workers",
-    "engine", "engine_status", "probe", "render_on_cluster", "session", "size_workers", "workers",
-]
