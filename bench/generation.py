@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.paired import Paired, bench_env, interleave, machine, timed_process  # noqa: E402
+
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 PROMPT = "a photo of blue jeans on a white background"
@@ -123,9 +124,9 @@ def main(argv: list[str] | None = None) -> int:
 
             model = build_tiny_sd(tmp / "model", unet_channels=(64, 128, 128), vae_channels=(32, 64, 64, 64),
                                   text_hidden=64, sample_size=a.size // 8)
-        from core.config import device
-
         import torch
+
+        from core.config import device
 
         print(machine())
         print(f"model {model} · device {device()} · {a.count} images of {a.size}px, {a.steps} steps, "

@@ -92,8 +92,13 @@ def build_pipeline(config: dict, folder: Path, dtype: str = "float16") -> Path:
     """Build the pipeline ``config`` describes with random weights and save it (weights in ``dtype``,
     which only changes the files' size: Synthlab loads them in its own dtype) as a diffusers folder."""
     import torch
-    from diffusers import (AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline,
-                           UNet2DConditionModel)
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionPipeline,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     from tests.tiny_models import write_byte_level_clip_tokenizer

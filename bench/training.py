@@ -59,8 +59,8 @@ def plain_sweep(store, slices: list[dict], encoder: str) -> float:
     from sklearn.linear_model import LogisticRegression
     from transformers import AutoImageProcessor, CLIPVisionModelWithProjection
 
-    from core.store import imaging
     from core.data import slicing
+    from core.store import imaging
 
     processor = AutoImageProcessor.from_pretrained(encoder)
     model = CLIPVisionModelWithProjection.from_pretrained(encoder).eval()
@@ -89,12 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", action="store_true", help="a toy encoder instead of a ViT-B/32-sized one")
     a = parser.parse_args(argv)
 
+    from core.config import device
+    from core.data import slicing
     from core.models import encoders
     from core.store import imaging
-    from core.data import slicing
-    from core.train import training
-    from core.config import device
     from core.store.database import Store
+    from core.train import training
     from tests.datasets import import_digits
 
     counts = tuple(int(c) for c in a.counts.split(","))

@@ -15,10 +15,9 @@ from typing import Callable, Iterator, Optional
 import streamlit as st
 
 from core import config
-from core.run import jobs
-from core.run import workspaces
 from core.errors import NotFound, UserError
 from core.redact import redact
+from core.run import jobs, workspaces
 from core.store.database import Store
 
 

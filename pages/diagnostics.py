@@ -3,11 +3,10 @@
 import pandas as pd
 import streamlit as st
 
-from core import config
+from core import config, ui
 from core.analysis import diagnostics
-from core.views import diagnostic_views
-from core import ui
 from core.data.slicing import parse_ints
+from core.views import diagnostic_views
 
 MAX_CLUSTERS = 12
 THUMB_PX = 96

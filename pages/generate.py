@@ -2,14 +2,12 @@
 
 import streamlit as st
 
-from core import config
-from core.run import cluster
-from core.run import jobs
-from core import ui
+from core import config, ui
+from core.data.samples import load_clothing_sample
 from core.errors import ModelNotFound, UserError
 from core.generate.generation import MODEL_PRESETS, GenerationSpec, preset_for, resolve_model, submit_generation
 from core.generate.prompts import COUNT_CAP, count_prompts, validate_template
-from core.data.samples import load_clothing_sample
+from core.run import cluster, jobs
 from core.store.database import SOURCES
 
 OTHER = "Other: a hub id or a local folder"

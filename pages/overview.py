@@ -3,10 +3,10 @@ experiment as a preset, and the clothing sample for an empty store."""
 
 import streamlit as st
 
-from core.flows import experiment
-from core.train import training
 from core import ui
 from core.data.slicing import parse_ints
+from core.flows import experiment
+from core.train import training
 
 st.title("Overview")
 st.caption("Does training on Stable Diffusion images make the classifier better — how many, at what size, "

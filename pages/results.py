@@ -5,11 +5,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.analysis import arms
-from core.views import charts
-from core.analysis import compare
 from core import ui
-from core.analysis.evaluation import evaluate, results as stored_results
+from core.analysis import arms, compare
+from core.analysis.evaluation import evaluate
+from core.analysis.evaluation import results as stored_results
+from core.views import charts
 from core.views.report import default_report_path, write_report
 
 st.title("Results")

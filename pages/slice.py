@@ -2,14 +2,12 @@
 
 import streamlit as st
 
+from core import config, ui
 from core.analysis import autoeval
-from core import config
-from core.data import filtering
-from core.data import slicing
-from core.data.repeats import overlap_note
-from core import ui
-from core.store.imaging import resized
+from core.data import filtering, slicing
 from core.data.ingest import import_uploads
+from core.data.repeats import overlap_note
+from core.store.imaging import resized
 
 FROM_FOLDERS = "(from the zip's tag-named folders)"
 PREVIEW = 24

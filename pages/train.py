@@ -2,16 +2,12 @@
 
 import streamlit as st
 
-from core.analysis import autoeval
-from core.train.backends import azure_settings
-from core.train import backends
-from core.views import charts
-from core import config
-from core.analysis import evaluation
-from core.views import quicktest
+from core import config, ui
+from core.analysis import autoeval, evaluation
 from core.data import slicing
-from core.train import training
-from core import ui
+from core.train import backends, training
+from core.train.backends import azure_settings
+from core.views import charts, quicktest
 
 DEFAULT = f"default ({config.DEFAULT_ENCODER}, pretrained, offline)"
 CNN = "cnn-small (from scratch, offline)"

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-from core.run import jobs
 from core.errors import UserError
+from core.run import jobs
 from core.store.database import Store
 
 KIND = "evaluate"

@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Iterable, Optional, Sequence
 
-from core.analysis import arms
-from core.analysis import stats
+from core.analysis import arms, stats
 from core.errors import InvalidInput, UserError
 
 JSON_KEYS = ("count_per_tag", "a", "b", "difference", "ci", "p_value", "verdict")

@@ -30,11 +30,10 @@ from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
-from core.errors import InvalidInput, UserError
 from core.analysis.fingerprint import greyscale_array, mean_radial_spectrum, radial_power_spectrum  # noqa: F401 (re-exported)
-
 from core.data.similarity import MAX_HAMMING as DUPLICATE_THRESHOLD  # noqa: E402
 from core.data.similarity import MIN_CORRELATION as DUPLICATE_MIN_CORRELATION  # noqa: E402
+from core.errors import InvalidInput, UserError
 
 MIN_FOR_DIVERSITY = 2
 MIN_FOR_FRECHET = 2
@@ -386,8 +385,8 @@ def diagnose(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] =
     Raises a :class:`UserError` for unknown tags, bad sizes, an encoder that does not load, or a
     selection without any synthetic or real image.
     """
-    from core.models import encoders
     from core.data.similarity import DuplicateRule, SearchStats
+    from core.models import encoders
 
     request = check_request(store, tags, sizes, encoder)
     sizes = tuple(request["sizes"])

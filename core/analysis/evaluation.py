@@ -32,12 +32,11 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
-from core.analysis import arms
+from core.analysis import arms, stats
 from core.data import repeats
-from core.analysis import stats
-from core.train.backends import get_trainer
 from core.errors import InvalidInput, UserError
 from core.store.database import Store, now, png_bytes
+from core.train.backends import get_trainer
 from core.train.training import get_run, list_runs
 
 Progress = Optional[Callable[[int, int, str], None]]

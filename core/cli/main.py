@@ -121,9 +121,8 @@ def cmd_images_reject(store: Store, a: argparse.Namespace) -> dict:
 
 
 def cmd_slice(store: Store, a: argparse.Namespace) -> dict:
-    from core.data.slicing import build_sweep, sweep
-
     from core.data.filtering import FilterSpec
+    from core.data.slicing import build_sweep, sweep
 
     sizes = tuple(a.sizes or ()) or (a.size,)
     filter_spec = None
@@ -242,7 +241,6 @@ def cmd_report(store: Store, a: argparse.Namespace) -> dict:
 
 def cmd_diagnose(store: Store, a: argparse.Namespace) -> dict:
     from core.analysis.diagnostics import run_diagnosis
-
     from core.models.remote import embedding_workers
     from core.run.cluster import engine
 

@@ -18,10 +18,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from core.errors import InvalidInput
 from core.data.similarity import MAX_HAMMING as DUPLICATE_THRESHOLD
 from core.data.similarity import MIN_CORRELATION as DUPLICATE_MIN_CORRELATION
 from core.data.similarity import DuplicateRule, find_duplicate_clusters
+from core.errors import InvalidInput
 
 ZERO_SHOT_TEMPLATE = "a photo of {tag}"  # the local backend's zero-shot default
 

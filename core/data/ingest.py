@@ -36,13 +36,23 @@ from PIL import Image, UnidentifiedImageError
 
 from core import config
 from core.data import generator_metadata
-from core.store.batch_writer import write_files
+from core.data.ingest_sources import (
+    Rejected,
+    _Candidate,
+    _file_candidate,
+    _folder_candidates,
+    _has_image_twin,
+    _is_sidecar_name,
+    _is_zip_name,
+    _no_read,
+    _regular,
+    _sidecar_name,
+    _zip_candidates,
+)
 from core.errors import InvalidInput, UserError
-from core.data.ingest_sources import (Rejected, _Candidate, _file_candidate, _folder_candidates,
-                             _has_image_twin, _is_sidecar_name, _is_zip_name, _no_read, _regular,
-                             _sidecar_name, _zip_candidates)
-from core.store.imaging import to_rgb
+from core.store.batch_writer import write_files
 from core.store.database import PROVENANCE_FIELDS, Store, now, png_bytes, validate_tag_name
+from core.store.imaging import to_rgb
 
 IMPORT_SOURCES = ("real", "test", "synthetic")
 BATCH_SIZE = 64

@@ -28,10 +28,9 @@ from typing import Iterable, Sequence
 
 from PIL import Image
 
-from core.data import filtering
-from core.store import imaging
-from core.data import repeats
+from core.data import filtering, repeats
 from core.errors import InvalidInput, NotEnoughImages, NotFound
+from core.store import imaging
 from core.store.database import Store, now
 
 TRAIN_SOURCES = ("real", "synthetic")

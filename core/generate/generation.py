@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from core import config
-from core.run import jobs
-from core.generate import prompts
 from core.errors import InvalidInput, ModelNotFound, UserError
+from core.generate import prompts
+from core.run import jobs
 from core.store.database import Store
 
 Progress = Callable[[int, int, str], None]
@@ -187,8 +187,8 @@ def _folder_fingerprint(folder: Path) -> str:
 def _hub_file(repo_id: str, filename: str, network: bool = True) -> Optional[str]:
     """A file of a hub repo: from the local cache first, else downloaded (unless offline). A hub that
     cannot be reached is found out by one short connect (:mod:`core.models.hub`), never by waiting out retries."""
-    from huggingface_hub import try_to_load_from_cache
     from huggingface_hub import errors as hf_errors
+    from huggingface_hub import try_to_load_from_cache
 
     from core.models import hub
 
@@ -433,9 +433,8 @@ def _dtype_for(device: str):
 
 def _load_base(model: ModelInfo, device: str, dtype) -> Any:
     import diffusers
-    from diffusers import DiffusionPipeline
-
     import transformers
+    from diffusers import DiffusionPipeline
 
     for lib in (diffusers, transformers):
         lib.utils.logging.set_verbosity_error()

@@ -26,7 +26,6 @@ from typing import Any, Iterator, Optional
 
 from core.errors import UserError
 
-
 ADDRESS_SETTING = "SYNTHLAB_RAY_ADDRESS"
 CPUS_SETTING = "SYNTHLAB_RAY_CPUS"
 MAX_WORKERS = 256

@@ -108,7 +108,6 @@ class Pool:
         queue = list(items)
         queue.reverse()
         pending: dict = {}
-        tries: dict[int, int] = {}
         dead: set[int] = set()
         next_actor = 0
 

@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Optional
 
 from core import config
-from core.run import jobs
-from core.run import workspaces
 from core.errors import UserError
+from core.run import jobs, workspaces
 
 LOCK_NAME = "worker.lock"
 

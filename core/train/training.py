@@ -18,12 +18,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-from core.run import jobs
 from core.data import slicing
-from core.train.backends import get_trainer
 from core.errors import InvalidInput, JobCancelled, NotFound, UserError
 from core.redact import redact
+from core.run import jobs
 from core.store.database import Store, now
+from core.train.backends import get_trainer
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 Progress = Optional[Callable[[int, int, str], None]]

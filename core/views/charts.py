@@ -23,8 +23,7 @@ from typing import Any, Iterable, Optional, Sequence
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from core.analysis import arms
-from core.analysis import stats
+from core.analysis import arms, stats
 from core.data import repeats
 from core.errors import InvalidInput, NotFound
 from core.views.tables import FRAME_COLUMNS, read_results_csv, results_csv, results_frame  # noqa: F401 (re-exported)

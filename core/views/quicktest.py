@@ -12,11 +12,11 @@ from typing import Sequence
 
 import plotly.graph_objects as go
 
-from core.views import charts
 from core.analysis import evaluation
 from core.errors import InvalidInput
 from core.store.database import Store
 from core.train.training import list_runs
+from core.views import charts
 
 
 def photo_key(image: str | bytes) -> str:

@@ -22,11 +22,10 @@ from typing import Iterable, Optional, Sequence
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from core.views import charts
 from core import config
-from core.views import diagnostic_views
 from core.errors import UserError
 from core.store.database import Store
+from core.views import charts, diagnostic_views
 
 MAX_IMAGES = 6
 MAX_CONFUSIONS = 8
@@ -184,6 +183,7 @@ def _comparisons_section(comparisons: Sequence[dict]) -> str:
 
 def _arms_section(results: list[dict]) -> str:
     import pandas as pd
+
     from core.analysis.arms import arm_table
 
     rows = [{"arm": a["id"], "label": a["label"], "counts": ", ".join(map(str, a["counts"])),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 from typing import Sequence
 
-
 from core.analysis import arms
 from core.errors import InvalidInput
 

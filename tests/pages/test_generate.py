@@ -8,8 +8,8 @@ import time
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core.run import jobs
 from core.generate.generation import GenerationSpec, generate
+from core.run import jobs
 from core.store.database import Store
 from tests.pages.apptest import open_page, texts
 

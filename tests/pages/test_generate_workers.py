@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import socket
 
-from core.run import cluster
-from core.run import jobs
+from core.run import cluster, jobs
 from core.store.database import Store
 from tests.pages.apptest import open_page, texts
 from tests.reliability.conftest import snapshot

@@ -12,8 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import ui
-from core.run import worker
-from core.run import workspaces
+from core.run import worker, workspaces
 
 APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 

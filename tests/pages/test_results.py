@@ -205,8 +205,8 @@ def served(populated):
 
 @pytest.mark.e2e
 def test_in_a_browser_the_chart_draws_and_a_confusion_cell_click_lists_images(served, populated, browser):
-    from core.views import charts
     from core.analysis.evaluation import results
+    from core.views import charts
 
     first = charts.history_order(results(populated))[0]
     labels, matrix = first["confusion"]["labels"], first["confusion"]["matrix"]

@@ -9,8 +9,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.analysis import autoeval
-from core.train import training
 from core.store.database import Store
+from core.train import training
 from tests.pages.apptest import open_page, texts
 
 

@@ -9,8 +9,8 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.train import training
 from core.store.database import Store
+from core.train import training
 from tests.core.train.test_backends_azure import PREDICTION_KEY, TRAINING_KEY, azure_env, cut, fill_store
 from tests.fakes import FakeCustomVision
 from tests.pages.apptest import page_path, texts

@@ -96,8 +96,8 @@ def seeded_template(tmp_path_factory):
     each (scikit-learn's digits), ``jeans`` with a prompt, ``blank`` with none; slices ``base`` (4 per tag),
     ``solo`` (tag zero only) and ``az`` (5 per tag at 256 px); one finished cnn-small run; no test photos."""
     from core.data import slicing
-    from core.train import training
     from core.store.database import Store
+    from core.train import training
     from tests.datasets import import_digits
 
     root = tmp_path_factory.mktemp("seeded")

@@ -102,8 +102,8 @@ def test_the_app_upload_path_rejects_a_corrupt_avif_and_keeps_the_rest(seeded):
 
 
 def test_the_quick_test_upload_refuses_a_corrupt_avif_with_a_user_error(seeded):
-    from core.errors import InvalidInput
     from core.analysis.evaluation import _upload
+    from core.errors import InvalidInput
 
     store = Store(seeded)
     try:

@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
-from core.run import jobs, registry
 from core.errors import UserError
+from core.run import jobs, registry
 from core.store.database import Store
 from tests.reliability.conftest import assert_consistent, cli, snapshot
 

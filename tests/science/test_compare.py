@@ -20,12 +20,12 @@ import json
 
 import pytest
 
-from core.views import charts
-from core.cli.main import main
 from core.analysis.evaluation import evaluate, results
+from core.cli.main import main
 from core.data.slicing import SliceSpec, build_slices
 from core.store.database import Store
 from core.train.training import train
+from core.views import charts
 from tests.datasets import digit_images, fashion_available, fashion_images
 
 POOL = 60          # per tag and source: real pool and "synthetic" pool

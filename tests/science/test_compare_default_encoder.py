@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.cli.main import main
 from core.analysis.evaluation import results
+from core.cli.main import main
 from core.store.database import Store
 from tests.science.test_compare import POOL, SIZE, arms_of, cli_compare, photos
 

@@ -39,11 +39,11 @@ from typing import Any, Callable, Iterable, Optional
 from azure.cognitiveservices.vision.customvision.training.models import ImageFileCreateBatch, ImageFileCreateEntry
 from PIL import Image
 
-from core.train.backends import azure_settings as az
-from core.train.backends.azure_settings import AzureSettings, QuotaPlan, load_settings, quota_plan, scrub
-from core.errors import BackendError, InvalidInput, MissingSetting, NotFound, UserError
+from core.errors import BackendError, InvalidInput, NotFound, UserError
 from core.store.database import Store, now, png_bytes
+from core.train.backends import azure_settings as az
 from core.train.backends.azure_api import AzureApi, AzureRequestError, fingerprint
+from core.train.backends.azure_settings import AzureSettings, QuotaPlan, load_settings, quota_plan, scrub
 from core.train.backends.base import Progress
 
 log = logging.getLogger("synthlab.azure")

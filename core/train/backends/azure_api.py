@@ -22,9 +22,9 @@ from azure.cognitiveservices.vision.customvision.training import CustomVisionTra
 from msrest.authentication import ApiKeyCredentials
 from msrest.exceptions import ClientRequestError, HttpOperationError
 
+from core.errors import BackendError, MissingSetting, UserError
 from core.train.backends import azure_settings as az
 from core.train.backends.azure_settings import AzureAuthError, AzureSettings, AzureUnreachable, scrub
-from core.errors import BackendError, MissingSetting, UserError
 
 log = logging.getLogger("synthlab.azure")
 

@@ -40,9 +40,9 @@ from typing import Any
 import numpy as np
 
 from core import config
+from core.errors import BackendError, InvalidInput
 from core.models import encoders
 from core.models.encoders import CNN_SMALL, View
-from core.errors import BackendError, InvalidInput
 from core.store.database import Store
 from core.train.backends.base import Progress
 

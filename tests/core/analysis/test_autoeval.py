@@ -8,11 +8,10 @@ import shutil
 
 from PIL import Image
 
-from core.analysis import autoeval
-from core.analysis import evaluation
+from core.analysis import autoeval, evaluation
+from core.cli.main import main
 from core.run import jobs
 from core.train import training
-from core.cli.main import main
 
 
 def _count(store, table: str) -> int:

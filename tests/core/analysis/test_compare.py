@@ -9,8 +9,8 @@ import itertools
 import pytest
 
 from core.analysis import stats
-from core.data import repeats
 from core.analysis.evaluation import results
+from core.data import repeats
 from tests.reliability.conftest import assert_consistent, cli, snapshot
 
 

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from core.analysis import diagnostics as dg
-from core.views import diagnostic_views
 from core.errors import InvalidInput, ModelNotFound, NotFound, UnknownTag, UserError
+from core.views import diagnostic_views
 
 # -- pure metrics on constructed arrays ------------------------------------------------------------
 

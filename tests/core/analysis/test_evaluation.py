@@ -11,8 +11,8 @@ from PIL import Image
 
 from core.analysis import evaluation
 from core.data import slicing
-from core.train import training
 from core.errors import InvalidInput, UserError
+from core.train import training
 
 TAGS = ["one", "three", "two", "zero"]
 

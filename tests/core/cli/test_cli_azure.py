@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from core.store.database import Store
-from tests.core.train.test_backends_azure import (PREDICTION_KEY, TRAINING_KEY, azure_env, cut, fill_store,
-                                            uploaded)
+from tests.core.train.test_backends_azure import PREDICTION_KEY, TRAINING_KEY, azure_env, cut, fill_store, uploaded
 from tests.fakes import FakeCustomVision
 
 

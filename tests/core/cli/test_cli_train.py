@@ -11,9 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-
-from core.data import slicing
 from core.cli.main import main
+from core.data import slicing
 
 ROOT = Path(__file__).resolve().parents[3]
 

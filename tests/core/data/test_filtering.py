@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from core.data import filtering
-from core.errors import InvalidInput, ModelNotFound, NotEnoughImages
 from core.data.filtering import FilterSpec, apply_filter
+from core.errors import InvalidInput, ModelNotFound, NotEnoughImages
 
 
 def blocks(seed: int, px: int = 40, tweak: int = 0) -> Image.Image:

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.errors import InvalidInput, UnknownTag
 from core.data.ingest import ImportLimits, import_paths, import_uploads
+from core.errors import InvalidInput, UnknownTag
 
 LIMITS = ImportLimits(min_side=32, max_bytes=200_000, max_pixels=1_000_000)
 

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from core.data import slicing
-from core.errors import InvalidInput
 from core.data.ingest import import_paths, import_uploads
+from core.errors import InvalidInput
 from tests.reliability.conftest import assert_consistent, cli, snapshot
 
 A1111 = ("a photo of blue jeans, studio light\nNegative prompt: blurry, lowres\n"

@@ -7,10 +7,10 @@ import socket
 import numpy as np
 import pytest
 
-from core.models import hub
-from core.errors import SampleUnavailable, UserError
 from core.data.samples import load_clothing_sample
-from tests.datasets import fashion_available, fashion_arrays
+from core.errors import SampleUnavailable, UserError
+from core.models import hub
+from tests.datasets import fashion_arrays, fashion_available
 from tests.reliability.conftest import assert_consistent, cli, snapshot
 
 pytestmark = pytest.mark.skipif(not fashion_available(), reason="dataset-fashion-mnist is not installed (.ci/run)")

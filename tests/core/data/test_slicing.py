@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from core.data import slicing
-from core.errors import InvalidInput, NotEnoughImages, NotFound, UnknownTag
 from core.data.slicing import SliceSpec, build_slices
+from core.errors import InvalidInput, NotEnoughImages, NotFound, UnknownTag
 from core.store.database import Store
 
 TAGS = ("jeans", "shoes")

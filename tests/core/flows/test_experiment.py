@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from core.flows import experiment
 from core.data import slicing
-from core.train import training
-from core.errors import NotEnoughImages, UserError
 from core.data.samples import load_clothing_sample
+from core.errors import NotEnoughImages, UserError
+from core.flows import experiment
+from core.train import training
 
 SMALL = experiment.PRESET.narrowed(counts=(4, 8), sizes=(32,), repeats=2)
 

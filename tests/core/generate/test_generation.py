@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.generate import generation
-from core.run import jobs
 from core.errors import InvalidInput, ModelNotFound, UnknownTag, UserError
+from core.generate import generation
 from core.generate.generation import GenerationSpec, generate, plan, submit_generation
+from core.run import jobs
 from core.store.database import Store
 
 JEANS = "{blue|black|ripped} jeans on {a white background|a street}"

@@ -2,8 +2,8 @@
 
 import pytest
 
-from core.generate import prompts
 from core.errors import InvalidInput
+from core.generate import prompts
 
 JEANS = "{blue|black|ripped} jeans on {a white background|a street}"
 

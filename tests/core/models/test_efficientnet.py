@@ -12,10 +12,9 @@ import pytest
 from PIL import Image
 
 from core import config
-from core.models import encoders
-from core.models import hub
-from core.train.backends import get_trainer
+from core.models import encoders, hub
 from core.models.encoders import View
+from core.train.backends import get_trainer
 from core.train.training import slice_for_run
 from tests.datasets import fashion_available
 from tests.reliability.conftest import cli
@@ -142,8 +141,8 @@ def test_probe_on_real_clothing_reaches_085_and_beats_cnn_small_on_the_same_slic
     # and a plain baseline: logistic regression on the raw pixels of the same slice
     from sklearn.linear_model import LogisticRegression
 
-    from core.store import imaging
     from core.data import slicing
+    from core.store import imaging
 
     members = store.query("SELECT i.id, i.tag FROM slice_images si JOIN images i ON i.id = si.image_id "
                           "WHERE si.slice_id = ?", (slicing.resolve_slices(store, ["clothes"])[0]["id"],))

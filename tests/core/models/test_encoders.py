@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.errors import ModelNotFound
 from core.models import encoders
 from core.models.encoders import CacheStats, View
-from core.errors import ModelNotFound
 
 
 def test_resolve_pins_folder_revision_and_preprocessing(tiny_clip):
@@ -93,8 +93,8 @@ def tiny_vit(tmp_path_factory) -> str:
 
 
 def test_any_hf_image_encoder_loads_through_automodel(digits, tiny_vit):
-    from core.train.backends import get_trainer
     from core.errors import InvalidInput
+    from core.train.backends import get_trainer
     from core.train.training import train
 
     ref = encoders.resolve_encoder(tiny_vit)

@@ -20,12 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.models import remote
-from core.run import cluster, pool as ray_pool
-from core.models import encoders
-from core.run import jobs
 from core.errors import UserError
 from core.generate.generation import GenerationSpec, generate
+from core.models import encoders, remote
+from core.run import cluster, jobs
+from core.run import pool as ray_pool
 from core.store.database import Store
 from tests.reliability.conftest import assert_consistent, snapshot
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from core.run import jobs, registry
 from core.errors import InvalidInput, UserError
+from core.run import jobs, registry
 from core.store.database import Store
 
 registry.register("count-up", "tests.core.job_handlers:count_up")

@@ -12,10 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from core.run import jobs
-from core.run import worker
-from core.run import workspaces
 from core.generate.generation import GenerationSpec, submit_generation
+from core.run import jobs, worker, workspaces
 from core.store.database import Store
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -9,9 +9,8 @@ import time
 
 import pytest
 
-from core.run import jobs, registry
-from core.run import workspaces
 from core.errors import NotFound
+from core.run import jobs, registry, workspaces
 from core.store.database import Store
 from tests.reliability.conftest import assert_consistent, cli, snapshot
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.store import imaging
 from core.errors import InvalidInput
+from core.store import imaging
 
 
 def three_bands(width: int = 80, height: int = 40) -> Image.Image:

@@ -116,8 +116,9 @@ def test_leftover_temp_files_are_removed_on_open(home):
 def test_unwritable_store_fails_clearly_and_keeps_the_db_consistent(store):
     store.add_tag("jeans")
     image = _img((1, 2, 3))
-    from core.store.database import png_bytes
     import hashlib
+
+    from core.store.database import png_bytes
 
     blocked = store.images_dir / hashlib.sha256(png_bytes(image)).hexdigest()[:2]
     blocked.write_bytes(b"not a folder")

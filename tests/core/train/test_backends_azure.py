@@ -10,11 +10,17 @@ from PIL import Image
 
 from core.analysis import evaluation
 from core.data import slicing
-from core.train import training
-from core.train.backends.azure_settings import (AzureAuthError, AzureUnreachable, QuotaPlan, load_settings, quota_plan,
-                                 scrub)
-from core.train.backends import azure, azure_api
 from core.errors import InvalidInput, MissingSetting, UserError
+from core.train import training
+from core.train.backends import azure, azure_api
+from core.train.backends.azure_settings import (
+    AzureAuthError,
+    AzureUnreachable,
+    QuotaPlan,
+    load_settings,
+    quota_plan,
+    scrub,
+)
 from tests.fakes import FAKE_PREDICTION_RESOURCE_ID, FakeCustomVision
 
 TRAINING_KEY = "tk-7d1c0ffee-training-secret"

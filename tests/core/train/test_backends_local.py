@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.models import encoders
-from core.train.backends import Trainer, get_trainer
-from core.models.encoders import View
 from core.errors import InvalidInput, ModelNotFound
+from core.models import encoders
+from core.models.encoders import View
+from core.train.backends import Trainer, get_trainer
 from core.train.training import slice_for_run
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from core.train.backends import local
-from core.errors import InvalidInput
 from core.data.slicing import SliceSpec, build_slices
+from core.errors import InvalidInput
+from core.train.backends import local
 from core.train.training import get_run, list_runs, train
 from tests.reliability.conftest import assert_consistent, cli, snapshot
 

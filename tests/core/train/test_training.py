@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from core.run import jobs
 from core.data import slicing
-from core.train import training
 from core.errors import InvalidInput, ModelNotFound
+from core.run import jobs
+from core.train import training
 
 
 @pytest.fixture

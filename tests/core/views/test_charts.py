@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from core.views import charts
 from core.errors import InvalidInput, NotFound
+from core.views import charts
 
 TAGS = ["jeans", "shoes"]
 

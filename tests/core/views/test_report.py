@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from plotly.offline import get_plotlyjs
 
-from core.views.report import ReportError, check_self_contained, write_report
 from core.store.database import Store
+from core.views.report import ReportError, check_self_contained, write_report
 
 COUNTS = (4, 8)
 REPEATS = 2
