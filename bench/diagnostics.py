@@ -66,7 +66,8 @@ def build_store(home: str | os.PathLike, n: int, px: int = 32) -> Path:
 
     from PIL import Image
 
-    from core.store.database import Store, now, png_bytes
+    from core.store.database import Store, png_bytes
+    from core.store.records import now
 
     store = Store(home)
     store.add_tag(TAG)

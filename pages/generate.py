@@ -8,7 +8,7 @@ from core.errors import ModelNotFound, UserError
 from core.generate.generation import MODEL_PRESETS, GenerationSpec, preset_for, resolve_model, submit_generation
 from core.generate.prompts import COUNT_CAP, count_prompts, validate_template
 from core.run import cluster, jobs
-from core.store.database import SOURCES
+from core.store.records import SOURCES
 
 OTHER = "Other: a hub id or a local folder"
 NEW_TAG = "(new tag)"

@@ -35,7 +35,8 @@ import numpy as np
 from core.analysis import arms, stats
 from core.data import repeats
 from core.errors import InvalidInput, UserError
-from core.store.database import Store, now, png_bytes
+from core.store.database import Store, png_bytes
+from core.store.records import now
 from core.train.backends import get_trainer
 from core.train.training import get_run, list_runs
 

@@ -189,8 +189,8 @@ def stored_features(store, image_ids: Sequence[str], size: int, progress: Progre
     Cached in the embeddings table (encoder :data:`FEATURE_KEY`); missing rows are computed and written
     in batches, one transaction each. ``stats`` (if given) counts ``hits`` and ``misses``.
     """
-    from core.store.database import now
     from core.store.imaging import resized
+    from core.store.records import now
 
     ids = list(image_ids)
     found: dict[str, np.ndarray] = {}

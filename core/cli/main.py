@@ -559,7 +559,7 @@ def _quiet_broken_pipe() -> int:
 def _main(argv: Sequence[str] | None) -> int:
     import sqlite3
 
-    from core.store.database import store_damage
+    from core.store.failures import store_damage
 
     parser = build_parser()
     store = None

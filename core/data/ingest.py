@@ -51,8 +51,10 @@ from core.data.ingest_sources import (
 )
 from core.errors import InvalidInput, UserError
 from core.store.batch_writer import write_files
-from core.store.database import PROVENANCE_FIELDS, Store, now, png_bytes, validate_tag_name
+from core.store.database import Store, png_bytes
 from core.store.imaging import to_rgb
+from core.store.records import PROVENANCE_FIELDS, now
+from core.store.tagnames import validate_tag_name
 
 IMPORT_SOURCES = ("real", "test", "synthetic")
 BATCH_SIZE = 64

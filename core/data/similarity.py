@@ -123,7 +123,7 @@ def signatures(store, image_ids: Sequence[str], progress: Progress = None,
     Read from ``image_signatures``; the missing ones are computed from the stored originals and written
     in batches (one transaction each), so an interrupted run keeps what it computed.
     """
-    from core.store.database import now
+    from core.store.records import now
 
     ids = list(image_ids)
     stats = stats if stats is not None else SearchStats()

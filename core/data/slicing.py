@@ -31,7 +31,8 @@ from PIL import Image
 from core.data import filtering, repeats
 from core.errors import InvalidInput, NotEnoughImages, NotFound
 from core.store import imaging
-from core.store.database import Store, now
+from core.store.database import Store
+from core.store.records import now
 
 TRAIN_SOURCES = ("real", "synthetic")
 MAX_COUNT = 100_000

@@ -17,7 +17,8 @@ from typing import Optional
 
 from core.data import slicing
 from core.errors import NotEnoughImages, UserError
-from core.store.database import SOURCES, Store
+from core.store.database import Store
+from core.store.records import SOURCES
 
 PAGES = {"data": "pages/data.py", "generate": "pages/generate.py", "slice": "pages/slice.py",
          "train": "pages/train.py", "results": "pages/results.py"}

@@ -26,7 +26,8 @@ from PIL import Image
 
 from core import config
 from core.errors import InvalidInput, ModelNotFound
-from core.store.database import Store, now
+from core.store.database import Store
+from core.store.records import now
 
 CNN_SMALL = "cnn-small"
 EFFICIENTNET_LITE0 = "efficientnet-lite0"

@@ -26,7 +26,8 @@ from typing import Any, Callable, Optional, Sequence
 from core.errors import JobCancelled, NotFound, UserError
 from core.redact import redact
 from core.run import registry
-from core.store.database import Store, now
+from core.store.database import Store
+from core.store.records import now
 
 ACTIVE = ("queued", "running")
 _PROGRESS_INTERVAL = 0.25

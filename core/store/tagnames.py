@@ -1,4 +1,4 @@
-"""Tag-name identity: two names are the same tag when they are equal after Unicode NFC and case-folding.
+"""Tag names: what a valid name and prompt are, and identity — two names are the same tag when they are equal after Unicode NFC and case-folding.
 
 Azure Custom Vision compares tag names ignoring case, and exports become folders on file systems that
 may too (macOS, Windows); ``Café`` typed as NFC or NFD is one word. So the store keeps at most one tag
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import unicodedata
 from typing import Iterable
+
+from core.errors import InvalidInput
 
 
 def nfc(name: str) -> str:
@@ -31,3 +33,43 @@ def colliding(names: Iterable[str]) -> list[list[str]]:
     for name in names:
         groups.setdefault(tag_key(name), set()).add(name)
     return sorted(sorted(g) for g in groups.values() if len(g) > 1)
+
+
+TAG_NAME_MAX = 64
+PROMPT_MAX = 10_000
+
+
+def validate_tag_name(name: str) -> str:
+    """A tag name is shown, stored and used as a folder name in exports: keep it plain.
+
+    Letters (any script), digits, spaces, ``-``, ``_`` and ``.``; 1–64 characters; not only dots.
+    """
+    if not isinstance(name, str):
+        raise InvalidInput("tag name must be text")
+    name = unicodedata.normalize("NFC", name.strip())
+    if not name:
+        raise InvalidInput("tag name is empty")
+    if len(name) > TAG_NAME_MAX:
+        raise InvalidInput(f"tag name is longer than {TAG_NAME_MAX} characters")
+    for ch in name:
+        if ch in "/\\":
+            raise InvalidInput(f"tag name {name!r} contains a path separator")
+        if unicodedata.category(ch)[0] == "C":
+            raise InvalidInput(f"tag name {name!r} contains a control character")
+        if not (ch.isalnum() or ch in " -_."):
+            raise InvalidInput(
+                f"tag name {name!r} contains {ch!r}: use letters, digits, spaces, '-', '_' or '.'"
+            )
+    if set(name) <= {"."}:
+        raise InvalidInput(f"tag name {name!r} is not allowed")
+    return name
+
+
+def validate_prompt(text: str, what: str = "prompt") -> str:
+    if text is None:
+        return ""
+    if len(text) > PROMPT_MAX:
+        raise InvalidInput(f"{what} is longer than {PROMPT_MAX} characters ({len(text)})")
+    if any(unicodedata.category(c) == "Cc" and c not in "\n\t" for c in text):
+        raise InvalidInput(f"{what} contains control characters")
+    return text.strip()

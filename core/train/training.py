@@ -22,7 +22,8 @@ from core.data import slicing
 from core.errors import InvalidInput, JobCancelled, NotFound, UserError
 from core.redact import redact
 from core.run import jobs
-from core.store.database import Store, now
+from core.store.database import Store
+from core.store.records import now
 from core.train.backends import get_trainer
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")

@@ -40,7 +40,8 @@ from azure.cognitiveservices.vision.customvision.training.models import ImageFil
 from PIL import Image
 
 from core.errors import BackendError, InvalidInput, NotFound, UserError
-from core.store.database import Store, now, png_bytes
+from core.store.database import Store, png_bytes
+from core.store.records import now
 from core.train.backends import azure_settings as az
 from core.train.backends.azure_api import AzureApi, AzureRequestError, fingerprint
 from core.train.backends.azure_settings import AzureSettings, QuotaPlan, load_settings, quota_plan, scrub

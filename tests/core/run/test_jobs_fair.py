@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from core.run import jobs, registry
-from core.store.database import Store, now
+from core.store.database import Store
+from core.store.records import now
 
 registry.register("count_up", "tests.core.job_handlers:count_up")
 

@@ -2,7 +2,8 @@ import pytest
 from PIL import Image
 
 from core.errors import InvalidInput, NotFound, UnknownTag
-from core.store.database import MIGRATIONS, Store
+from core.store.database import Store
+from core.store.migrations import MIGRATIONS
 
 
 def _img(color=(255, 0, 0), size=(16, 12)):
@@ -16,13 +17,13 @@ def test_new_store_is_wal_and_migrated(store):
 
 
 def test_an_old_store_opens_in_a_new_version_with_its_data(home, monkeypatch):
-    from core.store import database as store_module
+    from core.store import migrations
 
     old = Store(home)
     old.add_tag("jeans", "blue jeans")
     old.close()
-    newer = store_module.MIGRATIONS + [(1000, "ALTER TABLE tags ADD COLUMN colour TEXT DEFAULT 'blue'")]
-    monkeypatch.setattr(store_module, "MIGRATIONS", newer)
+    newer = migrations.MIGRATIONS + [(1000, "ALTER TABLE tags ADD COLUMN colour TEXT DEFAULT 'blue'")]
+    monkeypatch.setattr(migrations, "MIGRATIONS", newer)
     s = Store(home)
     assert s.schema_version == 1000
     assert s.query("SELECT name, prompt, colour FROM tags") == [{"name": "jeans", "prompt": "blue jeans", "colour": "blue"}]
