@@ -26,7 +26,7 @@ from plotly.colors import qualitative
 from core.analysis import arms, stats
 from core.data import repeats
 from core.errors import InvalidInput, NotFound
-from core.views.tables import FRAME_COLUMNS, read_results_csv, results_csv, results_frame  # noqa: F401 (re-exported)
+from core.views import result_labels
 
 METRICS = {"accuracy": "accuracy", "macro_f1": "macro F1", "average_precision": "average precision (macro)"}
 ERRORS = {"combined": "95% interval: repeat spread and test-set uncertainty combined",
@@ -61,10 +61,6 @@ def with_slice_names(store, results: Iterable[dict]) -> list[dict]:
 
 # -- small helpers -------------------------------------------------------------------------------
 
-def is_baseline(result: dict) -> bool:
-    """A zero-shot baseline: trained on nothing (no slice, 0 images per tag)."""
-    return not result.get("count_per_tag") or result.get("slice") is None
-
 
 def tags_of(results: Sequence[dict]) -> list[str]:
     """The tags the results score, in the evaluation's label order."""
@@ -75,29 +71,10 @@ def tags_of(results: Sequence[dict]) -> list[str]:
     return list(seen)
 
 
-def slice_label(result: dict) -> str:
-    if is_baseline(result):
-        return _baseline_label(result)
-    return result.get("slice_name") or f"slice {result['slice']}"
-
-
 def variant_of(result: dict) -> tuple:
     """What separates one line from another: pixel size, real fraction, backend (and encoder, mode if known)."""
     return (result.get("size"), result.get("real_fraction"), result.get("backend"), result.get("encoder"),
             result.get("mode"))
-
-
-def _short(encoder) -> str:
-    return str(encoder).rstrip("/").rsplit("/", 1)[-1]
-
-
-def _baseline_label(result: dict) -> str:
-    parts = ["zero-shot", result.get("backend") or "?"]
-    if result.get("encoder"):
-        parts.append(_short(result["encoder"]))
-    if result.get("size"):
-        parts.append(f"{result['size']}px")
-    return " · ".join(parts)
 
 
 def variant_label(variant: tuple) -> str:
@@ -105,7 +82,7 @@ def variant_label(variant: tuple) -> str:
     parts = [f"{size}px" if size else "original size", f"real {real:.0%}" if real is not None else "real n/a",
              backend or "?"]
     if encoder:
-        parts.append(_short(encoder))
+        parts.append(result_labels.short_encoder(encoder))
     if mode and mode not in ("probe", "scratch"):
         parts.append(str(mode))
     return " · ".join(parts)
@@ -147,16 +124,10 @@ def _per_image(result: dict, image_id: str) -> Optional[dict]:
     return next((p for p in result.get("per_image") or () if p["image"] == image_id), None)
 
 
-def _average_precision(result: dict) -> Optional[float]:
-    values = [v.get("average_precision") for v in (result.get("per_tag") or {}).values()]
-    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    return statistics.fmean(values) if values else None
-
-
 def metric_value(result: dict, metric: str) -> Optional[float]:
     if metric not in METRICS:
         raise InvalidInput(f"metric must be one of {', '.join(METRICS)}, not {metric!r}")
-    return _average_precision(result) if metric == "average_precision" else result.get(metric)
+    return result_labels.mean_average_precision(result) if metric == "average_precision" else result.get(metric)
 
 
 def _colours(keys: Iterable) -> dict:
@@ -181,8 +152,8 @@ def _line_figure(points: list[dict], *, keys: list[str], title: str, yaxis: str,
     labels: dict[str, str] = {}
     for p in points:
         r = p["result"]
-        if is_baseline(r):
-            baselines[(p["key"], _baseline_label(r))].append(p)
+        if result_labels.is_baseline(r):
+            baselines[(p["key"], result_labels.baseline_label(r))].append(p)
         else:
             aid, label = arms.of_result(r)
             labels[aid] = label
@@ -233,7 +204,7 @@ def _line_figure(points: list[dict], *, keys: list[str], title: str, yaxis: str,
             customdata=[[s["runs"], s["slices"], s["backend"], s["n"], s["err"], "zero-shot"]],
             hovertemplate=_HOVER, meta={"key": key, "backend": backend, "n": [s["n"]], "baseline": True},
         ))
-    notes = chart_notes([p["result"] for p in points if not is_baseline(p["result"])], lines)
+    notes = chart_notes([p["result"] for p in points if not result_labels.is_baseline(p["result"])], lines)
     fig.update_layout(
         title={"text": title, "subtitle": {"text": f"error bars: {ERRORS[error]}"}},
         template="plotly_white", hovermode="closest",
@@ -294,7 +265,7 @@ def _stats(points: list[dict], error: str) -> dict:
         "err": spread(values, error, [p.get("se") or 0.0 for p in points]),
         "n": len(values),
         "runs": _join(r["run"] for r in results),
-        "slices": _join(slice_label(r) for r in results),
+        "slices": _join(result_labels.slice_label(r) for r in results),
         "backend": _join(r.get("backend") for r in results),
         "overlap": statistics.fmean(overlaps) if overlaps else None,
     }
@@ -381,7 +352,7 @@ def confusion_matrix(result: dict) -> go.Figure:
         hovertemplate="true %{customdata[0]} → predicted %{customdata[1]}: %{customdata[2]} images<extra></extra>",
     ))
     fig.update_layout(
-        title=f"Confusion matrix · run {result['run']} ({slice_label(result)}, n={result.get('count_per_tag')})",
+        title=f"Confusion matrix · run {result['run']} ({result_labels.slice_label(result)}, n={result.get('count_per_tag')})",
         template="plotly_white",
         xaxis={"title": {"text": "predicted tag"}, "type": "category", "side": "bottom"},
         yaxis={"title": {"text": "true tag"}, "type": "category", "autorange": "reversed"},
@@ -414,12 +385,12 @@ def predicted_tag_of(per_image: dict, labels: Sequence[str] | None = None) -> st
 
 def history_order(results: Sequence[dict]) -> list[dict]:
     """Runs in reading order: baselines, then by variant, images per tag, repeat and run id."""
-    return sorted(results, key=lambda r: (not is_baseline(r), tuple(str(x) for x in variant_of(r)),
+    return sorted(results, key=lambda r: (not result_labels.is_baseline(r), tuple(str(x) for x in variant_of(r)),
                                           r.get("count_per_tag") or 0, r.get("repeat") or 0, r["run"]))
 
 
 def run_label(r: dict) -> str:
-    if is_baseline(r):
+    if result_labels.is_baseline(r):
         return f"run {r['run']} · zero-shot"
     return f"run {r['run']} · n={r['count_per_tag']} · {r.get('size') or 'orig'}px · real {r.get('real_fraction', 0):.0%} · r{r.get('repeat')}"
 
@@ -436,7 +407,7 @@ def image_history(results: Sequence[dict], image_id: str) -> go.Figure:
     for t in keys:
         fig.add_trace(go.Scatter(
             x=x, y=[pi["probabilities"].get(t) for _, pi in rows], mode="lines+markers", name=t,
-            line={"color": colour[t]}, customdata=[[r.get("backend"), slice_label(r)] for r, _ in rows],
+            line={"color": colour[t]}, customdata=[[r.get("backend"), result_labels.slice_label(r)] for r, _ in rows],
             hovertemplate=f"{t}: %{{y:.3f}}<br>%{{x}}<br>slice %{{customdata[1]}} · %{{customdata[0]}}<extra></extra>",
         ))
     predicted = [predicted_tag_of(pi, keys) for _, pi in rows]

@@ -17,7 +17,7 @@ import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
@@ -25,7 +25,10 @@ from plotly.offline import get_plotlyjs
 from core import config
 from core.errors import UserError
 from core.store.database import Store
-from core.views import charts, diagnostic_views
+from core.views import charts, diagnostic_views, result_labels, tables
+
+if TYPE_CHECKING:  # pandas is imported where it is used (slow to import)
+    import pandas as pd
 
 MAX_IMAGES = 6
 MAX_CONFUSIONS = 8
@@ -237,7 +240,7 @@ def _confusion_section(results: list[dict]) -> str:
     """Per line (variant), the run with the most images per tag (first repeat); and each baseline."""
     best: dict[tuple, dict] = {}
     for r in charts.history_order(results):
-        key = ("baseline", r["run"]) if charts.is_baseline(r) else charts.arm_key(r)
+        key = ("baseline", r["run"]) if result_labels.is_baseline(r) else charts.arm_key(r)
         current = best.get(key)
         if current is None or (r["count_per_tag"], -(r.get("repeat") or 0)) > (
                 current["count_per_tag"], -(current.get("repeat") or 0)):
@@ -252,7 +255,7 @@ def _safe_params(params: dict) -> dict:
 
 
 def _runs_section(store: Store, results: list[dict]) -> str:
-    frame = charts.results_frame(results)
+    frame = tables.results_frame(results)
     ids = [int(r) for r in frame["run"]]
     marks = ",".join("?" * len(ids))
     rows = {r["id"]: r for r in store.query(f"SELECT id, params, status, finished FROM runs WHERE id IN ({marks})", tuple(ids))}

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from core.analysis import arms
 from core.errors import InvalidInput
+
+if TYPE_CHECKING:  # pandas is imported where it is used (slow to import)
+    import pandas as pd
 
 FRAME_COLUMNS = (
     "run", "slice", "slice_name", "arm", "backend", "encoder", "count_per_tag", "size", "input_px", "real_fraction",
@@ -25,7 +28,7 @@ def results_frame(results: Sequence[dict]) -> pd.DataFrame:
         **{c: r.get(c) for c in FRAME_COLUMNS},
         "slice_name": _slice_label(r),
         "arm": arms.of_result(r)[0],
-        "average_precision": _average_precision(r),
+        "average_precision": mean_average_precision(r),
     } for r in sorted(results, key=lambda r: r["run"])]
     return _typed(pd.DataFrame(rows, columns=list(FRAME_COLUMNS)))
 
@@ -60,12 +63,12 @@ def read_results_csv(text: str) -> pd.DataFrame:
 
 
 def _slice_label(result: dict) -> str:
-    from core.views.charts import slice_label
+    from core.views.result_labels import slice_label
 
     return slice_label(result)
 
 
-def _average_precision(result: dict):
-    from core.views.charts import _average_precision as average_precision
+def mean_average_precision(result: dict):
+    from core.views.result_labels import mean_average_precision as average_precision
 
     return average_precision(result)

@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from core.errors import InvalidInput, NotFound
-from core.views import charts
+from core.views import charts, tables
 
 TAGS = ["jeans", "shoes"]
 
@@ -166,23 +166,23 @@ def test_image_history_follows_every_run_and_counts_flips(results):
 
 
 def test_results_frame_and_csv_round_trip(results):
-    df = charts.results_frame(results)
-    assert list(df.columns) == list(charts.FRAME_COLUMNS) and len(df) == len(results)
+    df = tables.results_frame(results)
+    assert list(df.columns) == list(tables.FRAME_COLUMNS) and len(df) == len(results)
     assert list(df["run"]) == [r["run"] for r in results]
     base = df[df["run"] == 8].iloc[0]
     assert pd.isna(base["slice"]) and base["count_per_tag"] == 0 and base["slice_name"] == "zero-shot · local"
     assert df.loc[df["run"] == 1, "average_precision"].iloc[0] == pytest.approx(0.7)
-    text = charts.results_csv(results)
-    assert text.splitlines()[0] == ",".join(charts.FRAME_COLUMNS)
-    back = charts.read_results_csv(text)
+    text = tables.results_csv(results)
+    assert text.splitlines()[0] == ",".join(tables.FRAME_COLUMNS)
+    back = tables.read_results_csv(text)
     pd.testing.assert_frame_equal(back, df)
 
 
 def test_read_results_csv_refuses_other_files():
     with pytest.raises(InvalidInput, match="missing columns"):
-        charts.read_results_csv("a,b\n1,2\n")
+        tables.read_results_csv("a,b\n1,2\n")
     with pytest.raises(InvalidInput, match="not a results CSV"):
-        charts.read_results_csv("")
+        tables.read_results_csv("")
 
 
 def test_scored_images_lists_each_test_image_once(results):
