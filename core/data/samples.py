@@ -189,6 +189,3 @@ def load_clothing_sample(store: Store, per_tag: int = 100, test_per_tag: int = 5
     return {"tags": [t for t in store.list_tags() if t["name"] in names], "imported": imported,
             "duplicates": duplicates, "source": sources[0] if len(sources) == 1 else ",".join(sources),
             "per_tag": per_tag, "test_per_tag": test_per_tag, "size": size, "created_tags": created}
-
-
-__all__ = ["SampleUnavailable", "available", "fashion_split", "load_clothing_sample", "sample_tags"]

@@ -516,10 +516,3 @@ def _entry(name: str) -> zipfile.ZipInfo:
 
 def _safe(name: str) -> str:
     return re.sub(r"[^\w.-]+", "_", name).strip("._") or "slice"
-
-
-__all__ = [
-    "SliceSpec", "EXPERIMENT_PRESET", "validate", "parse_ints", "parse_sizes", "sweep", "build_slices",
-    "build_sweep", "get_slice", "resolve_slices", "list_slices", "slice_members", "member_image",
-    "slice_table", "plan_warnings", "planned_overlap", "export_slice", "export_bytes", "write_export",
-]

@@ -696,10 +696,3 @@ def generate(store: Store, spec: GenerationSpec, progress: Optional[Progress] = 
     result = dict(job["result"] or {})
     result["seconds"] = round(time.monotonic() - started, 3)
     return result
-
-
-__all__ = [
-    "GenerationSpec", "MODEL_PRESETS", "Plan", "Preset", "ModelInfo", "generate", "submit_generation",
-    "run_generate_job", "plan", "preset_for", "resolve_model", "get_pipeline", "clear_pipelines", "render_batch",
-    "batches_of", "dtype_name",
-]

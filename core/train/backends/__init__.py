@@ -6,7 +6,7 @@ import importlib
 import importlib.util
 
 from core.errors import InvalidInput
-from core.train.backends.base import RunSpec, Trainer
+from core.train.backends.base import Trainer
 
 BACKENDS: dict[str, str] = {
     "local": "core.train.backends.local:LocalTrainer",
@@ -39,6 +39,3 @@ def available() -> list[str]:
         if importlib.util.find_spec(target.split(":")[0]) is not None:
             names.append(name)
     return names
-
-
-__all__ = ["BACKENDS", "RunSpec", "Trainer", "available", "get_trainer"]

@@ -846,8 +846,3 @@ def _tier() -> str:
     from core import config
 
     return config.setting("SYNTHLAB_AZURE_TIER") or "S0"
-
-
-__all__ = ["AzureApi", "AzureRequestError", "AzureTrainer", "TrainingFailed", "check_connection",
-           "check_min_side", "cleanup", "connection_status", "encode_within", "normalise", "normalise_params",
-           "panel", "plan_sweep", "projects", "series_of", "status"]

@@ -20,20 +20,11 @@ The dicts a backend receives:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Protocol, runtime_checkable
+from typing import Callable, Optional, Protocol, runtime_checkable
 
 from core.store.database import Store
 
 Progress = Optional[Callable[[int, int, str], None]]
-
-
-@dataclass
-class RunSpec:
-    """What to train: a backend name and its parameters (e.g. ``{"encoder": "cnn-small", "seed": 0}``)."""
-
-    backend: str = "local"
-    params: dict[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable

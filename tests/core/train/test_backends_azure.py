@@ -310,9 +310,9 @@ def test_a_killed_create_is_found_again_not_repeated(env, store):
     params = trainer.validate(store, {})
     [run_id] = training.prepare_runs(store, ["sw"], "azure", params)
     run = training.get_run(store, run_id)
-    project = trainer._ensure_project(store, azure.AzureApi(settings), key, spec, "nested", 5)
-    tags = trainer._ensure_tags(store, azure.AzureApi(settings), project, ["green", "red"])
-    trainer._upload(store, azure.AzureApi(settings), project, training.slice_for_run(store, run), tags,
+    project = trainer._ensure_project(store, azure_api.AzureApi(settings), key, spec, "nested", 5)
+    tags = trainer._ensure_tags(store, azure_api.AzureApi(settings), project, ["green", "red"])
+    trainer._upload(store, azure_api.AzureApi(settings), project, training.slice_for_run(store, run), tags,
                     lambda *a: None)
     with store.tx() as conn:  # the training was requested, its id never recorded
         conn.execute("INSERT INTO azure_iterations(project, slice_id, params_key, status, created) "
