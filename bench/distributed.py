@@ -36,7 +36,8 @@ PROMPT = "a photo of {blue|black} jeans on a {white|grey} background"
 
 
 def _run(tmp: Path, name: str, model: str, a, seed: int, workers: int) -> tuple[float, list[str]]:
-    from core.generate.generation import GenerationSpec, generate
+    from core.generate.generation import generate
+    from core.generate.planning import GenerationSpec
     from core.store.database import Store
 
     store = Store(tmp / name)

@@ -11,7 +11,7 @@
     The script also checks that the two made the same pixels. The bar is ≤ 1.15×.
 (b) Time per image through :func:`core.generate.generation.generate` in this process with a warm pipeline,
     paired ABAB: ``--batch-size`` images per call over one image per call (the measurement behind the
-    default batch size on this device, :func:`core.generate.generation.default_batch_size`).
+    default batch size on this device, :func:`core.generate.pipelines.default_batch_size`).
 
 Default model: a random-weight Stable Diffusion built here, big enough that generation (not Python's
 start-up) dominates a process on a CPU; on a GPU box pass a hub id that is in the local cache.
@@ -87,7 +87,8 @@ def whole_process(model: str, count: int, steps: int, size: int, guidance: float
 
 def batching(model: str, count: int, steps: int, size: int, guidance: float, batch: int, repeats: int,
              tmp: Path) -> Paired:
-    from core.generate.generation import GenerationSpec, generate
+    from core.generate.generation import generate
+    from core.generate.planning import GenerationSpec
     from core.store.database import Store
 
     def run(name: str, batch_size: int, seed: int) -> float:

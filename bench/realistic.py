@@ -159,7 +159,10 @@ def measure(folder: Path, config: dict, *, px: int, steps: int, images: int, rep
     import torch
 
     from core import config as settings
-    from core.generate.generation import GenerationSpec, generate, get_pipeline, resolve_model
+    from core.generate.generation import generate
+    from core.generate.pipelines import get_pipeline
+    from core.generate.planning import GenerationSpec
+    from core.models.generators import resolve_model
     from core.store.database import Store
 
     store = Store(home)

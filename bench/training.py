@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from core.config import device
     from core.data import slicing
-    from core.models import encoders
+    from core.models import embedding_cache, encoders
     from core.store import imaging
     from core.store.database import Store
     from core.train import training
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def sweep_in_process(cold: bool) -> float:
             if cold:
-                encoders.clear_cache(store)
+                embedding_cache.clear_cache(store)
             t0 = time.perf_counter()
             runs = training.train(store, ["bench"], params={"encoder": encoder, "seed": next(seeds)})
             seconds = time.perf_counter() - t0
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         def sweep_cli(cold: bool) -> float:
             if cold:
                 s = Store(tmp / "home")
-                encoders.clear_cache(s)
+                embedding_cache.clear_cache(s)
                 s.close()
             return timed_process(cli + ["--seed", str(next(seeds))])
 

@@ -169,7 +169,8 @@ def cli_rate(a, home: Path, model: str, seed: int, env: dict) -> float:
 
 def app_rate(a, home: Path, model: str, seed: int, port: int, n: int, env: dict) -> tuple[float, dict]:
     """Submit the job into the app's queue (the app's worker runs it) while N visitors poll."""
-    from core.generate.generation import GenerationSpec, submit_generation
+    from core.generate.generation import submit_generation
+    from core.generate.planning import GenerationSpec
     from core.store.database import Store
 
     seconds = 600

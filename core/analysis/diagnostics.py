@@ -306,11 +306,11 @@ def embeddings(store, ref, images: list[dict], size: Optional[int], progress: Pr
                stats=None) -> np.ndarray:
     """Embeddings of stored images at ``size`` px (centre crop, as slices resize them; None: original),
     through the shared cache of :mod:`core.models.encoders` (no second cache here)."""
-    from core.models import encoders
+    from core.models import embedding_cache
 
     if not images:
         return np.zeros((0, 0), dtype=np.float32)
-    return encoders.embed_images(store, ref, list(images), encoders.View.of(size), progress=progress, stats=stats)
+    return embedding_cache.embed_images(store, ref, list(images), embedding_cache.View.of(size), progress=progress, stats=stats)
 
 
 def spectra(store, images: Sequence[dict], sizes: Sequence[int], max_images: int = 100) -> dict[str, dict]:
@@ -408,7 +408,9 @@ def diagnose(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] =
         if progress:
             progress(max(done - 1, 0), total, f"{message} · {text}")
 
-    cache = {"embeddings": encoders.CacheStats(), "pixel_features": {"hits": 0, "misses": 0},
+    from core.models import embedding_cache
+
+    cache = {"embeddings": embedding_cache.CacheStats(), "pixel_features": {"hits": 0, "misses": 0},
              "duplicates": SearchStats()}
     report: dict = {
         "encoder": ref.describe(),

@@ -70,7 +70,8 @@ def cmd_tags_list(store: Store, a: argparse.Namespace) -> dict:
 
 
 def cmd_generate(store: Store, a: argparse.Namespace) -> dict:
-    from core.generate.generation import GenerationSpec, generate
+    from core.generate.generation import generate
+    from core.generate.planning import GenerationSpec
 
     spec = GenerationSpec(
         tag=a.tag, count=a.count, model=a.model, width=a.width, height=a.height, steps=a.steps,

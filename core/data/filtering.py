@@ -111,11 +111,11 @@ def zero_shot_probabilities(image_embeddings: np.ndarray, text_embeddings: np.nd
 
 def own_tag_probabilities(store, images: Sequence[dict], tags: Sequence[str], clip_model: Optional[str]) -> np.ndarray:
     """Zero-shot probability of each image's own tag among ``tags`` (embeddings from the shared cache)."""
-    from core.models import encoders
+    from core.models import embedding_cache, encoders
 
     ref = encoders.resolve_clip(clip_model, "the own-tag filter")
     tags = list(tags)
-    vectors = (encoders.embed_images(store, ref, list(images), encoders.View.of(None)) if images
+    vectors = (embedding_cache.embed_images(store, ref, list(images), embedding_cache.View.of(None)) if images
                else np.zeros((0, 0), dtype=np.float32))
     text, scale = encoders.text_features(ref, [ZERO_SHOT_TEMPLATE.format(tag=t) for t in tags])
     probs = zero_shot_probabilities(vectors, text, scale)

@@ -19,15 +19,15 @@ def render_chunk(device: str, plan, chunk: list[int], init_pngs: list[bytes]) ->
     """Images ``chunk`` of ``plan`` rendered on ``device``, as PNG bytes with their prompts, device and scheduler."""
     from PIL import Image
 
-    from core.generate import generation
+    from core.generate import pipelines
     from core.store.database import png_bytes
 
-    loaded = generation.get_pipeline(plan.model, plan.task, device, scheduler=plan.spec.scheduler,
+    loaded = pipelines.get_pipeline(plan.model, plan.task, device, scheduler=plan.spec.scheduler,
                                      taesd=plan.taesd, compile=plan.spec.compile)
     inits = [Image.open(io.BytesIO(data)).convert("RGB") for data in init_pngs]
-    rendered = generation.render_batch(plan, loaded, chunk, inits)
+    rendered = pipelines.render_batch(plan, loaded, chunk, inits)
     return {
-        "device": device, "dtype": generation.dtype_name(device),
+        "device": device, "dtype": pipelines.dtype_name(device),
         "scheduler": type(loaded.pipe.scheduler).__name__, "pid": os.getpid(),
         "images": [{"index": i, "png": png_bytes(image), "prompt": text, "negative": neg}
                    for i, image, text, neg in rendered],

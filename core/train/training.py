@@ -252,7 +252,8 @@ def embed_sweep(store: Store, runs: list[dict], progress: Progress = None) -> di
     are full across slice boundaries, and an image shared by nested slices (10 ⊂ 30 ⊂ …) or repeats is
     embedded once. Each run then reads its embeddings from the cache. Other backends and modes are left
     to themselves. Returns ``{"views", "images"}`` (what was asked for, cached or not)."""
-    from core.models.encoders import View, embed_images, resolve_encoder
+    from core.models.embedding_cache import View, embed_images
+    from core.models.encoders import resolve_encoder
 
     groups: dict[tuple, dict[str, dict]] = {}
     for run in runs:

@@ -8,7 +8,8 @@ import time
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core.generate.generation import GenerationSpec, generate
+from core.generate.generation import generate
+from core.generate.planning import GenerationSpec
 from core.run import jobs
 from core.store.database import Store
 from tests.pages.apptest import open_page, texts

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from core.errors import InvalidInput
-from core.generate.generation import GenerationSpec, generate
+from core.generate.generation import generate
+from core.generate.planning import GenerationSpec
 from core.store.database import Store
 from tests.reliability.conftest import assert_consistent, cli, snapshot, tmpfs
 

@@ -41,8 +41,9 @@ import numpy as np
 
 from core import config
 from core.errors import BackendError, InvalidInput
-from core.models import encoders
-from core.models.encoders import CNN_SMALL, View
+from core.models import embedding_cache, encoders
+from core.models.embedding_cache import View
+from core.models.encoders import CNN_SMALL
 from core.store.database import Store
 from core.train.backends.base import Progress
 
@@ -189,7 +190,7 @@ class LocalTrainer:
             if ref.key != meta["encoder"]["key"]:
                 raise BackendError(f"encoder {ref.name!r} changed since run {run.get('id')} was trained "
                                    f"(revision {meta['encoder']['revision']} → {ref.revision}): retry the run")
-            x = encoders.embed_images(store, ref, images, view)
+            x = embedding_cache.embed_images(store, ref, images, view)
             probs = _linear_predict(Path(artifact), x)
         elif meta["kind"] == "cnn":
             probs = _cnn_predict(store, Path(artifact), meta, images, view)
@@ -275,8 +276,8 @@ def _train_probe(store, folder, tags, members, view, params, progress) -> dict:
     from sklearn.preprocessing import StandardScaler
 
     ref = encoders.resolve_encoder(params["encoder"])
-    stats = encoders.CacheStats()
-    x = _normalize(encoders.embed_images(store, ref, members, view, progress, stats=stats).astype(np.float64))
+    stats = embedding_cache.CacheStats()
+    x = _normalize(embedding_cache.embed_images(store, ref, members, view, progress, stats=stats).astype(np.float64))
     y = np.array([tags.index(m["tag"]) for m in members])
     scaler = StandardScaler().fit(x)
     with _one_thread():  # a small fit: BLAS threads only fight each other (up to 10× slower)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from core.generate.generation import GenerationSpec, generate
+from core.generate.generation import generate
+from core.generate.planning import GenerationSpec
 from core.store.database import Store
 
 ROOT = Path(__file__).resolve().parents[3]

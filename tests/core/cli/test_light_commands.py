@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from core.data import slicing
-from core.generate.generation import GenerationSpec, generate
+from core.generate.generation import generate
+from core.generate.planning import GenerationSpec
 from tests.datasets import import_digits
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -6,8 +6,10 @@ import pytest
 from PIL import Image
 
 from core.errors import InvalidInput, ModelNotFound, UnknownTag, UserError
-from core.generate import generation
-from core.generate.generation import GenerationSpec, generate, plan, submit_generation
+from core.generate import pipelines, planning, prompts
+from core.generate.generation import generate, submit_generation
+from core.generate.planning import GenerationSpec, plan
+from core.models import generators
 from core.run import jobs
 from core.store.database import Store
 
@@ -60,7 +62,7 @@ def test_every_image_carries_its_provenance(jeans, tiny_sd):
         p = image["provenance"]
         assert (image["tag"], image["source"], image["width"], image["height"]) == ("jeans", "synthetic", 72, 64)
         assert p["model_id"] == tiny_sd and p["model_revision"].startswith("local-")
-        assert p["prompt"] == generation.prompts.prompt_for(JEANS, index, 11)
+        assert p["prompt"] == prompts.prompt_for(JEANS, index, 11)
         assert p["negative"] in ("blurry, low quality", "blurry, watermark")
         assert (p["seed"], p["steps"], p["guidance"]) == (11 + index, 2, 3.0)
         assert p["scheduler"] == "EulerDiscreteScheduler"
@@ -98,9 +100,9 @@ def test_series_key_covers_what_changes_pixels_and_nothing_else(jeans, tiny_sd):
 def test_presets_fill_unset_fields(jeans, tiny_sd):
     p = plan(jeans, GenerationSpec(tag="jeans", count=1, model=tiny_sd)).spec
     assert (p.width, p.height, p.steps, p.guidance) == (64, 64, 30, 7.5)  # tiny model's native size, SD 1.5 family
-    assert generation.MODEL_PRESETS["stabilityai/sd-turbo"] == generation.Preset("SD-Turbo", 512, 512, 1, 0.0)
-    assert generation.preset_for(None).label == "SD-Turbo"
-    assert generation.MODEL_PRESETS["stabilityai/stable-diffusion-xl-base-1.0"].width == 1024
+    assert planning.MODEL_PRESETS["stabilityai/sd-turbo"] == planning.Preset("SD-Turbo", 512, 512, 1, 0.0)
+    assert planning.preset_for(None).label == "SD-Turbo"
+    assert planning.MODEL_PRESETS["stabilityai/stable-diffusion-xl-base-1.0"].width == 1024
 
 
 def test_image_to_image_from_reference_photos(jeans, tiny_sd, tmp_path):
@@ -124,11 +126,11 @@ def test_fast_decode_uses_the_tiny_autoencoder(jeans, tiny_sd, tmp_path, monkeyp
 
 
 def test_pipelines_are_cached_and_variants_share_weights(jeans, tiny_sd):
-    model = generation.resolve_model(tiny_sd)
-    base = generation.get_pipeline(model, "text2img", "cpu")
-    assert generation.get_pipeline(model, "text2img", "cpu") is base
-    img2img = generation.get_pipeline(model, "img2img", "cpu")
-    other = generation.get_pipeline(model, "text2img", "cpu", scheduler="EulerAncestralDiscreteScheduler")
+    model = generators.resolve_model(tiny_sd)
+    base = pipelines.get_pipeline(model, "text2img", "cpu")
+    assert pipelines.get_pipeline(model, "text2img", "cpu") is base
+    img2img = pipelines.get_pipeline(model, "img2img", "cpu")
+    other = pipelines.get_pipeline(model, "text2img", "cpu", scheduler="EulerAncestralDiscreteScheduler")
     assert type(img2img.pipe).__name__ == "StableDiffusionImg2ImgPipeline"
     assert img2img.pipe.unet is base.pipe.unet and other.pipe.vae is base.pipe.vae
     assert img2img.pipe.scheduler is not base.pipe.scheduler and img2img.lock is not base.lock

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from core.errors import InvalidInput
-from core.generate.generation import GenerationSpec, default_batch_size, generate
+from core.generate.generation import generate
+from core.generate.pipelines import default_batch_size
+from core.generate.planning import GenerationSpec
 
 
 def test_default_batch_size_by_device_and_setting(monkeypatch):

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from core import config
-from core.models import encoders, hub
-from core.models.encoders import View
+from core.models import embedding_cache, encoders, hub
+from core.models.embedding_cache import View
 from core.train.backends import get_trainer
 from core.train.training import slice_for_run
 from tests.datasets import fashion_available
@@ -69,12 +69,12 @@ def test_features_are_mean_pooled_imagenet_features(no_hub):
 def test_embeddings_are_cached_per_size_and_tiles(digits, no_hub):
     ref = encoders.resolve_encoder("efficientnet-lite0")
     images = digits.list_images(tag="zero", source="real")[:3]
-    stats = encoders.CacheStats()
-    first = encoders.embed_images(digits, ref, images, View(64), stats=stats)
-    again = encoders.embed_images(digits, ref, images, View(64), stats=stats)
+    stats = embedding_cache.CacheStats()
+    first = embedding_cache.embed_images(digits, ref, images, View(64), stats=stats)
+    again = embedding_cache.embed_images(digits, ref, images, View(64), stats=stats)
     assert stats.as_dict() == {"hits": 3, "misses": 3}
     np.testing.assert_array_equal(first, again)
-    tiled = encoders.embed_images(digits, ref, images, View(64, tiles=True), stats=stats)
+    tiled = embedding_cache.embed_images(digits, ref, images, View(64, tiles=True), stats=stats)
     assert stats.misses == 6  # tiles are their own cache entries
     np.testing.assert_allclose(tiled, first, rtol=1e-4, atol=1e-5)  # at 64 px one tile is the whole image
 

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from core.errors import ModelNotFound
-from core.models import encoders
-from core.models.encoders import CacheStats, View
+from core.models import embedding_cache, encoders
+from core.models.embedding_cache import CacheStats, View
 
 
 def test_resolve_pins_folder_revision_and_preprocessing(tiny_clip):
@@ -48,23 +48,23 @@ def test_embedding_cache_embeds_each_image_once_per_view(digits, tiny_clip):
     ref = encoders.resolve_encoder(tiny_clip)
     images = digits.list_images(tag="zero", source="real")[:10]
     first, second, other = CacheStats(), CacheStats(), CacheStats()
-    a = encoders.embed_images(digits, ref, images, View(32), stats=first)
-    b = encoders.embed_images(digits, ref, images + images[:3], View(32), stats=second)
+    a = embedding_cache.embed_images(digits, ref, images, View(32), stats=first)
+    b = embedding_cache.embed_images(digits, ref, images + images[:3], View(32), stats=second)
     assert (first.misses, first.hits) == (10, 0)
     assert (second.misses, second.hits) == (0, 10)
     np.testing.assert_array_equal(a, b[:10])
     np.testing.assert_array_equal(b[10:], a[:3])
-    encoders.embed_images(digits, ref, images, View(48), stats=other)
+    embedding_cache.embed_images(digits, ref, images, View(48), stats=other)
     assert other.misses == 10
     rows = digits.query("SELECT size, COUNT(*) AS n FROM embeddings GROUP BY size ORDER BY size")
     assert rows == [{"size": 32, "n": 10}, {"size": 48, "n": 10}]
-    assert encoders.clear_cache(digits, ref) == 20
+    assert embedding_cache.clear_cache(digits, ref) == 20
 
 
 def test_cached_vectors_equal_fresh_embeddings_of_the_resized_pixels(digits, tiny_clip):
     ref = encoders.resolve_encoder(tiny_clip)
     image = digits.list_images(tag="two", source="test")[0]
-    cached = encoders.embed_images(digits, ref, [image], View(32))[0]
+    cached = embedding_cache.embed_images(digits, ref, [image], View(32))[0]
     fresh = encoders.embed(ref, [encoders.load_image(digits, image, 32)])[0]
     np.testing.assert_allclose(cached, fresh, rtol=1e-6)
 

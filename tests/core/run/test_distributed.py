@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 
 from core.errors import UserError
-from core.generate.generation import GenerationSpec, generate
-from core.models import encoders, remote
+from core.generate.generation import generate
+from core.generate.planning import GenerationSpec
+from core.models import embedding_cache, encoders, remote
 from core.run import cluster, jobs
 from core.run import pool as ray_pool
 from core.store.database import Store
@@ -113,16 +114,16 @@ def test_embedding_on_workers_fills_the_same_cache(ray_local, no_cluster, store,
         store.add_image(Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)), tag="dots", source="real")
     images = store.list_images("dots")
     ref = encoders.resolve_encoder(tiny_clip)
-    view = encoders.View.of(32)
+    view = embedding_cache.View.of(32)
     with remote.embedding_workers(2) as pool:
         assert pool is not None and len(pool.actors) == 2
-        on_ray = encoders.embed_images(store, ref, images, view, batch_size=3)
+        on_ray = embedding_cache.embed_images(store, ref, images, view, batch_size=3)
     rows = store.query("SELECT COUNT(*) AS n FROM embeddings")[0]["n"]
     assert rows == 10
     local = encoders.embed(ref, [encoders.load_image(store, im, 32) for im in images])
     np.testing.assert_allclose(on_ray, local, rtol=1e-4, atol=1e-5)
-    stats = encoders.CacheStats()
-    encoders.embed_images(store, ref, images, view, stats=stats)
+    stats = embedding_cache.CacheStats()
+    embedding_cache.embed_images(store, ref, images, view, stats=stats)
     assert stats.as_dict() == {"hits": 10, "misses": 0}
 
 

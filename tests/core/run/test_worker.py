@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from core.generate.generation import GenerationSpec, submit_generation
+from core.generate.generation import submit_generation
+from core.generate.planning import GenerationSpec
 from core.run import jobs, worker, workspaces
 from core.store.database import Store
 

@@ -103,7 +103,8 @@ def test_cli_in_demo_mode_refuses_jobs_over_quota_and_writes_nothing(demo, monke
 
 
 def test_quota_counts_only_new_images_of_a_series(demo, tiny_sd):
-    from core.generate.generation import GenerationSpec, generate
+    from core.generate.generation import generate
+    from core.generate.planning import GenerationSpec
 
     _tag(demo)
     s = Store(demo)

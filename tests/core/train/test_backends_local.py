@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from core.errors import InvalidInput, ModelNotFound
-from core.models import encoders
-from core.models.encoders import View
+from core.models import embedding_cache, encoders
+from core.models.embedding_cache import View
 from core.train.backends import Trainer, get_trainer
 from core.train.training import slice_for_run
 
@@ -68,12 +68,12 @@ def test_probe_head_gives_sklearn_probabilities_over_every_tag(digits, tiny_clip
 
     ref = encoders.resolve_encoder(tiny_clip)
     norm = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
-    x = norm(encoders.embed_images(digits, ref, s["members"], View(32)).astype(np.float64))
+    x = norm(embedding_cache.embed_images(digits, ref, s["members"], View(32)).astype(np.float64))
     scaler = StandardScaler().fit(x)
     reference = LogisticRegression(C=1.0, solver="newton-cg", max_iter=1000).fit(
         scaler.transform(x), [m["tag"] for m in s["members"]])
     expected = reference.predict_proba(scaler.transform(norm(
-        encoders.embed_images(digits, ref, test, View(32)).astype(np.float64))))
+        embedding_cache.embed_images(digits, ref, test, View(32)).astype(np.float64))))
     got = np.array([[p[t] for t in reference.classes_] for p in probs])
     np.testing.assert_allclose(got, expected, atol=1e-6)
     assert _accuracy(probs, test) > 0.4  # chance is 0.25: random CLIP features still separate digits
