@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from core.config import device
     from core.data import slicing
-    from core.models import embedding_cache, encoders
+    from core.models import embedding_cache, encoder_ref, encoder_resolution, encoders
     from core.store import imaging
     from core.store.database import Store
     from core.train import training
@@ -105,19 +105,19 @@ def main(argv: list[str] | None = None) -> int:
         if not encoder and a.small:
             from tests.tiny_clip import build_tiny_clip
 
-            with encoders.quiet_transformers():
+            with encoder_ref.quiet_transformers():
                 encoder = build_tiny_clip(tmp / "clip")
         if not encoder:
             from tests.tiny_clip import build_tiny_clip
 
-            with encoders.quiet_transformers():
+            with encoder_ref.quiet_transformers():
                 encoder = build_tiny_clip(tmp / "clip", image_size=224, patch_size=32, hidden=768, layers=12,
                                           heads=12, mlp_ratio=4, projection_dim=512, text_hidden=32)
         store = Store(tmp / "home")
         import_digits(store, tmp / "digits", n_train=max(counts), n_test=10)
         specs = slicing.sweep("bench", counts, sizes, real_fraction=1.0, repeats=a.repeats)
         slices = slicing.build_sweep(store, specs)
-        ref = encoders.resolve_encoder(encoder)
+        ref = encoder_resolution.resolve_encoder(encoder)
         encoders.load_vision_model(ref)
         members = {}
         for s in slices:

@@ -354,11 +354,11 @@ def check_request(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[i
 
     Returns the normalised parameters (tags listed, encoder pinned to its canonical name).
     """
-    from core.models import encoders
+    from core.models import encoder_resolution
 
     chosen = _check_tags(store, tags)
     sizes = _check_sizes(sizes)
-    ref = encoders.resolve_encoder(encoder)
+    ref = encoder_resolution.resolve_encoder(encoder)
     have = sum(store.count_images(t, s, include_rejected=False) for t in chosen for s in ("synthetic", "real"))
     if not have:
         raise UserError("no synthetic or real images for " + ", ".join(repr(t) for t in chosen)
@@ -386,11 +386,11 @@ def diagnose(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] =
     selection without any synthetic or real image.
     """
     from core.data.similarity import DuplicateRule, SearchStats
-    from core.models import encoders
+    from core.models import encoder_resolution
 
     request = check_request(store, tags, sizes, encoder)
     sizes = tuple(request["sizes"])
-    ref = encoders.resolve_encoder(request["encoder"])
+    ref = encoder_resolution.resolve_encoder(request["encoder"])
     chosen = request["tags"]
     rule = DuplicateRule(int(duplicate_threshold), float(duplicate_min_correlation))
     total = len(chosen) * (2 * len(sizes) + 1) + (len(sizes) if spectrum else 0)

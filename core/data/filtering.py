@@ -68,9 +68,9 @@ def validate_filter(spec: Optional[FilterSpec]) -> Optional[FilterSpec]:
         return None
     clip_model = None
     if p is not None:
-        from core.models import encoders
+        from core.models import encoder_resolution
 
-        ref = encoders.resolve_clip(spec.clip_model, "the own-tag filter")
+        ref = encoder_resolution.resolve_clip(spec.clip_model, "the own-tag filter")
         if not ref.has_text:
             raise InvalidInput(f"the own-tag filter needs a full CLIP model (image and text towers); "
                                f"{ref.name!r} has no text tower")
@@ -88,9 +88,9 @@ def describe(spec: Optional[FilterSpec]) -> Optional[dict]:
         return None
     out = asdict(spec)
     if spec.min_own_tag_probability is not None:
-        from core.models import encoders
+        from core.models import encoder_resolution
 
-        out["clip_revision"] = encoders.resolve_clip(spec.clip_model, "the own-tag filter").revision
+        out["clip_revision"] = encoder_resolution.resolve_clip(spec.clip_model, "the own-tag filter").revision
     return out
 
 
@@ -111,9 +111,9 @@ def zero_shot_probabilities(image_embeddings: np.ndarray, text_embeddings: np.nd
 
 def own_tag_probabilities(store, images: Sequence[dict], tags: Sequence[str], clip_model: Optional[str]) -> np.ndarray:
     """Zero-shot probability of each image's own tag among ``tags`` (embeddings from the shared cache)."""
-    from core.models import embedding_cache, encoders
+    from core.models import embedding_cache, encoder_resolution, encoders
 
-    ref = encoders.resolve_clip(clip_model, "the own-tag filter")
+    ref = encoder_resolution.resolve_clip(clip_model, "the own-tag filter")
     tags = list(tags)
     vectors = (embedding_cache.embed_images(store, ref, list(images), embedding_cache.View.of(None)) if images
                else np.zeros((0, 0), dtype=np.float32))

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from core.models.encoders import EncoderRef, Progress, load_image
+from core.models.encoder_ref import EncoderRef
+from core.models.encoders import Progress, load_image
 from core.store.database import Store
 from core.store.records import now
 

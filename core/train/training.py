@@ -253,7 +253,7 @@ def embed_sweep(store: Store, runs: list[dict], progress: Progress = None) -> di
     embedded once. Each run then reads its embeddings from the cache. Other backends and modes are left
     to themselves. Returns ``{"views", "images"}`` (what was asked for, cached or not)."""
     from core.models.embedding_cache import View, embed_images
-    from core.models.encoders import resolve_encoder
+    from core.models.encoder_resolution import resolve_encoder
 
     groups: dict[tuple, dict[str, dict]] = {}
     for run in runs:

@@ -41,9 +41,9 @@ import numpy as np
 
 from core import config
 from core.errors import BackendError, InvalidInput
-from core.models import embedding_cache, encoders
+from core.models import embedding_cache, encoder_resolution, encoders
 from core.models.embedding_cache import View
-from core.models.encoders import CNN_SMALL
+from core.models.encoder_ref import CNN_SMALL
 from core.store.database import Store
 from core.train.backends.base import Progress
 
@@ -105,9 +105,9 @@ class LocalTrainer:
                 raise InvalidInput("zero-shot needs a full CLIP model, not cnn-small (nothing to compare text with)")
             mode = "scratch"
         elif mode == "zeroshot":
-            encoder = encoders.resolve_clip(encoder).name
+            encoder = encoder_resolution.resolve_clip(encoder).name
         else:
-            encoder = encoders.resolve_encoder(encoder).name
+            encoder = encoder_resolution.resolve_encoder(encoder).name
         out: dict[str, Any] = {"encoder": encoder, "mode": mode}
         for key, default in DEFAULTS[mode].items():
             out[key] = self._value(key, params.get(key, default))
@@ -186,7 +186,7 @@ class LocalTrainer:
         meta = json.loads((Path(artifact) / "meta.json").read_text(encoding="utf-8"))
         view = View(**meta["view"])
         if meta["kind"] == "linear":
-            ref = encoders.resolve_encoder(meta["encoder"]["name"])
+            ref = encoder_resolution.resolve_encoder(meta["encoder"]["name"])
             if ref.key != meta["encoder"]["key"]:
                 raise BackendError(f"encoder {ref.name!r} changed since run {run.get('id')} was trained "
                                    f"(revision {meta['encoder']['revision']} → {ref.revision}): retry the run")
@@ -275,7 +275,7 @@ def _train_probe(store, folder, tags, members, view, params, progress) -> dict:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    ref = encoders.resolve_encoder(params["encoder"])
+    ref = encoder_resolution.resolve_encoder(params["encoder"])
     stats = embedding_cache.CacheStats()
     x = _normalize(embedding_cache.embed_images(store, ref, members, view, progress, stats=stats).astype(np.float64))
     y = np.array([tags.index(m["tag"]) for m in members])
@@ -302,7 +302,7 @@ def _train_probe(store, folder, tags, members, view, params, progress) -> dict:
 
 
 def _train_zeroshot(store, folder, tags, members, view, params, progress) -> dict:
-    ref = encoders.resolve_encoder(params["encoder"])
+    ref = encoder_resolution.resolve_encoder(params["encoder"])
     texts = [params["prompt"].format(tag=t) for t in tags]
     emb, scale = encoders.text_features(ref, texts)
     _save_linear(folder, scale * _normalize(emb.astype(np.float64)), np.zeros(len(tags)))
@@ -540,7 +540,7 @@ def _train_finetune(store, folder, tags, members, view, params, progress) -> dic
     device = config.device()
     _deterministic(device, params["seed"])
     rng = np.random.default_rng(params["seed"])
-    ref = encoders.resolve_encoder(params["encoder"])
+    ref = encoder_resolution.resolve_encoder(params["encoder"])
     model = encoders.load_vision_model(ref, device, trainable=True)
     trainable = _unfreeze_last_blocks(model, params["unfreeze"])
     pictures = [encoders.load_image(store, m, view.size, view.fit, view.resample) for m in members]
@@ -583,7 +583,7 @@ def _finetune_predict(store: Store, folder: Path, images: list[dict], view: View
     import torch
 
     device = config.device()
-    ref = encoders.resolve_encoder(str(folder / "encoder"))
+    ref = encoder_resolution.resolve_encoder(str(folder / "encoder"))
     model = _cached_model(folder, lambda: encoders.load_vision_model(ref, device, trainable=True).eval())
     with np.load(folder / "head.npz") as head:
         w, b = head["weights"], head["bias"]

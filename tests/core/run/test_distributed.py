@@ -23,7 +23,7 @@ import pytest
 from core.errors import UserError
 from core.generate.generation import generate
 from core.generate.planning import GenerationSpec
-from core.models import embedding_cache, encoders, remote
+from core.models import embedding_cache, encoder_resolution, encoders, remote
 from core.run import cluster, jobs
 from core.run import pool as ray_pool
 from core.store.database import Store
@@ -113,7 +113,7 @@ def test_embedding_on_workers_fills_the_same_cache(ray_local, no_cluster, store,
     for k in range(10):
         store.add_image(Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)), tag="dots", source="real")
     images = store.list_images("dots")
-    ref = encoders.resolve_encoder(tiny_clip)
+    ref = encoder_resolution.resolve_encoder(tiny_clip)
     view = embedding_cache.View.of(32)
     with remote.embedding_workers(2) as pool:
         assert pool is not None and len(pool.actors) == 2

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from core.errors import InvalidInput, ModelNotFound
-from core.models import embedding_cache, encoders
+from core.models import embedding_cache, encoder_resolution
 from core.models.embedding_cache import View
 from core.train.backends import Trainer, get_trainer
 from core.train.training import slice_for_run
@@ -66,7 +66,7 @@ def test_probe_head_gives_sklearn_probabilities_over_every_tag(digits, tiny_clip
     probs = local.predict(digits, _run(out, s), test)
     assert all(set(p) == {"one", "three", "two", "zero"} and abs(sum(p.values()) - 1) < 1e-9 for p in probs)
 
-    ref = encoders.resolve_encoder(tiny_clip)
+    ref = encoder_resolution.resolve_encoder(tiny_clip)
     norm = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
     x = norm(embedding_cache.embed_images(digits, ref, s["members"], View(32)).astype(np.float64))
     scaler = StandardScaler().fit(x)
