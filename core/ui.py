@@ -401,9 +401,9 @@ def gallery(s: Store, images: list[dict], *, key: str, columns: int = 4) -> None
 def azure_panel(s: Store, slice_refs: list, params: dict) -> None:
     """The Train page's Azure box: connection status, settings (keys masked), the sweep's quota plan,
     and a cleanup button for the projects this store created. One call into core."""
-    from core.train.backends import azure
+    from core.train.backends import azure_projects, azure_status
 
-    info = azure.panel(s, slice_refs, params)
+    info = azure_status.panel(s, slice_refs, params)
     connection = info["connection"]
     if connection["ok"]:
         st.success(f"Azure Custom Vision: {plain(connection['message'])} · predictions: "
@@ -430,7 +430,7 @@ def azure_panel(s: Store, slice_refs: list, params: dict) -> None:
             sweep = st.selectbox("Delete the Azure projects of", sweeps, key="az_cleanup_sweep")
             if st.button("Delete these Azure projects", key="az_cleanup"):
                 with user_errors():
-                    done = azure.cleanup(s, sweep)
+                    done = azure_projects.cleanup(s, sweep)
                     st.success(f"Deleted {len(done['deleted'])} Azure project(s) of {plain(sweep)}")
 
 

@@ -279,7 +279,7 @@ def cmd_jobs_cancel(store: Store, a: argparse.Namespace) -> dict:
 
 
 def cmd_azure_status(store: Store, a: argparse.Namespace) -> dict:
-    from core.train.backends.azure import status
+    from core.train.backends.azure_status import status
 
     result = status(store, check=not a.offline)
     for name, value in result["settings"].items():
@@ -293,7 +293,7 @@ def cmd_azure_status(store: Store, a: argparse.Namespace) -> dict:
 
 
 def cmd_azure_cleanup(store: Store, a: argparse.Namespace) -> dict:
-    from core.train.backends.azure import cleanup
+    from core.train.backends.azure_projects import cleanup
 
     result = cleanup(store, a.sweep)
     for p in result["deleted"]:
