@@ -90,7 +90,7 @@ def cmd_slice(store: Store, a: argparse.Namespace) -> dict:
 
 
 def cmd_slice_export(store: Store, a: argparse.Namespace) -> dict:
-    from core.data.slicing import export_slice
+    from core.data.slice_export import export_slice
 
     path = export_slice(store, a.slice, a.out, progress=common._printer("export"))
     print(f"wrote {path}")
