@@ -35,10 +35,10 @@ from core.analysis.fingerprint import greyscale_array, mean_radial_spectrum, rad
 from core.data.similarity import MAX_HAMMING as DUPLICATE_THRESHOLD  # noqa: E402
 from core.data.similarity import MIN_CORRELATION as DUPLICATE_MIN_CORRELATION  # noqa: E402
 from core.errors import InvalidInput, UserError
+from core.progress import Progress
 
 MAX_SIZE = 4096
 
-Progress = Optional[Callable[[int, int, str], None]]
 
 
 # -- diversity -----------------------------------------------------------------------------------

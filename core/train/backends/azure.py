@@ -34,13 +34,13 @@ from typing import Any, Callable, Optional
 from azure.cognitiveservices.vision.customvision.training.models import ImageFileCreateBatch, ImageFileCreateEntry
 
 from core.errors import BackendError, InvalidInput, UserError
+from core.progress import Progress
 from core.store.database import Store
 from core.store.records import now
 from core.train.backends import azure_images, azure_projects
 from core.train.backends import azure_settings as az
 from core.train.backends.azure_api import AzureApi, AzureRequestError
 from core.train.backends.azure_settings import load_settings, scrub
-from core.train.backends.base import Progress
 
 log = logging.getLogger("synthlab.azure")
 

@@ -44,9 +44,9 @@ from core.errors import BackendError, InvalidInput
 from core.models import embedding_cache, encoder_resolution
 from core.models.embedding_cache import View
 from core.models.encoder_ref import CNN_SMALL
+from core.progress import Progress
 from core.store.database import Store
 from core.train.backends import local_cnn, local_common, local_finetune, local_probe
-from core.train.backends.base import Progress
 
 MODES = ("probe", "tiles", "finetune", "zeroshot")
 DEFAULTS: dict[str, dict[str, Any]] = {
