@@ -36,10 +36,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from bench.paired import interleave, machine  # noqa: E402
 from core.analysis import generator_quality as gq  # noqa: E402
 from core.data import samples  # noqa: E402
-from core.generate.builtin import BUILTIN_MODEL, class_prompts  # noqa: E402
-from core.generate.job import GenerationSpec, generate  # noqa: E402
+from core.models import builtin_generator  # noqa: E402
+from core.generate.generation import generate
+from core.generate.planning import GenerationSpec  # noqa: E402
 from core.models import encoders  # noqa: E402
-from core.store import Store  # noqa: E402
+from core.store.database import Store  # noqa: E402
 
 SAMPLE_CLASSES = (1, 7, 6, 8)  # jeans, shoes, shirts, other: the sample's four tags
 

@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from core.data import samples
-from core.generate.job import GenerationSpec, generate
+from core.generate.generation import generate
+from core.generate.planning import GenerationSpec
 from core.models import builtin_generator, encoders
 from tests.datasets import fashion_available
 

@@ -12,16 +12,17 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
-from ..analysis import arms, compare
-from ..analysis.evaluation import evaluate, results
-from ..data import samples, slicing
-from ..errors import InvalidInput, UserError
-from ..generate.job import GenerationSpec, generate
-from ..models import builtin_generator
-from ..progress import Progress
-from ..store import Store
-from ..train.training import train
-from .experiment import Arm, ExperimentPreset, add_preset_tags
+from core.analysis import arms, compare
+from core.analysis.evaluation import evaluate, results
+from core.data import samples, slicing
+from core.errors import InvalidInput, UserError
+from core.flows.experiment import Arm, ExperimentPreset, add_preset_tags
+from core.generate.generation import generate
+from core.generate.planning import GenerationSpec
+from core.models import builtin_generator
+from core.progress import Progress
+from core.store.database import Store
+from core.train.training import train
 
 SYNTHETIC, MIXED, REAL = "experiment", "experiment-mixed", "experiment-real"
 ARMS = (Arm(SYNTHETIC, 0.0, "synthetic only"), Arm(MIXED, 0.5, "mixed (half real, half synthetic)"),
@@ -91,7 +92,7 @@ def comparisons(evaluated: list[dict], pairs=PAIRS, labels: dict[str, str] | Non
 
 
 def answer_sentence(c: dict, labels: dict[str, str] | None = None) -> str:
-    """``at 30 per tag, synthetic only is 6.1 points worse than real-only baseline [−9.0, −3.2]``."""
+    """``at 30 per tag, synthetic only is 6.1 points worse than real-only baseline [−9.0, −3.2], p = 0.001``."""
     labels = labels or {a.name: a.label for a in ARMS}
     a, b = labels.get(c["sweep_a"], c["sweep_a"]), labels.get(c["sweep_b"], c["sweep_b"])
     points = 100 * c["difference"]
@@ -100,8 +101,9 @@ def answer_sentence(c: dict, labels: dict[str, str] | None = None) -> str:
         how = f"is within noise of {b} ({points:+.1f} points"
     else:
         how = f"is {abs(points):.1f} points {'better' if points > 0 else 'worse'} than {b} ("
-        how += f"{points:+.1f}"
-    return f"at {c['count_per_tag']} per tag, {a} {how} [{lo:+.1f}, {hi:+.1f}], p = {c['p_value']:.2g})"
+        how = how[:-2]
+    return f"at {c['count_per_tag']} per tag, {a} {how} [{lo:+.1f}, {hi:+.1f}]" + (
+        ")" if c["verdict"] == "within noise" else "") + f", p = {c['p_value']:.2g}"
 
 
 def _sample_short(store: Store, spec: ExperimentRun) -> bool:
