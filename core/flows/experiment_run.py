@@ -172,3 +172,48 @@ def run_experiment(store: Store, spec: ExperimentRun = ExperimentRun(), progress
     return {"comparisons": found, "missing": missing, "sentences": [answer_sentence(c) for c in found],
             "stages": {k: round(v, 2) for k, v in seconds.items()}, "runs": len(run_ids),
             "spec": {k: v for k, v in asdict(spec).items() if k != "arms"}}
+
+
+# -- as a job (the Overview's one button), and the answer the Results page leads with ------------
+
+def run_experiment_job(ctx) -> dict:
+    """Job handler ``experiment``: :func:`run_experiment` with the job's progress and cancel check."""
+    params = dict(ctx.params)
+    spec = ExperimentRun(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+    return run_experiment(ctx.store, spec, progress=lambda d, t, m: ctx.progress(d, t, m), check=ctx.check_cancelled)
+
+
+def submit_experiment(store: Store, spec: ExperimentRun = ExperimentRun()) -> int:
+    """Queue the whole experiment as one job (validated first; nothing is written for a bad spec)."""
+    from core.run import jobs
+
+    params = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(spec.checked()).items() if k != "arms"}
+    return jobs.submit(store, "experiment", params)
+
+
+def active_job(store: Store) -> Optional[int]:
+    """The queued or running ``experiment`` job, if any (so a page can follow it after a reload)."""
+    rows = store.query("SELECT id FROM jobs WHERE kind = 'experiment' AND status IN ('queued', 'running') "
+                       "ORDER BY id DESC LIMIT 1")
+    return rows[0]["id"] if rows else None
+
+
+def answer(store: Store) -> dict:
+    """``{"sentences", "missing", "todo"}`` from the scored runs of the three arms: the answer in words, what
+    is missing, and what to do about it (``todo`` is empty when both comparisons exist)."""
+    scored = [r for r in results(store) if r.get("slice_name") in {a.name for a in ARMS}]
+    found, missing = comparisons(scored)
+    todo = []
+    if missing:
+        todo.append("run the whole experiment from the Overview (or `python -m core experiment run`): it loads the "
+                    "sample, generates with the built-in fashion-mini offline, cuts the three arms, trains and scores")
+    return {"sentences": [answer_sentence(c) for c in found], "missing": missing, "todo": todo,
+            "comparisons": found, "notes": upscale_notes(store, results(store))}
+
+
+def upscale_notes(store: Store, evaluated: list[dict]) -> list[str]:
+    """One sentence per (size, tags) of the scored runs with synthetic images that were upscaled to it."""
+    views = {(r.get("size"), tuple(sorted(r.get("tags") or ()))) for r in evaluated
+             if r.get("size") and (r.get("real_fraction") is None or r["real_fraction"] < 1)}
+    notes = (slicing.upscale_note(store, size, list(tags)) for size, tags in sorted(views, key=str))
+    return list(dict.fromkeys(n for n in notes if n))
