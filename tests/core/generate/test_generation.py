@@ -166,7 +166,7 @@ def _nothing_written(store):
         (dict(count=0), InvalidInput, "count must be between 1 and 100000, not 0"),
         (dict(count=10**7), InvalidInput, "count must be between 1 and 100000"),
         (dict(width=100), InvalidInput, "width must be a multiple of 8, not 100"),
-        (dict(height=32), InvalidInput, "height must be between 64 and 2048"),
+        (dict(height=16), InvalidInput, "height must be between 32 and 2048"),
         (dict(batch_size=0), InvalidInput, "batch size must be between 1 and 64"),
         (dict(steps=0), InvalidInput, "steps must be between 1 and 500"),
         (dict(guidance=-1.0), InvalidInput, "guidance must be between 0 and 50"),
