@@ -36,10 +36,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from bench.paired import interleave, machine  # noqa: E402
 from core.analysis import generator_quality as gq  # noqa: E402
 from core.data import samples  # noqa: E402
-from core.models import builtin_generator  # noqa: E402
-from core.generate.generation import generate
+from core.generate.generation import generate  # noqa: E402
 from core.generate.planning import GenerationSpec  # noqa: E402
-from core.models import encoders  # noqa: E402
+from core.models import builtin_generator, encoder_resolution, encoders  # noqa: E402
 from core.store.database import Store  # noqa: E402
 
 SAMPLE_CLASSES = (1, 7, 6, 8)  # jeans, shoes, shirts, other: the sample's four tags
@@ -71,12 +70,12 @@ def make_images(model: str, per_class: int, seed: int = 0) -> tuple[list, np.nda
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as home:
         store = Store(home)
-        for label, (name, prompt) in enumerate(class_prompts()):
+        for label, (name, prompt) in enumerate(builtin_generator.CLASS_PROMPTS):
             store.add_tag(name, prompt, "")
             result = generate(store, GenerationSpec(tag=name, count=per_class, model=model, seed=seed,
                                                     batch_size=64))
             for image_id in result["images"]:
-                with Image.open(store.image_path(image_id)) as im:
+                with Image.open(store.image_file(image_id)) as im:
                     images.append(im.convert("RGB"))
                 labels.append(label)
         store.close()
@@ -94,7 +93,7 @@ def quality(model: str, per_class: int) -> dict:
     gen_rows = np.flatnonzero(rank >= samples.SAMPLE_ROWS_PER_CLASS)
     test_rows = np.concatenate([np.flatnonzero(test_y == c)[:per_class] for c in range(10)])
 
-    ref = encoders.resolve_encoder(None)
+    ref = encoder_resolution.resolve_encoder(None)
     real_x = _embed(ref, [_to_image(p) for p in train_px[probe_rows]])
     real_y = train_y[probe_rows]
     test_x = _embed(ref, [_to_image(p) for p in test_px[test_rows]])
@@ -131,10 +130,11 @@ def speed(model: str, count: int, pairs: int) -> dict:
     import torch
     from diffusers import DiffusionPipeline
 
-    from core.generate import pipelines
+    from core.generate.planning import preset_for
+    from core.models.generators import resolve_model
 
-    info = pipelines.resolve_model(model)
-    preset = pipelines.preset_for(model)
+    info = resolve_model(model)
+    preset = preset_for(model)
     prompt = "a product photo of blue jeans, folded, plain white background"
     plain = DiffusionPipeline.from_pretrained(info.source)
     plain.set_progress_bar_config(disable=True)
@@ -173,7 +173,7 @@ def speed(model: str, count: int, pairs: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=BUILTIN_MODEL)
+    parser.add_argument("--model", default=builtin_generator.NAME)
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--speed-images", type=int, default=256)
     parser.add_argument("--pairs", type=int, default=4)

@@ -5,8 +5,8 @@ import streamlit as st
 from core import config, ui
 from core.data.samples import load_clothing_sample
 from core.errors import ModelNotFound, UserError
-from core.generate.generation import submit_generation
 from core.generate import planning
+from core.generate.generation import submit_generation
 from core.generate.planning import MODEL_PRESETS, GenerationSpec, preset_for
 from core.generate.prompts import COUNT_CAP, count_prompts, validate_template
 from core.models.generators import resolve_model

@@ -68,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", parents=[common], help="generate images for a tag with Stable Diffusion")
     g.add_argument("--tag", required=True)
     g.add_argument("--count", type=int, required=True, help="target size of the series")
-    g.add_argument("--model", default=None, help=f"{config.BUILTIN_MODEL} (built-in, offline), a hub id or a local folder (default: {config.BUILTIN_MODEL} without CUDA or in demo mode, else {config.DEFAULT_MODEL}; SYNTHLAB_MODEL overrides)")
+    g.add_argument("--model", default=None,
+                   help=f"{config.BUILTIN_MODEL} (built-in, offline), a hub id or a local folder (default: "
+                        f"{config.BUILTIN_MODEL} without CUDA or in demo mode, else {config.DEFAULT_MODEL})")
     g.add_argument("--width", type=int)
     g.add_argument("--height", type=int)
     g.add_argument("--steps", type=int)

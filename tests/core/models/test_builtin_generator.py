@@ -18,7 +18,7 @@ from PIL import Image
 from core.data import samples
 from core.generate.generation import generate
 from core.generate.planning import GenerationSpec
-from core.models import builtin_generator, encoders
+from core.models import builtin_generator, encoder_resolution, encoders
 from tests.datasets import fashion_available
 
 pytestmark = pytest.mark.skipif(not fashion_available(), reason="dataset-fashion-mnist is not installed")
@@ -30,7 +30,7 @@ def _real_probe(classes: dict[str, int], per_class: int = 40):
     from sklearn.linear_model import LogisticRegression
 
     pixels, labels, _ = samples.fashion_split("train")
-    ref = encoders.resolve_encoder(None)
+    ref = encoder_resolution.resolve_encoder(None)
     images, y = [], []
     for name, label in classes.items():
         for index in np.flatnonzero(labels == label)[:per_class]:
@@ -45,7 +45,7 @@ def _generated(store, tag: str, prompt: str, count: int) -> list[Image.Image]:
     result = generate(store, GenerationSpec(tag=tag, count=count, model=builtin_generator.NAME, batch_size=32))
     out = []
     for image_id in result["images"]:
-        with Image.open(store.image_path(image_id)) as im:
+        with Image.open(store.image_file(image_id)) as im:
             out.append(im.convert("RGB"))
     return out
 

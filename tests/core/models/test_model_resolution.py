@@ -1,4 +1,5 @@
-"""The hub default generator (SD-Turbo, the default with CUDA; chosen here with SYNTHLAB_MODEL) fails fast and says why: HF_HUB_OFFLINE set, the hub unreachable, or not cached —
+"""The hub default generator (SD-Turbo, the default with CUDA; chosen here with SYNTHLAB_MODEL) fails fast
+and says why: HF_HUB_OFFLINE set, the hub unreachable, or not cached —
 one line, exit 2, within seconds, and the Generate page shows the same line without hanging."""
 
 from __future__ import annotations
