@@ -26,7 +26,7 @@ Only numpy and scipy; no store, no UI. Seeded: the same inputs give the same int
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -57,7 +57,7 @@ def clopper_pearson(successes: float, n: int, level: float = LEVEL) -> tuple[flo
     return lo, hi
 
 
-def accuracy_interval(correct: Sequence[float], level: float = LEVEL) -> Optional[list[float]]:
+def accuracy_interval(correct: Sequence[float], level: float = LEVEL) -> list[float] | None:
     """Clopper–Pearson interval of the fraction of 1s in ``correct`` (None when empty)."""
     n = len(correct)
     if n == 0:
@@ -87,7 +87,7 @@ def weighted_macro_f1(w: np.ndarray, truth: np.ndarray, predicted: np.ndarray, l
     return f1_sum / np.maximum(present_n, 1)
 
 
-def weighted_macro_ap(w: np.ndarray, truth: np.ndarray, scores: np.ndarray, tags: Sequence) -> Optional[np.ndarray]:
+def weighted_macro_ap(w: np.ndarray, truth: np.ndarray, scores: np.ndarray, tags: Sequence) -> np.ndarray | None:
     """Per weight row, the mean over tags with positives of the weighted average precision."""
     total, counted = np.zeros(w.shape[0]), np.zeros(w.shape[0])
     for j, tag in enumerate(tags):
@@ -123,7 +123,7 @@ def jackknife_weights(n: int, groups: int = JACKKNIFE_GROUPS) -> np.ndarray:
 
 # -- BCa ------------------------------------------------------------------------------------------
 
-def bca_interval(estimate: float, boot: np.ndarray, jack: np.ndarray, level: float = LEVEL) -> Optional[list[float]]:
+def bca_interval(estimate: float, boot: np.ndarray, jack: np.ndarray, level: float = LEVEL) -> list[float] | None:
     """Bias-corrected and accelerated percentile interval (Efron 1987). None when the bootstrap is
     degenerate (every resample equal to the estimate: no spread to correct)."""
     from scipy.stats import norm
@@ -144,7 +144,7 @@ def bca_interval(estimate: float, boot: np.ndarray, jack: np.ndarray, level: flo
     return ends
 
 
-def floored(estimate: float, interval: Optional[Sequence[float]], n: int, level: float = LEVEL) -> list[float]:
+def floored(estimate: float, interval: Sequence[float] | None, n: int, level: float = LEVEL) -> list[float]:
     """``interval`` widened, side by side, to at least the Clopper–Pearson interval of ``estimate`` read as
     a proportion of ``n``, then clipped to [0, 1] (see the module doc)."""
     lo_f, hi_f = clopper_pearson(estimate * n, n, level)
@@ -154,7 +154,7 @@ def floored(estimate: float, interval: Optional[Sequence[float]], n: int, level:
 
 # -- one run ---------------------------------------------------------------------------------------
 
-def run_intervals(truth: Sequence[str], predicted: Sequence[str], scores: Optional[Sequence[Sequence[float]]],
+def run_intervals(truth: Sequence[str], predicted: Sequence[str], scores: Sequence[Sequence[float]] | None,
                   tags: Sequence[str], *, resamples: int = RESAMPLES, seed: int = 0, level: float = LEVEL) -> dict:
     """95 % intervals of one run's accuracy, macro-F1 and average precision on its test images:
     ``{"accuracy_ci", "macro_f1_ci", "average_precision_ci", "interval_methods"}`` (None where undefined).
@@ -219,7 +219,7 @@ def arm_interval(values: Sequence[float], test_images: int, *, shared_test_set: 
             "shared_test_set": bool(shared_test_set), "method": METHODS["arm"]}
 
 
-def shared_test_set_note(test_images: int, runs: int) -> Optional[str]:
+def shared_test_set_note(test_images: int, runs: int) -> str | None:
     """What a chart says when all its runs were scored on one test set (None for a single run)."""
     if runs < 2:
         return None
