@@ -94,14 +94,15 @@ def _arm_truth(offset: float, photo_sd: float, model_sd: float) -> float:
     return float(np.mean(1 / (1 + np.exp(-z))))
 
 
-@pytest.mark.parametrize("offset", [3.6, 4.6, 5.8])
-def test_arm_interval_covers_over_training_draws_and_test_photos(offset):
+@pytest.mark.parametrize("offset, photo_sd, model_sd", [(3.6, 1.0, 0.5), (4.6, 1.0, 0.5), (5.8, 1.0, 0.5),
+                                                       (3.6, 0.5, 1.2), (3.6, 1.5, 1.0)])
+def test_arm_interval_covers_over_training_draws_and_test_photos(offset, photo_sd, model_sd):
     """Three repeats scored on one shared test set; the truth is the arm's accuracy over fresh training draws
-    and fresh photos. Coverage ≥ 93 % at n = 20, 50 and 200 (true accuracy ≈ 0.95, 0.98, 0.99); always inside
-    [0, 1]; on average narrower with more photos and more repeats."""
-    photo_sd, model_sd = 1.0, 0.5
+    and fresh photos (true accuracy 0.92–0.99; the last two: models that vary a lot between draws). Coverage
+    ≥ 93 % at n = 20, 50 and 200 and with 10 repeats; always inside [0, 1]; on average narrower with more
+    photos and more repeats."""
     truth = _arm_truth(offset, photo_sd, model_sd)
-    assert 0.94 < truth < 0.995
+    assert 0.9 < truth < 0.995
     rng = np.random.default_rng(int(offset * 10))
     widths = {}
     for n, repeats in ((20, 3), (50, 3), (200, 3), (200, 10)):
@@ -122,7 +123,7 @@ def test_arm_interval_covers_over_training_draws_and_test_photos(offset):
 def test_arm_interval_is_inside_0_1_where_the_old_bars_went_above_1():
     """The issue's case: repeats at 0.995 ± 0.008 drew an upper bar of 1.011; the arm interval stops at 1 and
     still reaches below the mean by the test-set uncertainty."""
-    values = [0.9875, 1.0, 0.9975]
+    values = [0.9875, 1.0, 0.9975]  # (the arm interval, 200 photos)
     old = stats.combined_interval(values, [0.004, 0.0, 0.002])
     assert old["mean"] + old["half_width"] > 1.0
     out = intervals.arm_interval(values, 200)
