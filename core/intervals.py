@@ -211,6 +211,26 @@ def _repeat_sides(vals: list[float], mean: float, n: int, level: float) -> tuple
     return max(linear, mid - low), max(linear, high - mid)
 
 
+def combine_sides(values: Sequence[float], test_down: float, test_up: float, n: int | None = None,
+                  level: float = LEVEL) -> tuple[float, float, float]:
+    """``(lower, upper, repeat half-width)`` of an arm's point: the repeats' sides (:func:`_repeat_sides`;
+    ``n`` the photos behind each value, for the logit side — None: values are not proportions, linear only)
+    combined in quadrature with the test-set sides ``test_down``/``test_up`` (distances below and above the
+    mean), clipped to [0, 1]. For a metric without a binomial form (macro-F1, AP) the test-set sides are the
+    mean distances of the runs' own intervals."""
+    vals = [float(v) for v in values]
+    mean = math.fsum(vals) / len(vals)
+    if n:
+        down, up = _repeat_sides(vals, mean, max(int(n), 1), level)
+    else:
+        r = len(vals)
+        down = up = (t_quantile(r - 1, level) * math.sqrt(math.fsum((v - mean) ** 2 for v in vals) / (r - 1))
+                     / math.sqrt(r)) if r >= 2 else 0.0
+    lower = max(0.0, mean - math.hypot(down, max(test_down, 0.0)))
+    upper = min(1.0, mean + math.hypot(up, max(test_up, 0.0)))
+    return lower, upper, max(down, up)
+
+
 def arm_interval(values: Sequence[float], test_images: int, *, shared_test_set: bool = True,
                  level: float = LEVEL) -> dict:
     """An arm's mean accuracy over its repeats at one count, with a 95 % interval for the arm's accuracy
@@ -222,16 +242,13 @@ def arm_interval(values: Sequence[float], test_images: int, *, shared_test_set: 
     "test_images", "shared_test_set", "method"}`` (``half_width``: the larger side, for symmetric bars;
     ``repeat_half_width``: the repeat part's larger side)."""
     vals = [float(v) for v in values]
-    r = len(vals)
-    if r == 0:
+    if not vals:
         raise ValueError("no values")
-    mean = math.fsum(vals) / r
-    n = int(test_images) * (1 if shared_test_set else r)
-    down, up = _repeat_sides(vals, mean, max(n, 1), level)
+    mean = math.fsum(vals) / len(vals)
+    n = int(test_images) * (1 if shared_test_set else len(vals))
     t_lo, t_hi = clopper_pearson(mean * n, n, level)
-    lower = max(0.0, mean - math.hypot(down, mean - t_lo))
-    upper = min(1.0, mean + math.hypot(up, t_hi - mean))
-    repeat_hw = max(down, up)
+    lower, upper, repeat_hw = combine_sides(vals, mean - t_lo, t_hi - mean, n, level)
+    r = len(vals)
     return {"mean": mean, "lower": lower, "upper": upper, "half_width": max(mean - lower, upper - mean),
             "repeat_half_width": repeat_hw, "test_interval": [t_lo, t_hi], "n": r, "test_images": int(test_images),
             "shared_test_set": bool(shared_test_set), "method": METHODS["arm"]}
