@@ -28,7 +28,7 @@ REPEATS = 5
 PERMUTATIONS = 199
 RIDGE = 1.0
 LEVEL = 0.95
-MIN_PER_CLASS = 3
+MIN_PER_CLASS = 2
 METHOD = (f"ridge probe, AUC averaged over {REPEATS}× repeated {FOLDS}-fold CV; interval and alarm from a "
           f"{PERMUTATIONS}-permutation null")
 
