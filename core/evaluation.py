@@ -15,8 +15,9 @@ One result (the shape the Results page, the charts and the report build on)::
      "per_image": [{"image", "tag", "probabilities": {tag: p}}],
      "test_images", "test_set", "evaluated"}
 
-``arm`` is the run's arm (:mod:`core.arms`: what a chart line means); ``*_ci`` are 95 % bootstrap
-intervals over the test images (:func:`core.stats.run_intervals`); ``input_px`` is the side the model
+``arm`` is the run's arm (:mod:`core.arms`: what a chart line means); ``*_ci`` are 95 % intervals over the
+test images (:func:`core.intervals.run_intervals`: Clopper–Pearson for accuracy, a floored BCa bootstrap for
+macro-F1 and average precision; ``interval_version`` says which method made them); ``input_px`` is the side the model
 actually saw; ``repeat_overlap`` is the mean Jaccard of the slice's repeats' members (None: one repeat).
 Arms, overlaps and missing intervals are refreshed by :func:`results` on read, so older evaluations
 carry them too.
@@ -32,7 +33,7 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
-from . import arms, repeats, stats
+from . import arms, intervals, repeats
 from .backends import get_trainer
 from .errors import InvalidInput, UserError
 from .store import Store, now, png_bytes
@@ -112,11 +113,16 @@ def _metrics(tags: list[str], images: list[dict], probs: list[dict[str, float]])
     }
 
 
+INTERVAL_VERSION = 2  # 2: Clopper-Pearson accuracy, floored BCa macro-F1 and AP (core.intervals)
+
+
 def _intervals(tags: list[str], images: list[dict], probs: list[dict[str, float]], seed: int) -> dict:
     truth = [im["tag"] for im in images]
     scores = [[p.get(t, 0.0) for t in tags] for p in probs]
     predicted = [tags[int(np.argmax(row))] if row else None for row in scores]
-    return stats.run_intervals(truth, predicted, scores, tags, seed=seed)
+    out = intervals.run_intervals(truth, predicted, scores, tags, seed=seed)
+    out.pop("interval_methods", None)
+    return {**out, "interval_version": INTERVAL_VERSION}
 
 
 def input_px(run: dict) -> Optional[int]:
@@ -207,14 +213,15 @@ def results(store: Store, run_ids: list[int] | None = None) -> list[dict]:
     for run in runs:
         result = dict(run["metrics"]["evaluation"])
         result.update(_context(store, run, specs.get(run["slice"]), overlaps.get(run["slice"])))
-        if "accuracy_ci" not in result:
+        if result.get("interval_version") != INTERVAL_VERSION:
             result.update(_refreshed_intervals(result))
         out.append({**result, "stale": result.get("test_set") != current})
     return out
 
 
 def _refreshed_intervals(result: dict) -> dict:
-    """Intervals for an evaluation stored before they existed, from its per-image probabilities."""
+    """Intervals for an evaluation stored before they existed (or before the current method), from its
+    per-image probabilities."""
     per_image = result.get("per_image") or []
     tags = list(result.get("tags") or (sorted(per_image[0]["probabilities"]) if per_image else []))
     return _intervals(tags, [{"tag": p["tag"]} for p in per_image], [p["probabilities"] for p in per_image],
