@@ -56,8 +56,10 @@ with st.expander("How to read these numbers"):
         "downscaling removes it.\n"
         "- **Pixel AUC @ size**: the same probe on pixels alone (the power spectrum of a high-pass residual "
         "over the whole frequency plane, plus residual statistics) — it sees high-frequency traces that an "
-        "encoder's own resize throws away. Each AUC comes with its 95 % bootstrap interval; an interval "
-        "that holds 0.5 means no detectable difference.")
+        "encoder's own resize throws away. Each AUC comes with its 95 % interval; an interval "
+        "that holds 0.5 means no detectable difference. The pixel probe's interval is calibrated: the **null "
+        "band** is where its AUC falls when origin is shuffled at random (repeated cross-validation against "
+        "199 permutations), and *trace found* means the AUC lies beyond it.")
 for tag, r in result["tags"].items():
     for metric, reason in r.get("notes", {}).items():
         st.caption(f"**{ui.plain(tag)}** · {metric}: {ui.plain(reason)}")
