@@ -127,9 +127,10 @@ def cmd_slice(store: Store, a: argparse.Namespace) -> dict:
 
     sizes = tuple(a.sizes or ()) or (a.size,)
     filter_spec = None
-    if a.min_own_tag_probability is not None or a.drop_near_duplicates:
+    if a.min_own_tag_probability is not None or a.drop_near_duplicates or a.drop_label_issues:
         filter_spec = FilterSpec(min_own_tag_probability=a.min_own_tag_probability,
-                                 drop_near_duplicates=a.drop_near_duplicates, clip_model=a.filter_clip)
+                                 drop_near_duplicates=a.drop_near_duplicates, clip_model=a.filter_clip,
+                                 drop_label_issues=a.drop_label_issues)
     slices = build_sweep(store, sweep(a.name, tuple(a.counts), sizes, fit=a.fit, resample=a.resample,
                                       real_fraction=a.real_fraction, repeats=a.repeats, seed=a.seed,
                                       tags=tuple(a.tags or ()), filter=filter_spec))
@@ -425,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="drop synthetic images whose zero-shot probability of their own tag is below this")
     s.add_argument("--drop-near-duplicates", action="store_true",
                    help="keep one synthetic image per near-duplicate cluster (perceptual hash, confirmed by aligned pixel correlation)")
+    s.add_argument("--drop-label-issues", action="store_true",
+                   help="drop synthetic images whose label the default encoder's out-of-fold probe suspects (cleanlab)")
     s.add_argument("--filter-clip", help="full CLIP model (hub id or folder) for the zero-shot filter")
     s.set_defaults(func=cmd_slice)
 

@@ -384,7 +384,8 @@ def diagnose(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] =
     "distinct_prompts", "duplicate_clusters": [[ids]], "frechet": {"synthetic_vs_real",
     "real_vs_real_floor"}, "auc": {"<size>": value}, "auc_ci": {"<size>": [lo, hi]}, "pixel_auc":
     {"<size>": value}, "pixel_auc_ci": {"<size>": [lo, hi]}, "probe_n", "notes": {metric: reason}}},
-    "spectrum": {"<size>": …}}``. Non-rejected ``synthetic`` and ``real`` images only (``test`` images
+    "spectrum": {"<size>": …}, "label_issues": [{"image", "tag", "suggested", "score"}]}`` (suspected wrong
+    labels, :mod:`core.label_issues`; ``label_issues_note`` says why there are none to look for). Non-rejected ``synthetic`` and ``real`` images only (``test`` images
     stay unseen). Diversity and the Fréchet distance use embeddings at the first size; both probes run
     at each size (intervals: 95 % bootstrap); duplicate clusters are sought among the tag's synthetic
     and real images together (an image-to-image copy of a photo shows up). A metric the tag lacks
@@ -430,6 +431,9 @@ def diagnose(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] =
         images = _train_images(store, tag)
         pooled += images["synthetic"] + images["real"]
         report["tags"][tag] = _tag_report(store, tag, images, ref, sizes, rule, step, inner, cache)
+    report["label_issues"], note = _label_issues(store, chosen, request["encoder"], sizes[0])
+    if note:
+        report["label_issues_note"] = note
     if spectrum:
         report["spectrum"] = {}
         for size in sizes:
@@ -444,6 +448,17 @@ def diagnose(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] =
     if progress:
         progress(total, total, "done")
     return report
+
+
+def _label_issues(store, tags: Sequence[str], encoder: Optional[str], size: int) -> tuple[list[dict], Optional[str]]:
+    """Suspected wrong labels among the chosen tags' images (:mod:`core.label_issues`, embeddings at the first
+    size from the cache the probes filled), or ``[]`` and why not."""
+    from .label_issues import NotEnoughImages, store_label_issues
+
+    try:
+        return store_label_issues(store, tags, encoder, size), None
+    except NotEnoughImages as exc:
+        return [], str(exc)
 
 
 # -- jobs: the page runs a diagnosis in the worker, the CLI in the foreground --------------------

@@ -10,10 +10,14 @@ suggested as its true tag.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from core import label_issues
+from core.cli import main
+from core.filtering import dropped_images
 from core.store import Store
 from tests.datasets import fashion_available, fashion_images
 
@@ -24,8 +28,9 @@ CLASSES = {"jeans": 1, "shoes": 7, "shirts": 6, "other": 8}
 pytestmark = pytest.mark.skipif(not fashion_available(), reason="needs Debian's dataset-fashion-mnist")
 
 
-def _planted_store(home) -> tuple[Store, dict[str, str]]:
-    """The store of the module doc; returns it and ``{image id: true tag}`` of the mislabelled photos."""
+def _planted_store(home, source: str = "real") -> tuple[Store, dict[str, str]]:
+    """The store of the module doc (every image of ``source``); returns it and ``{image id: true tag}`` of the
+    mislabelled photos."""
     photos = fashion_images(CLASSES, n_train=PER_TAG + 3, n_test=0, size=32)["real"]
     store = Store(home)
     for tag in CLASSES:
@@ -34,32 +39,61 @@ def _planted_store(home) -> tuple[Store, dict[str, str]]:
     for tag in CLASSES:
         keep = PER_TAG - WRONG if tag == "shirts" else PER_TAG
         for picture in photos[tag][:keep]:
-            store.add_image(picture, tag=tag, source="real")
+            store.add_image(picture, tag=tag, source=source, **({"model_id": "other-tool"} if source == "synthetic" else {}))
     for i in range(3):  # three each of trousers, sneakers and bags, beyond the ones their own tags hold
         for true in ("jeans", "shoes", "other"):
-            image_id, created = store.add_image(photos[true][PER_TAG + i], tag="shirts", source="real")
+            image_id, created = store.add_image(photos[true][PER_TAG + i], tag="shirts", source=source,
+                                                **({"model_id": "other-tool"} if source == "synthetic" else {}))
             assert created
             wrong[image_id] = true
     return store, wrong
 
 
+def _check_found(issues: list[dict], wrong: dict[str, str]) -> None:
+    """Recall and precision ≥ 0.6 in the noisy tag, the right suggestion, nothing comparable elsewhere."""
+    assert all(set(i) == {"image", "tag", "suggested", "score"} for i in issues)
+    assert all(0.0 <= i["score"] <= 1.0 and i["suggested"] != i["tag"] for i in issues)
+    in_noisy = [i for i in issues if i["tag"] == "shirts"]
+    found = [i for i in in_noisy if i["image"] in wrong]
+    recall, precision = len(found) / WRONG, len(found) / max(1, len(in_noisy))
+    assert recall >= 0.6 and precision >= 0.6, (recall, precision, in_noisy)
+    assert np.mean([i["suggested"] == wrong[i["image"]] for i in found]) >= 0.8
+    for tag in ("jeans", "shoes", "other"):  # nothing comparable on a clean tag
+        flagged = [i for i in issues if i["tag"] == tag]
+        assert len(flagged) <= WRONG // 3, (tag, flagged)
+
+
 @pytest.mark.slow
-def test_thirty_percent_wrong_labels_in_one_tag_are_found_and_clean_tags_stay_clean(tmp_path):
+def test_thirty_percent_wrong_labels_in_one_tag_are_found_by_diagnose(tmp_path, capsys):
     store, wrong = _planted_store(tmp_path / "store")
     try:
-        issues = label_issues.store_label_issues(store)
-        assert all(set(i) == {"image", "tag", "suggested", "score"} for i in issues)
-        assert all(0.0 <= i["score"] <= 1.0 and i["suggested"] != i["tag"] for i in issues)
-        in_noisy = [i for i in issues if i["tag"] == "shirts"]
-        found = [i for i in in_noisy if i["image"] in wrong]
-        recall, precision = len(found) / WRONG, len(found) / max(1, len(in_noisy))
-        assert recall >= 0.6 and precision >= 0.6, (recall, precision, in_noisy)
-        assert np.mean([i["suggested"] == wrong[i["image"]] for i in found]) >= 0.8
-        for tag in ("jeans", "shoes", "other"):  # nothing comparable on a clean tag
-            flagged = [i for i in issues if i["tag"] == tag]
-            assert len(flagged) <= WRONG // 3, (tag, flagged)
-        again = label_issues.store_label_issues(store)  # cached embeddings, seeded folds: the same answer
-        assert again == issues
+        capsys.readouterr()
+        assert main(["--home", str(store.root), "diagnose", "--sizes", "32", "--json"]) == 0
+        out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        _check_found(out["label_issues"], wrong)
+        assert label_issues.store_label_issues(store, size=32) == out["label_issues"]  # cached, seeded: the same
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_the_slice_filter_drops_the_wrong_synthetic_labels_and_joins_the_hash(tmp_path, capsys):
+    store, wrong = _planted_store(tmp_path / "store", source="synthetic")
+    try:
+        home = str(store.root)
+        for name, extra in (("plain", []), ("checked", ["--drop-label-issues"])):
+            assert main(["--home", home, "slice", "--name", name, "--counts", "15", "--size", "32", *extra,
+                         "--json"]) == 0
+        rows = {r["name"]: r for r in store.query("SELECT id, name, spec, hash FROM slices")}
+        assert rows["plain"]["hash"] != rows["checked"]["hash"]
+        spec = json.loads(rows["checked"]["spec"])
+        assert spec["filter"]["drop_label_issues"] is True and spec["filter"]["label_issue_encoder"]["name"]
+        assert "drop_label_issues" not in (json.loads(rows["plain"]["spec"]).get("filter") or {})
+        dropped = dropped_images(store, rows["checked"]["id"])
+        assert all(d["reason"].startswith("suspected wrong label") for d in dropped)
+        suggested = [d["reason"].split("looks like ")[1].split(",")[0] for d in dropped]
+        _check_found([{"image": d["id"], "tag": d["tag"], "suggested": s, "score": 1.0}
+                      for d, s in zip(dropped, suggested)], wrong)
     finally:
         store.close()
 
