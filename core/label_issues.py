@@ -81,6 +81,29 @@ def find_issues(image_ids: Sequence[str], tag_of: Sequence[str], embeddings: np.
     return issues_from_probabilities(image_ids, labels, out_of_fold_probabilities(embeddings, labels, seed=seed), tags)
 
 
+def relabel(store, image_id: str, tag: str) -> dict:
+    """Move a training image to another existing tag (the Diagnostics page's one-click relabel).
+
+    Slices are immutable, so an image that is already in a slice is refused (its slices would change their
+    meaning under the same hash): reject it instead, and slice again. Returns ``{"image", "tag", "was"}``."""
+    from .errors import InvalidInput, NotFound
+
+    row = store.query_one("SELECT id, tag, source FROM images WHERE id = ?", (image_id,))
+    if row is None:
+        raise NotFound(f"no image {image_id!r}")
+    new = store.canonical_tag(tag)
+    if row["source"] == "test":
+        raise InvalidInput("test photos are relabelled by importing them again under the right tag")
+    used = [r["slice_id"] for r in store.query("SELECT DISTINCT slice_id FROM slice_images WHERE image_id = ?",
+                                                 (image_id,))]
+    if used:
+        raise InvalidInput(f"image {image_id[:12]} is in slice(s) {', '.join(map(str, sorted(used)))}: slices are "
+                           "immutable, so it cannot change tag — reject it instead, and cut the slices again")
+    with store.tx() as conn:
+        conn.execute("UPDATE images SET tag = ? WHERE id = ?", (new, image_id))
+    return {"image": image_id, "tag": new, "was": row["tag"]}
+
+
 def store_label_issues(store, tags: Sequence[str] | None = None, encoder: str | None = None,
                        size: int | None = None, progress=None) -> list[dict]:
     """Label issues among a store's training images (``real`` and ``synthetic``, not rejected) of ``tags``

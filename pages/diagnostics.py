@@ -78,6 +78,11 @@ if result.get("spectrum"):
         if ratio is not None:
             st.plotly_chart(ratio, key=f"dg_ratio_{size}")
 
+st.subheader("Suspected wrong labels")
+st.caption("Out-of-fold predictions of the default encoder's probe, then confident learning (cleanlab): images "
+           "whose tag their look-alikes disagree with. " + (result.get("label_issues_note") or ""))
+ui.label_issue_gallery(store, result.get("label_issues") or [], key="dg-labels")
+
 st.subheader("Near-duplicates")
 st.caption(diagnostics.duplicate_rule_text(result)
            + " Rejecting keeps the first image of a cluster; rejected images never enter a slice.")

@@ -94,3 +94,37 @@ def test_a_duplicate_cluster_is_rejected_in_one_click(lab, tiny_clip):
     assert not next(im for im in synthetic if im["id"] == kept)["rejected"]
     again = [b for b in at.button if b.key and b.key.startswith("dg-reject-jeans")]
     assert again[0].disabled
+
+
+@pytest.fixture
+def mislabelled(home):
+    """Tags a and b, 8 variants each of one pattern, and one variant of a's pattern stored under b."""
+    store = Store(home)
+    for tag in ("a", "b"):
+        store.add_tag(tag)
+    rng = np.random.default_rng(3)
+    wrong = None
+    for tag, seed in (("a", 7), ("b", 8)):
+        for i in range(9 if tag == "a" else 8):
+            arr = blocks(seed).astype(np.int16) + rng.integers(-12, 13, (40, 40, 3))
+            image_id, _ = store.add_image(Image.fromarray(arr.clip(0, 255).astype(np.uint8)),
+                                          tag="b" if i == 8 else tag, source="synthetic", seed=i)
+            wrong = image_id if i == 8 else wrong
+    yield store, wrong
+    store.close()
+
+
+def test_a_suspected_wrong_label_is_shown_and_relabelled_in_one_click(mislabelled, tiny_clip):
+    store, wrong = mislabelled
+    diagnostics.run_diagnosis(store, ["a", "b"], [32], tiny_clip)
+    issues = diagnostics.latest_diagnosis(store)["label_issues"]
+    assert [(i["image"], i["tag"], i["suggested"]) for i in issues] == [(wrong, "b", "a")]
+    at = page()
+    relabel = [b for b in at.button if b.key and b.key.startswith("dg-labels-relabel")]
+    assert len(relabel) == 1 and relabel[0].label == "Relabel as a"
+    relabel[0].click().run()
+    assert not at.exception, at.exception
+    assert store.query_one("SELECT tag FROM images WHERE id = ?", (wrong,))["tag"] == "a"
+    reject = [b for b in at.button if b.key and b.key.startswith("dg-labels-reject")]
+    reject[0].click().run()
+    assert store.query_one("SELECT rejected FROM images WHERE id = ?", (wrong,))["rejected"] == 1

@@ -115,3 +115,24 @@ def test_clean_well_separated_tags_give_no_issues_and_a_swapped_label_is_found()
     tags[3] = "b"
     (issue,) = label_issues.find_issues(ids, tags, x)
     assert issue["image"] == "i3" and issue["tag"] == "b" and issue["suggested"] == "a" and issue["score"] > 0.5
+
+
+def test_relabel_moves_an_unsliced_image_and_refuses_a_sliced_one(store):
+    from PIL import Image
+
+    from core.errors import InvalidInput, NotFound
+    from core.slicing import SliceSpec, build_slices
+
+    for tag in ("a", "b"):
+        store.add_tag(tag)
+    ids = [store.add_image(Image.new("RGB", (32, 32), (i * 20, 0, 0)), tag="a" if i < 4 else "b", source="real")[0]
+           for i in range(8)]
+    assert label_issues.relabel(store, ids[0], "B") == {"image": ids[0], "tag": "b", "was": "a"}
+    with pytest.raises(NotFound, match="no image 'nope'"):
+        label_issues.relabel(store, "nope", "a")
+    build_slices(store, SliceSpec(name="s", counts=(2,), real_fraction=1.0))
+    used = store.query_one("SELECT image_id FROM slice_images LIMIT 1")["image_id"]
+    before = store.query_one("SELECT tag FROM images WHERE id = ?", (used,))["tag"]
+    with pytest.raises(InvalidInput, match="slices are immutable"):
+        label_issues.relabel(store, used, "a" if before == "b" else "b")
+    assert store.query_one("SELECT tag FROM images WHERE id = ?", (used,))["tag"] == before
