@@ -190,8 +190,13 @@ def apply_filter(store, candidate_images: Sequence[str | dict], filter_spec: Opt
 def _label_issue_drops(store, rows: list[dict], dropped: dict) -> dict[str, dict]:
     """Synthetic candidates flagged by :func:`core.label_issues.find_issues` (all candidates as evidence)."""
     from . import encoders
-    from .label_issues import NotEnoughImages, find_issues
+    from .label_issues import MIN_PER_TAG, NotEnoughImages, find_issues
 
+    counts = {t: sum(r["tag"] == t for r in rows) for t in {r["tag"] for r in rows}}
+    if len(counts) < 2 or min(counts.values()) < MIN_PER_TAG:
+        have = ", ".join(f"{t} {n}" for t, n in sorted(counts.items()))
+        raise InvalidInput(f"the label-issue filter needs at least {MIN_PER_TAG} candidate images of each of at "
+                           f"least 2 tags (have: {have})")
     ref = encoders.resolve_encoder(None)
     try:
         issues = find_issues([r["id"] for r in rows], [r["tag"] for r in rows], embeddings(store, ref, rows, None))

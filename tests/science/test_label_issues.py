@@ -136,3 +136,19 @@ def test_relabel_moves_an_unsliced_image_and_refuses_a_sliced_one(store):
     with pytest.raises(InvalidInput, match="slices are immutable"):
         label_issues.relabel(store, used, "a" if before == "b" else "b")
     assert store.query_one("SELECT tag FROM images WHERE id = ?", (used,))["tag"] == before
+
+
+def test_the_label_issue_filter_with_too_few_images_is_a_clear_error_and_writes_nothing(store, capsys):
+    from PIL import Image
+
+    for tag in ("a", "b"):
+        store.add_tag(tag)
+    for i in range(4):
+        store.add_image(Image.new("RGB", (32, 32), (i * 40, 0, 0)), tag="a" if i < 2 else "b", source="synthetic",
+                        model_id="m", seed=i)
+    capsys.readouterr()
+    code = main(["--home", str(store.root), "slice", "--name", "s", "--counts", "1", "--drop-label-issues", "--json"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "the label-issue filter needs at least 3 candidate images of each of at least 2 tags (have: a 2, b 2)" in err[0]
+    assert store.query("SELECT id FROM slices") == []
