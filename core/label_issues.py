@@ -22,6 +22,7 @@ import numpy as np
 
 FOLDS = 5
 CV_REPEATS = 5
+LARGE = 2000
 MIN_PER_TAG = 3
 
 
@@ -44,6 +45,7 @@ def out_of_fold_probabilities(embeddings: np.ndarray, labels: Sequence[int], fol
     if len(counts) < 2 or counts.min() < MIN_PER_TAG:
         raise NotEnoughImages(f"label issues need at least {MIN_PER_TAG} images of each of at least 2 tags")
     x = np.asarray(embeddings, dtype=np.float64)
+    repeats = repeats if len(y) <= LARGE else 1  # thousands of images: one split is already stable
     total = np.zeros((len(y), len(counts)))
     for r in range(repeats):
         cv = StratifiedKFold(n_splits=int(min(folds, counts.min())), shuffle=True, random_state=seed * 1000 + r)
@@ -116,6 +118,9 @@ def store_label_issues(store, tags: Sequence[str] | None = None, encoder: str | 
     images.sort(key=lambda im: (im["tag"], im["id"]))
     if not images:
         return []
+    counts = {t: sum(im["tag"] == t for im in images) for t in {im["tag"] for im in images}}
+    if len(counts) < 2 or min(counts.values()) < MIN_PER_TAG:
+        raise NotEnoughImages(f"label issues need at least {MIN_PER_TAG} images of each of at least 2 tags")
     ref = encoders.resolve_encoder(encoder)
     vectors = encoders.embed_images(store, ref, images, encoders.View.of(size), progress=progress)
     return find_issues([im["id"] for im in images], [im["tag"] for im in images], vectors,
