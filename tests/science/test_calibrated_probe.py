@@ -1,4 +1,4 @@
-"""Known answers for the calibrated pixel probe (:mod:`core.calibrated_probe`): on cases known to carry no trace
+"""Known answers for the calibrated pixel probe (:mod:`core.analysis.calibrated_probe`): on cases known to carry no trace
 it alarms at most at its nominal rate; a planted trace is still found.
 
 Null cases (nothing planted): two disjoint sets of real Fashion-MNIST photos of one class, every class at two
@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import calibrated_probe, fingerprint, imaging
+from core.analysis import calibrated_probe, fingerprint
+from core.store import imaging
 from tests.datasets import fashion_arrays, fashion_available
 
 PER_SIDE = 30

@@ -1,4 +1,4 @@
-"""Known answers for the per-run and per-arm intervals (:mod:`core.intervals`), by simulation: the truth is
+"""Known answers for the per-run and per-arm intervals (:mod:`core.analysis.intervals`), by simulation: the truth is
 planted (a true accuracy, a population of photos, a spread of models over training draws), fresh test sets
 are drawn from it, and the fraction of intervals that hold the truth is counted.
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core import intervals, stats
+from core.analysis import intervals, stats
 
 TRUE_ACCURACIES = (0.95, 0.965, 0.976, 0.985, 0.99)
 TEST_SIZES = (20, 50, 100, 200)
@@ -44,7 +44,7 @@ def test_accuracy_interval_holds_its_95_percent_near_1(n):
 
 def test_the_old_percentile_bootstrap_did_not_and_the_run_interval_does():
     """The issue's audit, replayed: true accuracy 0.985 on 20 photos. The percentile bootstrap holds the truth
-    in well under half the test sets; :func:`core.intervals.run_intervals` in ≥ 93 %."""
+    in well under half the test sets; :func:`core.analysis.intervals.run_intervals` in ≥ 93 %."""
     rng = np.random.default_rng(5)
     old = new = 0
     trials = 150

@@ -1,4 +1,4 @@
-"""Known answer for offline label issues (:mod:`core.label_issues`): 30 % wrong labels planted in one tag of a
+"""Known answer for offline label issues (:mod:`core.data.label_issues`): 30 % wrong labels planted in one tag of a
 store are found by the default encoder's out-of-fold probe and confident learning (cleanlab), with the right
 suggested tag, and the clean tags get nothing comparable.
 
@@ -15,10 +15,10 @@ import json
 import numpy as np
 import pytest
 
-from core import label_issues
-from core.cli import main
-from core.filtering import dropped_images
-from core.store import Store
+from core.cli.main import main
+from core.data import label_issues
+from core.data.filtering import dropped_images
+from core.store.database import Store
 from tests.datasets import fashion_available, fashion_images
 
 PER_TAG = 30
@@ -120,8 +120,8 @@ def test_clean_well_separated_tags_give_no_issues_and_a_swapped_label_is_found()
 def test_relabel_moves_an_unsliced_image_and_refuses_a_sliced_one(store):
     from PIL import Image
 
+    from core.data.slicing import SliceSpec, build_slices
     from core.errors import InvalidInput, NotFound
-    from core.slicing import SliceSpec, build_slices
 
     for tag in ("a", "b"):
         store.add_tag(tag)

@@ -1,4 +1,4 @@
-"""Known answers for the design advice of `compare` (:mod:`core.power`), by simulation of the paired design:
+"""Known answers for the design advice of `compare` (:mod:`core.analysis.power`), by simulation of the paired design:
 arms scored on shared test photos (each photo with its own difficulty), each arm with repeats whose models
 differ in skill. The planted truths: a difference of exactly the detectable size is called about 80 % of the
 time; a 20-point harm with 3 repeats is either called, or the advice says how many repeats call it — and
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core import power, stats
+from core.analysis import power, stats
 
 
 def _expit(z):

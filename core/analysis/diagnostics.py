@@ -1,0 +1,550 @@
+"""Diagnostics: why synthetic images help or hurt a classifier.
+
+Every number answers a question a user asks after seeing a bad curve:
+
+* **diversity** — are the synthetic images of a tag as varied as the real ones? (mean pairwise cosine
+  distance of encoder embeddings, distinct expanded prompts, near-duplicate clusters by perceptual hash);
+* **domain gap** — how far is the synthetic distribution from the real one? (Fréchet distance of
+  embeddings, with the real-vs-real split-half distance as its floor so the number has a scale);
+* **generator fingerprint** — can a linear probe tell synthetic from real, and does downscaling remove
+  what separates them? Two probes per pixel size, each a cross-validated ROC AUC with a 95 % interval: one on
+  encoder embeddings (bootstrap), one on pixels alone (:mod:`core.analysis.fingerprint`'s features, which see
+  high-frequency traces an encoder's own resize throws away; the interval, ``pixel_null`` band and alarm from
+  :mod:`core.analysis.calibrated_probe`, a permutation null over repeated cross-validation); plus the mean radial power spectrum out
+  to the corner radius and the 2-D synthetic/real spectrum ratio.
+
+Near-duplicates come from :mod:`core.data.similarity` (cached hashes, a chunked index, confirmation by
+aligned pixel correlation), the same search the slice filter uses. Everything per image is cached
+(embeddings, pixel features, signatures), so a second diagnosis of an unchanged store only reads.
+
+The metric functions are pure functions on arrays (tested on constructed cases); :func:`diagnose`
+gathers the images and embeddings from the store. A metric that needs images a tag lacks (e.g. real
+photos for the domain gap) is reported as ``null`` with the reason under ``"notes"`` — one missing
+source must not hide the other numbers. Unknown tags, bad sizes and a selection with no images at all
+raise a :class:`~core.errors.UserError`.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable, Iterable, Optional, Sequence
+
+import numpy as np
+
+from core.analysis.fingerprint import greyscale_array, mean_radial_spectrum, radial_power_spectrum  # noqa: F401 (re-exported)
+from core.data.similarity import MAX_HAMMING as DUPLICATE_THRESHOLD  # noqa: E402
+from core.data.similarity import MIN_CORRELATION as DUPLICATE_MIN_CORRELATION  # noqa: E402
+from core.errors import InvalidInput, UserError
+
+MIN_FOR_DIVERSITY = 2
+MIN_FOR_FRECHET = 2
+MIN_REAL_FOR_FLOOR = 4
+MIN_PER_CLASS_FOR_AUC = 2
+MAX_SIZE = 4096
+FLOOR_SPLITS = 5
+
+Progress = Optional[Callable[[int, int, str], None]]
+
+
+# -- diversity -----------------------------------------------------------------------------------
+
+def mean_pairwise_cosine_distance(embeddings: np.ndarray) -> float:
+    """Mean of ``1 - cos(a, b)`` over all pairs of distinct rows (0 when all rows point the same way).
+
+    Needs at least two rows. Zero rows (no direction) are treated as orthogonal to everything.
+    """
+    x = np.asarray(embeddings, dtype=np.float64)
+    if x.ndim != 2 or len(x) < MIN_FOR_DIVERSITY:
+        raise ValueError("need a 2-D array with at least two rows")
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    unit = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+    n = len(x)
+    total = unit.sum(axis=0)  # Σ_ij cos = |Σ u|², in O(n·d) memory instead of an n×n matrix
+    off_diagonal = (total @ total - (unit * unit).sum()) / (n * (n - 1))
+    return float(max(0.0, 1.0 - off_diagonal))
+
+
+def distinct_prompts(prompts: Iterable[Optional[str]]) -> int:
+    """How many different expanded prompts made these images (missing prompts are not counted)."""
+    return len({p.strip() for p in prompts if p and p.strip()})
+
+
+def perceptual_hash_bits(image) -> np.ndarray:
+    """The 64 bits of ``imagehash.phash`` of a PIL image, flattened to a boolean array."""
+    import imagehash
+
+    return np.asarray(imagehash.phash(image).hash, dtype=bool).ravel()
+
+
+def duplicate_clusters(ids: Sequence[str], bits: np.ndarray, threshold: int = DUPLICATE_THRESHOLD,
+                       thumbs: Optional[np.ndarray] = None,
+                       min_correlation: float = DUPLICATE_MIN_CORRELATION) -> list[list[str]]:
+    """Groups of near-duplicate images: connected components of "Hamming distance ≤ ``threshold``"
+    (and, given ``thumbs`` from :func:`core.data.similarity.thumbnail`, aligned correlation ≥ ``min_correlation``).
+
+    ``bits`` is an ``(n, 64)`` boolean array (one perceptual hash per id). Only groups of two or more
+    are returned, each in the order of ``ids``, groups ordered by their first member.
+    """
+    from core.data.similarity import DuplicateRule, clusters_of
+
+    bits = np.asarray(bits, dtype=bool)
+    if bits.shape[0] != len(ids):
+        raise ValueError("one hash per id")
+    hashes = np.packbits(bits, axis=1).view(">u8").ravel().astype(np.uint64) if len(ids) else np.zeros(0, np.uint64)
+    return clusters_of(ids, hashes, thumbs, DuplicateRule(threshold, min_correlation))
+
+
+# -- domain gap ----------------------------------------------------------------------------------
+
+def _shrunk_covariance(x: np.ndarray) -> np.ndarray:
+    """Ledoit–Wolf shrinkage: a well-conditioned covariance even with fewer samples than dimensions."""
+    from sklearn.covariance import ledoit_wolf
+
+    cov, _ = ledoit_wolf(x)
+    return cov
+
+
+def _sqrtm_psd(m: np.ndarray) -> np.ndarray:
+    w, v = np.linalg.eigh((m + m.T) / 2)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two sets of embeddings (the FID formula).
+
+    ``|μa−μb|² + Tr(Σa) + Tr(Σb) − 2·Tr((Σa^½ Σb Σa^½)^½)``, computed with symmetric eigen-decompositions
+    (no complex round-off from ``sqrtm``) on Ledoit–Wolf shrunk covariances, so it is defined and
+    stable for small sets (n < dimensions). Each set needs at least two rows of the same width.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError("two 2-D arrays of the same width")
+    if len(a) < MIN_FOR_FRECHET or len(b) < MIN_FOR_FRECHET:
+        raise ValueError("each set needs at least two rows")
+    mu = a.mean(axis=0) - b.mean(axis=0)
+    sa, sb = _shrunk_covariance(a), _shrunk_covariance(b)
+    root_a = _sqrtm_psd(sa)
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ sb @ root_a), 0, None)).sum()
+    return float(max(0.0, mu @ mu + np.trace(sa) + np.trace(sb) - 2.0 * cross))
+
+
+def matched_frechet(synthetic: np.ndarray, real: np.ndarray, splits: int = FLOOR_SPLITS,
+                    seed: int = 0) -> tuple[float, float]:
+    """``(synthetic vs real, real vs real floor)``: Fréchet distances at matched sample sizes.
+
+    The estimator grows as samples shrink, so a floor from two halves of the real set is only a fair
+    scale if the synthetic-vs-real distance is measured at the same sizes. Each of ``splits`` random
+    rounds splits the real set into halves A and B (``m = ⌊n_real/2⌋``, capped by the synthetic count),
+    and compares a random ``m`` synthetic images with B and A with B; both are averaged over the
+    rounds. A synthetic-vs-real distance near the floor means the encoder cannot tell the two
+    distributions apart. Needs at least four real and two synthetic rows.
+    """
+    s = np.asarray(synthetic, dtype=np.float64)
+    r = np.asarray(real, dtype=np.float64)
+    if len(r) < MIN_REAL_FOR_FLOOR or len(s) < MIN_FOR_FRECHET:
+        raise ValueError("need at least four real and two synthetic rows")
+    m = min(len(r) // 2, len(s))
+    rng = np.random.default_rng(seed)
+    gap, floor = [], []
+    for _ in range(splits):
+        order = rng.permutation(len(r))
+        half_a, half_b = r[order[:m]], r[order[len(r) - m:]]
+        pick = s[rng.permutation(len(s))[:m]]
+        gap.append(frechet_distance(pick, half_b))
+        floor.append(frechet_distance(half_a, half_b))
+    return float(np.mean(gap)), float(np.mean(floor))
+
+
+# -- generator fingerprint -----------------------------------------------------------------------
+
+def probe_auc(synthetic: np.ndarray, real: np.ndarray, folds: int = 5, seed: int = 0) -> float:
+    """Cross-validated ROC AUC of a logistic-regression probe telling synthetic (1) from real (0).
+
+    Standardised features, ``StratifiedKFold`` (at most ``folds``, at least 2, never more than the
+    smaller class), AUC of the pooled out-of-fold decision values. 0.5 means the encoder sees no
+    difference; near 1 means something in the images gives their origin away.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    s = np.asarray(synthetic, dtype=np.float64)
+    r = np.asarray(real, dtype=np.float64)
+    smaller = min(len(s), len(r))
+    if smaller < MIN_PER_CLASS_FOR_AUC:
+        raise ValueError("each class needs at least two rows")
+    x = np.vstack([s, r])
+    y = np.concatenate([np.ones(len(s), dtype=int), np.zeros(len(r), dtype=int)])
+    cv = StratifiedKFold(n_splits=max(2, min(folds, smaller)), shuffle=True, random_state=seed)
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+    scores = cross_val_predict(model, x, y, cv=cv, method="decision_function")
+    return float(roc_auc_score(y, scores))
+
+
+def probe_with_interval(synthetic: np.ndarray, real: np.ndarray, seed: int = 0) -> dict:
+    """:func:`core.analysis.fingerprint.probe` — the same probe and interval for embeddings and pixel features."""
+    from core.analysis.fingerprint import probe
+
+    return probe(synthetic, real, seed=seed)
+
+
+# -- gathering from the store --------------------------------------------------------------------
+
+def find_duplicate_clusters(store, image_ids: Sequence[str], threshold: int = DUPLICATE_THRESHOLD,
+                            min_correlation: float = DUPLICATE_MIN_CORRELATION, progress: Progress = None,
+                            stats=None) -> list[list[str]]:
+    """Near-duplicate clusters of stored images: :func:`core.data.similarity.find_duplicate_clusters`."""
+    from core.data.similarity import DuplicateRule
+    from core.data.similarity import find_duplicate_clusters as find
+
+    return find(store, image_ids, DuplicateRule(threshold, min_correlation), progress, stats)
+
+
+def _check_sizes(sizes: Sequence[int]) -> tuple[int, ...]:
+    from core.store.imaging import check_resize
+
+    out = tuple(dict.fromkeys(sizes or ()))
+    if not out:
+        raise InvalidInput("give at least one pixel size, e.g. 256")
+    for size in out:
+        check_resize(size)
+    return out
+
+
+def _check_tags(store, tags: Optional[Sequence[str]]) -> list[str]:
+    known = store.tag_names()
+    if not known:
+        raise InvalidInput("the store has no tags yet: add tags and images first")
+    if isinstance(tags, str):
+        tags = [tags]
+    chosen = list(dict.fromkeys(t.strip() for t in (tags or ()) if t and t.strip())) or known
+    return list(dict.fromkeys(store.get_tag(tag)["name"] for tag in chosen))
+
+
+def _train_images(store, tag: str) -> dict[str, list[dict]]:
+    return {source: store.list_images(tag=tag, source=source, include_rejected=False)
+            for source in ("synthetic", "real")}
+
+
+def _round(value: Optional[float], digits: int = 4) -> Optional[float]:
+    return None if value is None else round(float(value), digits)
+
+
+def _tag_report(store, tag: str, images: dict[str, list[dict]], ref, sizes: tuple[int, ...],
+                rule, step: Callable[[str], None], progress: Progress, cache: dict) -> dict:
+    from core.analysis.calibrated_probe import calibrated_probe
+    from core.analysis.fingerprint import stored_features
+
+    synthetic, real = images["synthetic"], images["real"]
+    notes: dict[str, str] = {}
+    vectors: dict[int, dict[str, np.ndarray]] = {}
+    both = min(len(synthetic), len(real)) >= MIN_PER_CLASS_FOR_AUC
+    for size in sizes:
+        step(f"{tag}: embedding at {size} px")
+        vectors[size] = {source: embeddings(store, ref, images[source], size, progress, cache["embeddings"])
+                         for source in ("synthetic", "real")}
+    first = vectors[sizes[0]]
+
+    diversity = {}
+    for source in ("synthetic", "real"):
+        if len(images[source]) >= MIN_FOR_DIVERSITY:
+            diversity[source] = _round(mean_pairwise_cosine_distance(first[source]))
+        else:
+            diversity[source] = None
+            notes[f"diversity.{source}"] = f"needs at least {MIN_FOR_DIVERSITY} {source} images, tag has {len(images[source])}"
+
+    frechet: dict[str, Optional[float]] = {"synthetic_vs_real": None, "real_vs_real_floor": None}
+    if len(real) >= MIN_REAL_FOR_FLOOR and len(synthetic) >= MIN_FOR_FRECHET:
+        gap, floor = matched_frechet(first["synthetic"], first["real"])
+        frechet = {"synthetic_vs_real": _round(gap), "real_vs_real_floor": _round(floor)}
+    else:
+        notes["frechet"] = (f"needs at least {MIN_FOR_FRECHET} synthetic and {MIN_REAL_FOR_FLOOR} real images, "
+                            f"tag has {len(synthetic)} and {len(real)}")
+
+    auc: dict[str, Optional[float]] = {}
+    auc_ci: dict[str, Optional[list]] = {}
+    pixel_auc: dict[str, Optional[float]] = {}
+    pixel_auc_ci: dict[str, Optional[list]] = {}
+    pixel_null: dict[str, Optional[dict]] = {}
+    probe_n: dict[str, dict] = {}
+    for size in sizes:
+        key = str(size)
+        auc[key] = auc_ci[key] = pixel_auc[key] = pixel_auc_ci[key] = pixel_null[key] = None
+        if not both:
+            continue
+        encoded = probe_with_interval(vectors[size]["synthetic"], vectors[size]["real"])
+        auc[key], auc_ci[key] = _round(encoded["auc"]), [_round(v) for v in encoded["ci"]]
+        step(f"{tag}: pixel probe at {size} px")
+        feats = {source: stored_features(store, [im["id"] for im in images[source]], size, progress,
+                                         cache["pixel_features"]) for source in ("synthetic", "real")}
+        pixel = calibrated_probe(feats["synthetic"], feats["real"])
+        pixel_auc[key], pixel_auc_ci[key] = _round(pixel["auc"]), [_round(v) for v in pixel["ci"]]
+        pixel_null[key] = {"band": [_round(v) for v in pixel["null_band"]], "p_value": _round(pixel["p_value"]),
+                           "alarm": pixel["alarm"]}
+        probe_n[key] = pixel["n"]
+    if not both:
+        notes["auc"] = (f"needs at least {MIN_PER_CLASS_FOR_AUC} synthetic and {MIN_PER_CLASS_FOR_AUC} real "
+                        f"images, tag has {len(synthetic)} and {len(real)}")
+
+    step(f"{tag}: near-duplicates")
+    clusters = find_duplicate_clusters(store, [im["id"] for im in synthetic + real], rule.max_hamming,
+                                       rule.min_correlation, progress, cache["duplicates"])
+    return {
+        "counts": {"synthetic": len(synthetic), "real": len(real)},
+        "diversity": diversity,
+        "distinct_prompts": distinct_prompts(im["provenance"].get("prompt") for im in synthetic),
+        "duplicate_clusters": clusters,
+        "frechet": frechet,
+        "auc": auc,
+        "auc_ci": auc_ci,
+        "pixel_auc": pixel_auc,
+        "pixel_auc_ci": pixel_auc_ci,
+        "pixel_null": pixel_null,
+        "probe_n": probe_n,
+        "notes": notes,
+    }
+
+
+def embeddings(store, ref, images: list[dict], size: Optional[int], progress: Progress = None,
+               stats=None) -> np.ndarray:
+    """Embeddings of stored images at ``size`` px (centre crop, as slices resize them; None: original),
+    through the shared cache of :mod:`core.models.encoders` (no second cache here)."""
+    from core.models import embedding_cache
+
+    if not images:
+        return np.zeros((0, 0), dtype=np.float32)
+    return embedding_cache.embed_images(store, ref, list(images), embedding_cache.View.of(size), progress=progress, stats=stats)
+
+
+def spectra(store, images: Sequence[dict], sizes: Sequence[int], max_images: int = 100) -> dict[str, dict]:
+    """Mean power spectra of synthetic and real images per size (at most ``max_images`` each).
+
+    ``{str(size): {"frequency": [cycles/pixel], "nyquist_index", "synthetic": [...] | None, "real": [...] |
+    None, "log_ratio_2d": [[…]] | None}}``: the radial means out to the corner radius (indices past
+    ``nyquist_index`` are the corners), and ``log10`` of the synthetic/real ratio of the mean 2-D spectra
+    (zero frequency at the centre, pooled to at most 64×64 cells; ``log_ratio_extent`` is its frequency
+    range in cycles/pixel). Images are resized as slices resize them (:func:`core.store.imaging.resized`).
+    """
+    from core.analysis.fingerprint import corner_bins, mean_spectrum_2d, spectrum_log_ratio
+    from core.store.imaging import resized
+
+    out: dict[str, dict] = {}
+    for size in sizes:
+        entry: dict = {"frequency": [round(k / size, 6) for k in range(corner_bins(size, size))],
+                       "nyquist_index": size // 2}
+        planes: dict[str, np.ndarray] = {}
+        for source in ("synthetic", "real"):
+            chosen = sorted((im for im in images if im["source"] == source), key=lambda im: im["id"])[:max_images]
+            if not chosen:
+                entry[source] = None
+                continue
+            greys = [greyscale_array(resized(store, im["id"], size)) for im in chosen]
+            entry[source] = [float(f"{v:.6g}") for v in mean_radial_spectrum(greys)]
+            planes[source] = mean_spectrum_2d(greys)
+            del greys
+        entry["log_ratio_2d"] = None
+        if len(planes) == 2:
+            ratio = spectrum_log_ratio(planes["synthetic"], planes["real"])
+            entry["log_ratio_2d"] = [[round(float(v), 3) for v in row] for row in ratio]
+            entry["log_ratio_extent"] = [-0.5, 0.5]
+        out[str(size)] = entry
+    return out
+
+
+def check_request(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] = (256,),
+                  encoder: Optional[str] = None) -> dict:
+    """Validate a diagnose request before any work: tags exist, sizes are valid, the encoder loads.
+
+    Returns the normalised parameters (tags listed, encoder pinned to its canonical name).
+    """
+    from core.models import encoder_resolution
+
+    chosen = _check_tags(store, tags)
+    sizes = _check_sizes(sizes)
+    ref = encoder_resolution.resolve_encoder(encoder)
+    have = sum(store.count_images(t, s, include_rejected=False) for t in chosen for s in ("synthetic", "real"))
+    if not have:
+        raise UserError("no synthetic or real images for " + ", ".join(repr(t) for t in chosen)
+                        + ": generate or import some first (test images are not diagnosed)")
+    return {"tags": chosen, "sizes": list(sizes), "encoder": ref.name}
+
+
+def diagnose(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] = (256,),
+             encoder: Optional[str] = None, progress: Progress = None, *,
+             duplicate_threshold: int = DUPLICATE_THRESHOLD,
+             duplicate_min_correlation: float = DUPLICATE_MIN_CORRELATION, spectrum: bool = True) -> dict:
+    """Diagnose the synthetic images of ``tags`` (default: every tag) against the real ones.
+
+    Returns ``{"encoder", "sizes", "embedding_size", "duplicate_threshold", "duplicates": {thresholds},
+    "cache": {hits and misses}, "tags": {tag: {"counts", "diversity": {"synthetic", "real"},
+    "distinct_prompts", "duplicate_clusters": [[ids]], "frechet": {"synthetic_vs_real",
+    "real_vs_real_floor"}, "auc": {"<size>": value}, "auc_ci": {"<size>": [lo, hi]}, "pixel_auc":
+    {"<size>": value}, "pixel_auc_ci": {"<size>": [lo, hi]}, "probe_n", "notes": {metric: reason}}},
+    "spectrum": {"<size>": …}, "label_issues": [{"image", "tag", "suggested", "score"}]}`` (suspected wrong
+    labels, :mod:`core.data.label_issues`; ``label_issues_note`` says why there are none to look for).
+    Non-rejected ``synthetic`` and ``real`` images only (``test`` images
+    stay unseen). Diversity and the Fréchet distance use embeddings at the first size; both probes run
+    at each size (intervals: 95 % bootstrap); duplicate clusters are sought among the tag's synthetic
+    and real images together (an image-to-image copy of a photo shows up). A metric the tag lacks
+    images for is ``null`` and its reason is under ``notes``.
+    Raises a :class:`UserError` for unknown tags, bad sizes, an encoder that does not load, or a
+    selection without any synthetic or real image.
+    """
+    from core.data.similarity import DuplicateRule, SearchStats
+    from core.models import encoder_resolution
+
+    request = check_request(store, tags, sizes, encoder)
+    sizes = tuple(request["sizes"])
+    ref = encoder_resolution.resolve_encoder(request["encoder"])
+    chosen = request["tags"]
+    rule = DuplicateRule(int(duplicate_threshold), float(duplicate_min_correlation))
+    total = len(chosen) * (2 * len(sizes) + 1) + (len(sizes) if spectrum else 0)
+    done = 0
+    message = ""
+
+    def step(text: str) -> None:
+        nonlocal done, message
+        message = text
+        if progress:
+            progress(done, total, text)
+        done += 1
+
+    def inner(i: int, n: int, text: str) -> None:
+        if progress:
+            progress(max(done - 1, 0), total, f"{message} · {text}")
+
+    from core.models import embedding_cache
+
+    cache = {"embeddings": embedding_cache.CacheStats(), "pixel_features": {"hits": 0, "misses": 0},
+             "duplicates": SearchStats()}
+    report: dict = {
+        "encoder": ref.describe(),
+        "sizes": list(sizes),
+        "embedding_size": sizes[0],
+        "duplicate_threshold": rule.max_hamming,
+        "duplicates": rule.describe(),
+        "tags": {},
+    }
+    pooled: list[dict] = []
+    for tag in chosen:
+        images = _train_images(store, tag)
+        pooled += images["synthetic"] + images["real"]
+        report["tags"][tag] = _tag_report(store, tag, images, ref, sizes, rule, step, inner, cache)
+    from core.data.label_issues import label_issues_or_why
+
+    report["label_issues"], note = label_issues_or_why(store, chosen, request["encoder"], sizes[0])
+    if note:
+        report["label_issues_note"] = note
+    if spectrum:
+        report["spectrum"] = {}
+        for size in sizes:
+            step(f"power spectrum at {size} px")
+            report["spectrum"].update(spectra(store, pooled, [size]))
+    report["cache"] = {"embeddings": cache["embeddings"].as_dict(), "pixel_features": cache["pixel_features"],
+                       "signatures": {"hits": cache["duplicates"].signatures_cached,
+                                      "misses": cache["duplicates"].signatures_computed},
+                       "duplicate_searches_cached": cache["duplicates"].cached_searches,
+                       "duplicate_candidates": cache["duplicates"].candidates,
+                       "duplicate_pairs_confirmed": cache["duplicates"].confirmed}
+    if progress:
+        progress(total, total, "done")
+    return report
+
+
+# -- jobs: the page runs a diagnosis in the worker, the CLI in the foreground --------------------
+
+JOB_KIND = "diagnose"
+
+
+_echo = threading.local()
+
+
+def run_diagnose_job(ctx) -> dict:
+    """Job handler (``registry.HANDLERS["diagnose"]``): :func:`diagnose` with the job's params; progress goes
+    to the job row (and to the caller's own callback when :func:`run_diagnosis` runs it in this thread)."""
+    p = ctx.params
+    echo = getattr(_echo, "progress", None)
+
+    def progress(done: int, total: int, message: str = "") -> None:
+        ctx.progress(done, total, message)
+        if echo:
+            echo(done, total, message)
+
+    return diagnose(ctx.store, p.get("tags"), p.get("sizes") or (256,), p.get("encoder"), progress=progress,
+                    duplicate_threshold=int(p.get("duplicate_threshold", DUPLICATE_THRESHOLD)),
+                    duplicate_min_correlation=float(p.get("duplicate_min_correlation", DUPLICATE_MIN_CORRELATION)))
+
+
+def submit_diagnosis(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] = (256,),
+                     encoder: Optional[str] = None, *, claim: bool = False) -> int:
+    """Validate the request (user errors raise here, before anything is queued) and queue a job."""
+    from core.run import jobs
+
+    return jobs.submit(store, JOB_KIND, check_request(store, tags, sizes, encoder), claim=claim)
+
+
+def run_diagnosis(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] = (256,),
+                  encoder: Optional[str] = None, progress: Progress = None) -> dict:
+    """Run a diagnosis in this thread as a job (so its result is kept, like the page's); returns it.
+    ``progress`` (e.g. the CLI's terminal line) sees what the job row sees."""
+    from core.run import jobs
+
+    job_id = submit_diagnosis(store, tags, sizes, encoder, claim=True)
+    _echo.progress = progress
+    try:
+        job = jobs.run_job(store, job_id)
+    finally:
+        _echo.progress = None
+    if job["status"] != "done":
+        raise UserError(f"diagnosis job {job_id} {job['status']}: {job['error']}")
+    return {"job": job_id, **job["result"]}
+
+
+def latest_diagnosis(store) -> Optional[dict]:
+    """The result of the most recent finished diagnosis (with ``job`` and ``finished``), or None."""
+    from core.run import jobs
+
+    for job in jobs.list_jobs(store, kind=JOB_KIND, status="done", limit=1):
+        return {"job": job["id"], "finished": job["finished"], **(job["result"] or {})}
+    return None
+
+
+def active_diagnosis(store) -> Optional[int]:
+    """The id of a queued or running diagnosis job, if any."""
+    from core.run import jobs
+
+    for status in ("running", "queued"):
+        for job in jobs.list_jobs(store, kind=JOB_KIND, status=status, limit=1):
+            return job["id"]
+    return None
+
+
+# -- views for the page and the report -----------------------------------------------------------
+
+def suggested_sizes(store) -> list[int]:
+    """The pixel sizes the store's slices use (largest first), else ``[256]``: what to probe at."""
+    rows = store.query("SELECT DISTINCT size FROM slices WHERE size IS NOT NULL ORDER BY size DESC")
+    return [int(r["size"]) for r in rows] or [256]
+
+
+def cluster_images(store, cluster: Sequence[str]) -> list[dict]:
+    """The images of a duplicate cluster that are still in the store: id, path, source, rejected."""
+    out = []
+    for image_id in cluster:
+        rows = store.query("SELECT id, source, rejected FROM images WHERE id = ?", (image_id,))
+        if rows:
+            out.append({"id": image_id, "path": str(store.image_file(image_id)), "source": rows[0]["source"],
+                        "rejected": bool(rows[0]["rejected"])})
+    return out
+
+
+def reject_duplicates(store, cluster: Sequence[str]) -> list[str]:
+    """Reject every image of a cluster but its first: one click on the page. Returns the rejected ids."""
+    rest = list(dict.fromkeys(cluster))[1:]
+    with store.tx():
+        for image_id in rest:
+            store.set_rejected(image_id, True)
+    return rest
