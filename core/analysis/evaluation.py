@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import threading
 from typing import Callable, Iterable, Optional
 
@@ -35,7 +36,7 @@ import numpy as np
 
 from core.analysis import arms, intervals
 from core.data import repeats
-from core.errors import InvalidInput, UserError
+from core.errors import InvalidInput, StoreWriteFailed, UserError
 from core.store.database import Store, png_bytes
 from core.store.records import now
 from core.train.backends import get_trainer
@@ -115,6 +116,7 @@ def _metrics(tags: list[str], images: list[dict], probs: list[dict[str, float]])
     }
 
 
+INTERVAL_KEYS = ("accuracy_ci", "macro_f1_ci", "average_precision_ci")
 INTERVAL_VERSION = 2  # 2: Clopper-Pearson accuracy, floored BCa macro-F1 and AP (core.analysis.intervals)
 
 
@@ -211,14 +213,32 @@ def results(store: Store, run_ids: list[int] | None = None) -> list[dict]:
     runs = [r for r in list_runs(store, run_ids, status="done") if r["metrics"].get("evaluation")]
     specs = _slice_specs(store, [r["slice"] for r in runs])
     overlaps = repeats.repeat_overlaps(store, [r["slice"] for r in runs])
-    out = []
+    out, refreshed = [], {}
     for run in runs:
         result = dict(run["metrics"]["evaluation"])
         result.update(_context(store, run, specs.get(run["slice"]), overlaps.get(run["slice"])))
         if result.get("interval_version") != INTERVAL_VERSION:
             result.update(_refreshed_intervals(result))
+            refreshed[run["id"]] = {k: result[k] for k in (*INTERVAL_KEYS, "interval_version") if k in result}
         out.append({**result, "stale": result.get("test_set") != current})
+    _keep_refreshed(store, refreshed)
     return out
+
+
+def _keep_refreshed(store: Store, refreshed: dict[int, dict]) -> None:
+    """Store intervals re-scored on read, so the next read does not compute them again; a store that
+    cannot be written (read-only) just computes them again next time."""
+    if not refreshed:
+        return
+    try:
+        with store.tx() as conn:
+            for run_id, intervals_now in refreshed.items():
+                row = conn.execute("SELECT metrics FROM runs WHERE id = ?", (run_id,)).fetchone()
+                metrics = json.loads(row[0] or "{}")
+                metrics.setdefault("evaluation", {}).update(intervals_now)
+                conn.execute("UPDATE runs SET metrics = ? WHERE id = ?", (json.dumps(metrics, sort_keys=True), run_id))
+    except (StoreWriteFailed, sqlite3.OperationalError):
+        pass
 
 
 def _refreshed_intervals(result: dict) -> dict:
