@@ -428,9 +428,9 @@ def label_issue_gallery(s: Store, issues: list[dict], *, key: str, limit: int = 
 def azure_panel(s: Store, slice_refs: list, params: dict) -> None:
     """The Train page's Azure box: connection status, settings (keys masked), the sweep's quota plan,
     and a cleanup button for the projects this store created. One call into core."""
-    from core.train.backends import azure
+    from core.train.backends import azure_projects, azure_status
 
-    info = azure.panel(s, slice_refs, params)
+    info = azure_status.panel(s, slice_refs, params)
     connection = info["connection"]
     if connection["ok"]:
         st.success(f"Azure Custom Vision: {plain(connection['message'])} · predictions: "
@@ -457,7 +457,7 @@ def azure_panel(s: Store, slice_refs: list, params: dict) -> None:
             sweep = st.selectbox("Delete the Azure projects of", sweeps, key="az_cleanup_sweep")
             if st.button("Delete these Azure projects", key="az_cleanup"):
                 with user_errors():
-                    done = azure.cleanup(s, sweep)
+                    done = azure_projects.cleanup(s, sweep)
                     st.success(f"Deleted {len(done['deleted'])} Azure project(s) of {plain(sweep)}")
 
 

@@ -4,7 +4,7 @@ import streamlit as st
 
 from core import config, ui
 from core.analysis import autoeval
-from core.data import filtering, slicing
+from core.data import filtering, slice_export, slicing
 from core.data.ingest import import_uploads
 from core.data.repeats import overlap_note
 from core.store.imaging import resized
@@ -136,7 +136,7 @@ chosen_slice = next(r for r in table if r["id"] == picked)
 if st.button("Prepare the export zip", key="export_prepare"):
     bar = st.progress(0.0, text="Exporting…")
     with ui.user_errors():
-        data = slicing.export_bytes(store, picked, progress=ui.progress_bar(bar, "Exporting"))
+        data = slice_export.export_bytes(store, picked, progress=ui.progress_bar(bar, "Exporting"))
         st.session_state["export_zip"] = (picked, data)
     bar.empty()
 ready = st.session_state.get("export_zip")

@@ -30,19 +30,19 @@ import json
 import os
 import sqlite3
 import threading
-from typing import Callable, Iterable, Optional
+from typing import Iterable, Optional
 
 import numpy as np
 
 from core.analysis import arms, intervals
 from core.data import repeats
 from core.errors import InvalidInput, StoreWriteFailed, UserError
+from core.progress import Progress
 from core.store.database import Store, png_bytes
 from core.store.records import now
 from core.train.backends import get_trainer
 from core.train.training import get_run, list_runs
 
-Progress = Optional[Callable[[int, int, str], None]]
 NO_TEST_IMAGES = "no test images: import some with `import --source test`"
 _BATCH = 64
 

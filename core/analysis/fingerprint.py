@@ -19,9 +19,11 @@ like any encoder's), so a second diagnosis reads them instead of decoding images
 from __future__ import annotations
 
 import functools
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
+
+from core.progress import Progress
 
 FEATURE_VERSION = 1
 FEATURE_KEY = f"pixel-fingerprint-v{FEATURE_VERSION}"
@@ -34,7 +36,6 @@ BOOTSTRAPS = 1000
 LEVEL = 0.95
 _EPS = 1e-12
 
-Progress = Optional[Callable[[int, int, str], None]]
 
 
 # -- spectra -------------------------------------------------------------------------------------

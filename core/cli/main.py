@@ -10,20 +10,17 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Callable, Optional, Sequence
+from typing import Sequence
 
 from core import config
+from core.cli import common, data_commands, model_commands, service_commands
 from core.errors import UserError
 from core.store.database import Store
 
 
-class CliUsageError(UserError):
-    pass
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse's own contract too)
-        raise CliUsageError(f"{self.prog}: {message}")
+        raise common.CliUsageError(f"{self.prog}: {message}")
 
 
 def _int_list(text: str) -> list[int]:
@@ -48,300 +45,6 @@ def _str_list(text: str) -> list[str]:
 
 # -- commands ------------------------------------------------------------------------------------
 
-def cmd_tags_add(store: Store, a: argparse.Namespace) -> dict:
-    from core.generate.prompts import count_prompts, validate_template
-
-    for text, what in ((a.prompt, "prompt"), (a.negative, "negative prompt")):
-        if text and text.strip():
-            validate_template(text, what)
-    tag = store.add_tag(a.name, a.prompt or "", a.negative or "", update=a.update)
-    tag["distinct_prompts"] = count_prompts(tag["prompt"]) if tag["prompt"] else 0
-    n = tag["distinct_prompts"]
-    print(f"tag {tag['name']}: {n} distinct prompts" if n <= 1000 else f"tag {tag['name']}: {n:,} prompt variants")
-    return {"tag": tag}
-
-
-def cmd_tags_list(store: Store, a: argparse.Namespace) -> dict:
-    tags = store.list_tags()
-    for t in tags:
-        c = t["counts"]
-        print(f"{t['name']:<20} synthetic {c['synthetic']:>5}  real {c['real']:>5}  test {c['test']:>5}  {t['prompt']}")
-    return {"tags": tags}
-
-
-def cmd_generate(store: Store, a: argparse.Namespace) -> dict:
-    from core.generate.generation import generate
-    from core.generate.planning import GenerationSpec
-
-    spec = GenerationSpec(
-        tag=a.tag, count=a.count, model=a.model, width=a.width, height=a.height, steps=a.steps,
-        guidance=a.guidance, seed=a.seed, batch_size=a.batch_size, init_images=tuple(a.init_images or ()),
-        strength=a.strength, expansion=a.expansion, scheduler=a.scheduler, fast_decode=a.fast_decode,
-        compile=a.compile,
-    )
-    result = generate(store, spec, progress=_printer("generate"), workers=a.workers or 0)
-    print(f"generated {result['generated']}, skipped {result['skipped']} (job {result['job']})")
-    return result
-
-
-def cmd_import(store: Store, a: argparse.Namespace) -> dict:
-    from core.data.ingest import import_paths
-
-    report = import_paths(store, a.paths, tag=a.tag, source=a.source, generator=a.generator,
-                          progress=_printer("import"))
-    print(f"imported {report['imported']}, duplicates {report['duplicates']}, rejected {len(report['rejected'])}")
-    if report["created_tags"]:
-        print(f"created tags (empty prompts): {', '.join(report['created_tags'])}")
-    for r in report["rejected"]:
-        print(f"  rejected {r['path']}: {r['reason']}")
-    return report
-
-
-def cmd_sample_clothing(store: Store, a: argparse.Namespace) -> dict:
-    from core.data.samples import load_clothing_sample
-
-    result = load_clothing_sample(store, per_tag=a.per_tag, test_per_tag=a.test_per_tag, size=a.size,
-                                  progress=_printer("sample"), more_shoes=a.more_shoes, more_shirts=a.more_shirts)
-    print(f"clothing sample from {result['source']}: imported {result['imported']}, "
-          f"already there {result['duplicates']}; tags {', '.join(t['name'] for t in result['tags'])}")
-    return result
-
-
-def cmd_images_list(store: Store, a: argparse.Namespace) -> dict:
-    images = store.list_images(tag=a.tag, source=a.source)
-    for im in images:
-        flag = " (rejected)" if im["rejected"] else ""
-        print(f"{im['id'][:12]} {im['tag']:<12} {im['source']:<9} {im['width']}x{im['height']}{flag}")
-    return {"images": images}
-
-
-def cmd_images_reject(store: Store, a: argparse.Namespace) -> dict:
-    for image_id in a.ids:
-        store.set_rejected(image_id, not a.restore)
-    return {"images": a.ids, "rejected": not a.restore}
-
-
-def cmd_slice(store: Store, a: argparse.Namespace) -> dict:
-    from core.data.filtering import FilterSpec
-    from core.data.slicing import build_sweep, sweep
-
-    sizes = tuple(a.sizes or ()) or (a.size,)
-    filter_spec = None
-    if a.min_own_tag_probability is not None or a.drop_near_duplicates or a.drop_label_issues:
-        filter_spec = FilterSpec(min_own_tag_probability=a.min_own_tag_probability,
-                                 drop_near_duplicates=a.drop_near_duplicates, clip_model=a.filter_clip,
-                                 drop_label_issues=a.drop_label_issues)
-    slices = build_sweep(store, sweep(a.name, tuple(a.counts), sizes, fit=a.fit, resample=a.resample,
-                                      real_fraction=a.real_fraction, repeats=a.repeats, seed=a.seed,
-                                      tags=tuple(a.tags or ()), filter=filter_spec))
-    for s in slices:
-        print(f"slice {s['id']} {s['name']} n={s['count_per_tag']} size={s['size']} "
-              f"real={s['real_fraction']} repeat={s['repeat']} {s['hash'][:12]}"
-              f"{'' if s.get('created', True) else ' (existing)'}")
-    from core.data.repeats import overlap_note
-
-    for note in dict.fromkeys(f"n={s['count_per_tag']}: {n}" for s in slices if (n := overlap_note(s.get("repeat_overlap")))):
-        print(f"warning: {note}")
-    return {"slices": slices}
-
-
-def cmd_slice_export(store: Store, a: argparse.Namespace) -> dict:
-    from core.data.slicing import export_slice
-
-    path = export_slice(store, a.slice, a.out, progress=_printer("export"))
-    print(f"wrote {path}")
-    return {"export": str(path)}
-
-
-def cmd_train(store: Store, a: argparse.Namespace) -> dict:
-    from core.train.training import train
-
-    mode = "tiles" if a.tiles else a.mode
-    if a.tiles and a.mode not in (None, "probe", "tiles"):
-        raise CliUsageError(f"--tiles is a frozen-encoder mode; it cannot be combined with --mode {a.mode}")
-    params: dict[str, Any] = {"encoder": a.encoder, "mode": mode, "seed": a.seed}
-    if a.input_size is not None:
-        params["image_size"] = a.input_size
-    if a.epochs is not None:
-        params["epochs"] = a.epochs
-    for item in a.param or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise CliUsageError(f"--param takes KEY=VALUE, not {item!r}")
-        try:
-            params[key.strip()] = json.loads(value)
-        except ValueError:
-            params[key.strip()] = value
-    if a.backend == "azure":
-        params.update({"budget_hours": a.budget_hours, "training_type": a.training_type, "tier": a.tier,
-                       "layout": a.layout})
-    from core.models.remote import embedding_workers
-    from core.run.cluster import engine
-
-    with embedding_workers(a.workers):
-        runs = train(store, a.slices, backend=a.backend, params=params, progress=_printer("train"))
-        runs = _with_accuracy(store, runs)
-    for r in runs:
-        score = f" accuracy {r['accuracy']:.3f}" if r.get("accuracy") is not None else ""
-        print(f"run {r['id']} slice {r['slice']} {r['backend']} {r['status']}{score}")
-    return {"runs": runs, "engine": engine(a.workers or 0)}
-
-
-def _with_accuracy(store: Store, runs: list[dict]) -> list[dict]:
-    """Score the finished runs on the test photos (when there are any) so each carries its ``accuracy``."""
-    from core.analysis.autoeval import evaluate_runs
-    from core.train.training import list_runs, summary
-
-    out = evaluate_runs(store, [r["id"] for r in runs if r["status"] == "done"])
-    if not out["evaluated"]:
-        return runs
-    fresh = {r["id"]: summary(r) for r in list_runs(store, [r["id"] for r in runs])}
-    return [fresh.get(r["id"], r) for r in runs]
-
-
-def cmd_evaluate(store: Store, a: argparse.Namespace) -> dict:
-    from core.analysis.evaluation import evaluate
-
-    results = evaluate(store, a.runs or None, progress=_printer("evaluate"))
-    for r in results:
-        f1 = f"{r['macro_f1']:.3f}" if r.get("macro_f1") is not None else "-"
-        lo, hi = r.get("accuracy_ci") or (float("nan"), float("nan"))
-        print(f"run {r['run']} arm {r.get('arm')} n={r['count_per_tag']} size={r['size']} repeat={r['repeat']} "
-              f"accuracy {r['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] macro-F1 {f1}")
-    return {"results": results}
-
-
-def cmd_compare(store: Store, a: argparse.Namespace) -> dict:
-    from core.analysis.compare import compare, sentence
-
-    result = compare(store, a.a, a.b)
-    print(f"a: {result['a']['id']} {result['a']['label']}")
-    print(f"b: {result['b']['id']} {result['b']['label']}")
-    for c in result["comparisons"]:
-        print(sentence(c))
-    return result
-
-
-def cmd_arms(store: Store, a: argparse.Namespace) -> dict:
-    from core.analysis.arms import arm_table
-    from core.analysis.evaluation import results
-
-    table = [{k: v for k, v in row.items() if k != "spec"} for row in arm_table(results(store))]
-    for row in table:
-        print(f"{row['id']}  {row['label']}  counts {','.join(map(str, row['counts']))}  runs {len(row['runs'])}")
-    return {"arms": table}
-
-
-def cmd_report(store: Store, a: argparse.Namespace) -> dict:
-    from core.analysis.compare import parse_pairs
-    from core.views.report import write_report
-
-    path = write_report(store, a.out, run_ids=a.runs or None, comparisons=parse_pairs(a.compare or []))
-    print(f"wrote {path}")
-    return {"report": str(path)}
-
-
-def cmd_diagnose(store: Store, a: argparse.Namespace) -> dict:
-    from core.analysis.diagnostics import run_diagnosis
-    from core.models.remote import embedding_workers
-    from core.run.cluster import engine
-
-    with embedding_workers(a.workers):
-        result = run_diagnosis(store, a.tags or None, a.sizes or [256], a.encoder, progress=_printer("diagnose"))
-    result = {**result, "engine": engine(a.workers or 0)}
-
-    def aucs(values: dict, intervals: dict) -> str:
-        return ", ".join(f"{size}px {v if v is not None else 'n/a'}"
-                         + (f" [{intervals[size][0]}, {intervals[size][1]}]" if intervals.get(size) else "")
-                         for size, v in values.items())
-
-    for tag, r in result["tags"].items():
-        print(f"{tag}: diversity synthetic {r['diversity']['synthetic']} real {r['diversity']['real']}; "
-              f"Fréchet {r['frechet']['synthetic_vs_real']} (floor {r['frechet']['real_vs_real_floor']}); "
-              f"AUC {aucs(r['auc'], r.get('auc_ci') or {})}; "
-              f"pixel AUC {aucs(r.get('pixel_auc') or {}, r.get('pixel_auc_ci') or {})}; "
-              f"{len(r['duplicate_clusters'])} duplicate clusters")
-    return result
-
-
-def cmd_jobs_list(store: Store, a: argparse.Namespace) -> dict:
-    from core.run.jobs import list_jobs
-
-    jobs = list_jobs(store, kind=a.kind, status=a.status)
-    for j in jobs:
-        print(f"job {j['id']} {j['kind']:<9} {j['status']:<9} {j['done']}/{j['total']} {j['error'] or j['message']}")
-    return {"jobs": jobs}
-
-
-def cmd_jobs_cancel(store: Store, a: argparse.Namespace) -> dict:
-    from core.run.jobs import cancel
-
-    return {"job": cancel(store, a.id)}
-
-
-def cmd_azure_status(store: Store, a: argparse.Namespace) -> dict:
-    from core.train.backends.azure import status
-
-    result = status(store, check=not a.offline)
-    for name, value in result["settings"].items():
-        print(f"{name:<30} {value}")
-    if "connection" in result:
-        print(("ok: " if result["connection"]["ok"] else "not connected: ") + result["connection"]["message"])
-    for p in result["projects"]:
-        print(f"project {p['project_id'] or '(being created)'} {p['name']}: {p['images']} images, "
-              f"{p['iterations']} iterations")
-    return result
-
-
-def cmd_azure_cleanup(store: Store, a: argparse.Namespace) -> dict:
-    from core.train.backends.azure import cleanup
-
-    result = cleanup(store, a.sweep)
-    for p in result["deleted"]:
-        print(f"deleted project {p['project_id']} {p['name']}")
-    for p in result["already_gone"]:
-        print(f"already gone: {p['name']}")
-    return result
-
-
-def cmd_worker(store: Store, a: argparse.Namespace) -> dict:
-    import os
-
-    from core.run.worker import serve
-
-    print(f"worker {os.getpid()} serving {store.root} (Ctrl-C to stop)", flush=True)
-    return serve(store.root, poll_seconds=a.poll, until=a.seconds)
-
-
-def cmd_workspace_new(store: Store, a: argparse.Namespace) -> dict:
-    from core.run import workspaces
-
-    workspace_id = workspaces.create(store.root)
-    print(f"workspace {workspace_id}: open the app with ?workspace={workspace_id}")
-    return {"workspace": workspace_id, "path": str(workspaces.path(workspace_id, store.root))}
-
-
-def cmd_workspace_clean(store: Store, a: argparse.Namespace) -> dict:
-    from core.run import workspaces
-
-    removed = workspaces.remove_idle(a.max_age_hours, home=store.root)
-    print(f"removed {len(removed)} idle workspace(s)")
-    return {"removed": removed}
-
-
-def _printer(what: str) -> Optional[Callable[[int, int, str], None]]:
-    """Progress on stderr when it is a terminal (stdout stays for results and the JSON line)."""
-    if not sys.stderr.isatty():
-        return None
-
-    def show(done: int, total: int, message: str = "") -> None:
-        sys.stderr.write(f"\r{what}: {done}/{total} {message[:60]:<60}")
-        if total and done >= total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-    return show
-
 
 # -- parser --------------------------------------------------------------------------------------
 
@@ -358,9 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--prompt", default="", help="dynamicprompts template, e.g. '{blue|black} jeans'")
     t.add_argument("--negative", default="")
     t.add_argument("--update", action="store_true", help="change the prompts of an existing tag")
-    t.set_defaults(func=cmd_tags_add)
+    t.set_defaults(func=data_commands.cmd_tags_add)
     t = tags.add_parser("list", parents=[common], help="tags with image counts")
-    t.set_defaults(func=cmd_tags_list)
+    t.set_defaults(func=data_commands.cmd_tags_list)
 
     g = sub.add_parser("generate", parents=[common], help="generate images for a tag with Stable Diffusion")
     g.add_argument("--tag", required=True)
@@ -380,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fast-decode", action="store_true", help="decode with the tiny autoencoder (TAESD)")
     g.add_argument("--compile", action="store_true", help="torch.compile the UNet (pays off on long runs)")
     g.add_argument("--workers", type=int, default=0, help="run on N Ray workers (local Ray, or $SYNTHLAB_RAY_ADDRESS)")
-    g.set_defaults(func=cmd_generate)
+    g.set_defaults(func=model_commands.cmd_generate)
 
     i = sub.add_parser("import", parents=[common], help="import real or test photos, or synthetic images made elsewhere")
     i.add_argument("paths", nargs="+")
@@ -388,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--source", choices=["real", "test", "synthetic"], default="real")
     i.add_argument("--generator", help="with --source synthetic: the tool that made them (comfyui, a1111, …); "
                                        "parameters found in the files are kept")
-    i.set_defaults(func=cmd_import)
+    i.set_defaults(func=data_commands.cmd_import)
 
     sm = sub.add_parser("sample", help="load a bundled sample of real photos").add_subparsers(
         dest="sample_cmd", required=True)
@@ -399,17 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--size", type=int, default=256, help="stored side in px, upscaled bicubic (default 256)")
     sc.add_argument("--more-shoes", action="store_true", help="shoes also from Sandal and Ankle boot")
     sc.add_argument("--more-shirts", action="store_true", help="shirts also from T-shirt/top")
-    sc.set_defaults(func=cmd_sample_clothing)
+    sc.set_defaults(func=data_commands.cmd_sample_clothing)
 
     images = sub.add_parser("images", help="browse images").add_subparsers(dest="images_cmd", required=True)
     il = images.add_parser("list", parents=[common])
     il.add_argument("--tag")
     il.add_argument("--source", choices=["synthetic", "real", "test"])
-    il.set_defaults(func=cmd_images_list)
+    il.set_defaults(func=data_commands.cmd_images_list)
     ir = images.add_parser("reject", parents=[common], help="reject (or --restore) images")
     ir.add_argument("ids", nargs="+")
     ir.add_argument("--restore", action="store_true")
-    ir.set_defaults(func=cmd_images_reject)
+    ir.set_defaults(func=data_commands.cmd_images_reject)
 
     s = sub.add_parser("slice", parents=[common], help="cut nested, reproducible slices")
     s.add_argument("--name", required=True)
@@ -430,12 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--drop-label-issues", action="store_true",
                    help="drop synthetic images whose label the default encoder's out-of-fold probe suspects (cleanlab)")
     s.add_argument("--filter-clip", help="full CLIP model (hub id or folder) for the zero-shot filter")
-    s.set_defaults(func=cmd_slice)
+    s.set_defaults(func=data_commands.cmd_slice)
 
     e = sub.add_parser("export", parents=[common], help="export a slice as an imagefolder zip")
     e.add_argument("slice", help="slice id, hash, or a name with one slice")
     e.add_argument("--out", required=True, help="a .zip path, or an existing folder")
-    e.set_defaults(func=cmd_slice_export)
+    e.set_defaults(func=data_commands.cmd_slice_export)
 
     tr = sub.add_parser("train", parents=[common], help="train one model per slice")
     tr.add_argument("--slices", nargs="+", required=True, help="slice names or ids")
@@ -462,64 +165,64 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--layout", choices=["nested", "plain"], default="nested",
                     help="Azure: one project per nested series (default) or one per slice")
     tr.add_argument("--workers", type=int, default=0, help="embed on N Ray workers (local backend)")
-    tr.set_defaults(func=cmd_train)
+    tr.set_defaults(func=model_commands.cmd_train)
 
     ev = sub.add_parser("evaluate", parents=[common], help="score finished runs on the test images")
     ev.add_argument("--runs", type=int, nargs="*")
-    ev.set_defaults(func=cmd_evaluate)
+    ev.set_defaults(func=model_commands.cmd_evaluate)
 
     rp = sub.add_parser("report", parents=[common], help="write a standalone HTML report")
     rp.add_argument("--out", required=True, help="the HTML file to write (its folder must exist)")
     rp.add_argument("--runs", type=int, nargs="*", help="run ids (default: every evaluated run)")
     rp.add_argument("--compare", action="append", metavar="ARM_A:ARM_B",
                     help="include this comparison of two arms (repeatable; arm ids from `arms`)")
-    rp.set_defaults(func=cmd_report)
+    rp.set_defaults(func=model_commands.cmd_report)
 
     cp = sub.add_parser("compare", parents=[common],
                         help="paired difference in accuracy of two arms at each shared count, with a verdict")
     cp.add_argument("--a", required=True, help="arm id (see `arms`), id prefix, label or sweep name")
     cp.add_argument("--b", required=True, help="the other arm")
-    cp.set_defaults(func=cmd_compare)
+    cp.set_defaults(func=model_commands.cmd_compare)
 
     ar = sub.add_parser("arms", parents=[common], help="the arms (chart lines) of the evaluated runs")
-    ar.set_defaults(func=cmd_arms)
+    ar.set_defaults(func=model_commands.cmd_arms)
 
     dg = sub.add_parser("diagnose", parents=[common], help="diversity, domain gap and fingerprint of synthetic images")
     dg.add_argument("--tags", type=_str_list)
     dg.add_argument("--sizes", type=_int_list, help="pixel sizes for the synthetic-vs-real probe (default 256)")
     dg.add_argument("--encoder", default=None, help=f"hub id or local folder (default {config.DEFAULT_ENCODER})")
     dg.add_argument("--workers", type=int, default=0, help="embed on N Ray workers")
-    dg.set_defaults(func=cmd_diagnose)
+    dg.set_defaults(func=model_commands.cmd_diagnose)
 
     azure = sub.add_parser("azure", help="Azure Custom Vision: status and cleanup").add_subparsers(
         dest="azure_cmd", required=True)
     az = azure.add_parser("status", parents=[common], help="settings (keys masked), connection, projects")
     az.add_argument("--offline", action="store_true", help="do not call Azure")
-    az.set_defaults(func=cmd_azure_status)
+    az.set_defaults(func=service_commands.cmd_azure_status)
     az = azure.add_parser("cleanup", parents=[common], help="delete the Azure projects this store created")
     az.add_argument("--sweep", help="only the projects of this slice name")
-    az.set_defaults(func=cmd_azure_cleanup)
+    az.set_defaults(func=service_commands.cmd_azure_cleanup)
 
     jobs = sub.add_parser("jobs", help="background jobs").add_subparsers(dest="jobs_cmd", required=True)
     jl = jobs.add_parser("list", parents=[common])
     jl.add_argument("--kind")
     jl.add_argument("--status")
-    jl.set_defaults(func=cmd_jobs_list)
+    jl.set_defaults(func=service_commands.cmd_jobs_list)
     jc = jobs.add_parser("cancel", parents=[common])
     jc.add_argument("id", type=int)
-    jc.set_defaults(func=cmd_jobs_cancel)
+    jc.set_defaults(func=service_commands.cmd_jobs_cancel)
 
     wk = sub.add_parser("worker", parents=[common], help="run the job worker as its own process (one per home)")
     wk.add_argument("--poll", type=float, default=0.5, help="seconds between looks at an empty queue")
     wk.add_argument("--seconds", type=float, help="stop after this long (default: until SIGTERM / Ctrl-C)")
-    wk.set_defaults(func=cmd_worker)
+    wk.set_defaults(func=service_commands.cmd_worker)
 
     ws = sub.add_parser("workspace", help="demo workspaces (host side)").add_subparsers(dest="ws_cmd", required=True)
     wn = ws.add_parser("new", parents=[common], help="create an empty demo workspace and print its id")
-    wn.set_defaults(func=cmd_workspace_new)
+    wn.set_defaults(func=service_commands.cmd_workspace_new)
     wc = ws.add_parser("clean", parents=[common], help="remove idle workspaces (no queued or running job)")
     wc.add_argument("--max-age-hours", type=float, help="default $SYNTHLAB_DEMO_IDLE_HOURS or 24")
-    wc.set_defaults(func=cmd_workspace_clean)
+    wc.set_defaults(func=service_commands.cmd_workspace_clean)
     return p
 
 

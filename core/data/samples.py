@@ -19,11 +19,11 @@ import gzip
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 
 from core.errors import InvalidInput, SampleUnavailable
+from core.progress import Progress
 from core.store.database import Store
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -34,7 +34,6 @@ _HUB_SPLITS = {"train": "train", "t10k": "test"}
 ORIGINAL_SIZE = 28
 MAX_PER_TAG = {"train": 6000, "t10k": 1000}
 
-Progress = Optional[Callable[[int, int, str], None]]
 
 
 @dataclass(frozen=True)

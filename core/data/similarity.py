@@ -33,9 +33,11 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
+
+from core.progress import Progress
 
 SIGNATURE_VERSION = 1
 THUMB_PX = 64
@@ -48,7 +50,6 @@ SCAN_BYTES = 32 << 20
 PAIR_BATCH = 1024
 SIGNATURE_BATCH = 256
 
-Progress = Optional[Callable[[int, int, str], None]]
 
 
 @dataclass(frozen=True)

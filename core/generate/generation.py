@@ -19,16 +19,14 @@ import dataclasses
 import io
 import threading
 import time
-from typing import Callable, Optional
+from typing import Optional
 
 from core import config
 from core.errors import UserError
 from core.generate import pipelines, planning
+from core.progress import Progress
 from core.run import jobs
 from core.store.database import Store
-
-Progress = Callable[[int, int, str], None]
-
 
 # -- validation ----------------------------------------------------------------------------------
 

@@ -9,7 +9,8 @@ import numpy as np
 from PIL import Image
 
 from core.models.encoder_ref import EncoderRef
-from core.models.encoders import Progress, load_image
+from core.models.encoders import load_image
+from core.progress import Progress
 from core.store.database import Store
 from core.store.records import now
 

@@ -16,7 +16,7 @@ import math
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -28,7 +28,6 @@ from core.store.database import Store
 
 _MAX_MODELS = 2
 
-Progress = Optional[Callable[[int, int, str], None]]
 
 
 # -- resolving a name ----------------------------------------------------------------------------

@@ -16,10 +16,11 @@ import json
 import threading
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Iterable, Optional
 
 from core.data import slicing
 from core.errors import InvalidInput, JobCancelled, NotFound, UserError
+from core.progress import Progress
 from core.redact import redact
 from core.run import jobs
 from core.store.database import Store
@@ -27,7 +28,6 @@ from core.store.records import now
 from core.train.backends import get_trainer
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
-Progress = Optional[Callable[[int, int, str], None]]
 
 _foreground = threading.local()
 

@@ -98,12 +98,12 @@ def test_job_messages_errors_and_logs_never_store_the_key(keyed, user):
 
 
 def test_an_internal_error_log_masks_the_key(keyed, monkeypatch):
-    from core.cli import main as cli_module
+    from core.cli import data_commands
 
     def boom(store, a):
         raise RuntimeError(f"unexpected: {KEY}")
 
-    monkeypatch.setattr(cli_module, "cmd_tags_list", boom)
+    monkeypatch.setattr(data_commands, "cmd_tags_list", boom)
     result = cli(keyed, "tags", "list")
     assert result.code == 1 and KEY not in result.err and MASK in result.err
     assert KEY not in (keyed / "logs" / "cli.log").read_text()

@@ -20,11 +20,10 @@ The dicts a backend receives:
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
+from core.progress import Progress
 from core.store.database import Store
-
-Progress = Optional[Callable[[int, int, str], None]]
 
 
 @runtime_checkable

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.analysis import diagnostic_metrics
 from core.analysis import diagnostics as dg
 from core.errors import InvalidInput, ModelNotFound, NotFound, UnknownTag, UserError
 from core.views import diagnostic_views
@@ -28,7 +29,7 @@ def test_identical_embeddings_have_zero_diversity_and_orthogonal_ones_full():
 
 
 def test_distinct_prompts_counts_different_non_empty_prompts():
-    assert dg.distinct_prompts(["blue jeans", "black jeans", "blue jeans ", None, ""]) == 2
+    assert diagnostic_metrics.distinct_prompts(["blue jeans", "black jeans", "blue jeans ", None, ""]) == 2
 
 
 def noise_images(n: int, seed: int, px: int = 32) -> list[Image.Image]:
@@ -53,10 +54,10 @@ def test_identical_images_make_one_duplicate_cluster_and_noise_none():
     same = near_identical_images(4)
     other = noise_images(3, seed=1)
     ids = ["a", "b", "c", "d", "x", "y", "z"]
-    bits = np.vstack([dg.perceptual_hash_bits(im) for im in same + other])
+    bits = np.vstack([diagnostic_metrics.perceptual_hash_bits(im) for im in same + other])
     assert bits.shape == (7, 64)
-    assert dg.duplicate_clusters(ids, bits) == [["a", "b", "c", "d"]]
-    assert dg.duplicate_clusters(ids[4:], bits[4:]) == []
+    assert diagnostic_metrics.duplicate_clusters(ids, bits) == [["a", "b", "c", "d"]]
+    assert diagnostic_metrics.duplicate_clusters(ids[4:], bits[4:]) == []
 
 
 def test_duplicate_clusters_are_transitive_components():
@@ -64,8 +65,8 @@ def test_duplicate_clusters_are_transitive_components():
     bits[1, :3] = True       # 3 bits from 0
     bits[2, :6] = True       # 3 bits from 1, 6 from 0
     bits[3, 20:60] = True    # far from all
-    assert dg.duplicate_clusters(["p", "q", "r", "s"], bits, threshold=3) == [["p", "q", "r"]]
-    assert dg.duplicate_clusters(["p", "q", "r", "s"], bits, threshold=2) == []
+    assert diagnostic_metrics.duplicate_clusters(["p", "q", "r", "s"], bits, threshold=3) == [["p", "q", "r"]]
+    assert diagnostic_metrics.duplicate_clusters(["p", "q", "r", "s"], bits, threshold=2) == []
 
 
 def test_frechet_matches_the_closed_form_for_one_dimension():
@@ -73,22 +74,22 @@ def test_frechet_matches_the_closed_form_for_one_dimension():
     a = rng.normal(0.0, 1.0, size=(4000, 1))
     b = rng.normal(3.0, 2.0, size=(4000, 1))
     # (μa−μb)² + σa² + σb² − 2σaσb = 9 + 1 + 4 − 4
-    assert dg.frechet_distance(a, b) == pytest.approx(10.0, rel=0.05)
-    assert dg.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
+    assert diagnostic_metrics.frechet_distance(a, b) == pytest.approx(10.0, rel=0.05)
+    assert diagnostic_metrics.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
 
 
 def test_clearly_different_sets_separate_and_two_halves_of_one_set_do_not():
     rng = np.random.default_rng(0)
     real = rng.normal(size=(60, 16))
     synthetic = rng.normal(size=(60, 16)) + 1.5
-    assert dg.probe_auc(synthetic, real) > 0.95
-    gap, floor = dg.matched_frechet(synthetic, real)
+    assert diagnostic_metrics.probe_auc(synthetic, real) > 0.95
+    gap, floor = diagnostic_metrics.matched_frechet(synthetic, real)
     assert gap > 5 * floor > 0
 
     one_set = rng.normal(size=(300, 16))
     first, second = one_set[:150], one_set[150:]
-    assert abs(dg.probe_auc(first, second) - 0.5) < 0.15
-    gap, floor = dg.matched_frechet(first, second)
+    assert abs(diagnostic_metrics.probe_auc(first, second) - 0.5) < 0.15
+    gap, floor = diagnostic_metrics.matched_frechet(first, second)
     assert gap < 2 * floor  # within the floor's own noise (the different sets above: many times it)
 
 
@@ -97,20 +98,20 @@ def test_the_floor_is_measured_at_the_sizes_of_the_gap():
     (the estimator grows as samples shrink, so unmatched sizes would put the "floor" above the gap)."""
     rng = np.random.default_rng(3)
     synthetic, real = rng.normal(size=(300, 64)), rng.normal(size=(40, 64))
-    gap, floor = dg.matched_frechet(synthetic, real)
+    gap, floor = diagnostic_metrics.matched_frechet(synthetic, real)
     assert 0.8 < gap / floor < 1.25
-    assert dg.frechet_distance(synthetic, real) < 0.8 * floor  # what an unmatched comparison would report
+    assert diagnostic_metrics.frechet_distance(synthetic, real) < 0.8 * floor  # what an unmatched comparison would report
     with pytest.raises(ValueError):
-        dg.matched_frechet(synthetic, real[:3])
+        diagnostic_metrics.matched_frechet(synthetic, real[:3])
 
 
 def test_frechet_is_finite_with_fewer_samples_than_dimensions():
     rng = np.random.default_rng(1)
     a, b = rng.normal(size=(5, 512)), rng.normal(size=(6, 512)) + 0.5
-    d = dg.frechet_distance(a, b)
+    d = diagnostic_metrics.frechet_distance(a, b)
     assert np.isfinite(d) and d > 0
     with pytest.raises(ValueError):
-        dg.frechet_distance(a[:1], b)
+        diagnostic_metrics.frechet_distance(a[:1], b)
 
 
 def test_radial_spectrum_reaches_the_corners_where_a_checkerboard_lives():

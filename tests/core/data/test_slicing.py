@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from core.data import slicing
+from core.data import slice_export, slicing
 from core.data.slicing import SliceSpec, build_slices
 from core.errors import InvalidInput, NotEnoughImages, NotFound, UnknownTag
 from core.store.database import Store
@@ -257,7 +257,7 @@ def test_export_reads_back_as_an_imagefolder_dataset(store, filled, tmp_path):
     import datasets
 
     (s,) = build_slices(store, SliceSpec("export me", (6,), size=32, real_fraction=0.5))
-    out = slicing.export_slice(store, s["id"], tmp_path / "exports")
+    out = slice_export.export_slice(store, s["id"], tmp_path / "exports")
     assert out == tmp_path / "exports.zip" and zipfile.is_zipfile(out)  # ".zip" added to a bare name
     folder = tmp_path / "unzipped"
     with zipfile.ZipFile(out) as z:
@@ -284,15 +284,15 @@ def test_export_reads_back_as_an_imagefolder_dataset(store, filled, tmp_path):
     assert [names[i] for i in encoded["label"]] == [tags[i] for i in encoded["image_id"]]
     # an existing folder gets a named zip inside it; the same slice exports to the same bytes
     (tmp_path / "dir").mkdir()
-    again = slicing.export_slice(store, s["hash"][:8], tmp_path / "dir")
+    again = slice_export.export_slice(store, s["hash"][:8], tmp_path / "dir")
     assert again.parent == tmp_path / "dir" and again.name.startswith("export_me-n6-32px-r0-")
-    assert again.read_bytes() == out.read_bytes() == slicing.export_bytes(store, s["id"])
+    assert again.read_bytes() == out.read_bytes() == slice_export.export_bytes(store, s["id"])
     assert not list(tmp_path.rglob(".tmp-*"))
 
 
 def test_export_of_an_unknown_slice_writes_nothing(store, filled, tmp_path):
     with pytest.raises(NotFound):
-        slicing.export_slice(store, "deadbeef00", tmp_path / "x.zip")
+        slice_export.export_slice(store, "deadbeef00", tmp_path / "x.zip")
     assert list(tmp_path.iterdir()) == [store.root]
 
 

@@ -12,7 +12,7 @@ from core.analysis import evaluation
 from core.data import slicing
 from core.errors import InvalidInput, MissingSetting, UserError
 from core.train import training
-from core.train.backends import azure, azure_api
+from core.train.backends import azure, azure_api, azure_images, azure_projects, azure_status
 from core.train.backends.azure_settings import (
     AzureAuthError,
     AzureUnreachable,
@@ -107,37 +107,37 @@ def test_batch_setting_never_exceeds_64(env, monkeypatch):
 
 
 def test_connection_check_ok_wrong_key_and_unreachable(env, monkeypatch):
-    ok = azure.check_connection()
+    ok = azure_status.check_connection()
     assert ok["ok"] and ok["domains"] > 0 and ok["projects"] == 0 and ok["prediction"].startswith("ok")
     assert [r.operation for r in env.requests][:1] == ["GetDomains"]
 
     monkeypatch.setenv("VISION_TRAINING_KEY", "wrong-key-0123456789")
     with pytest.raises(AzureAuthError) as excinfo:
-        azure.check_connection()
+        azure_status.check_connection()
     message = str(excinfo.value)
     assert message.startswith("Azure refused the training key (401)") and "VISION_TRAINING_KEY" in message
     assert "wrong-key-0123456789" not in message
-    status = azure.connection_status()
+    status = azure_status.connection_status()
     assert not status["ok"] and "401" in status["message"]
     assert "wrong-key-0123456789" not in json.dumps(status)
 
     monkeypatch.setenv("VISION_TRAINING_KEY", TRAINING_KEY)
     monkeypatch.setenv("VISION_PREDICTION_KEY", "bad-prediction-key-42")
     with pytest.raises(AzureAuthError, match=r"refused the prediction key \(401\)"):
-        azure.check_connection()
+        azure_status.check_connection()
 
     closed = FakeCustomVision()
     closed.stop()
     monkeypatch.setenv("VISION_TRAINING_ENDPOINT", closed.endpoint)
     started = time.monotonic()
     with pytest.raises(AzureUnreachable, match="cannot reach Azure Custom Vision at http://127.0.0.1") as excinfo:
-        azure.check_connection(retry_seconds=0.3)
+        azure_status.check_connection(retry_seconds=0.3)
     assert "connection refused" in str(excinfo.value) and time.monotonic() - started < 5
 
     monkeypatch.setattr(azure_api, "UNREACHABLE_SECONDS", 0.5)  # a never-answering endpoint: not the whole budget
     started = time.monotonic()
     with pytest.raises(AzureUnreachable, match="connection refused"):
-        azure.check_connection(retry_seconds=300)
+        azure_status.check_connection(retry_seconds=300)
     assert time.monotonic() - started < 5
 
 
@@ -253,7 +253,7 @@ def test_retry_after_is_honoured_and_retries_are_bounded(env, store, monkeypatch
     env.throttle(retry_after=0.1)
     started = time.monotonic()
     with pytest.raises(UserError, match=r"Azure kept throttling \(429\)"):
-        azure.check_connection(load_settings(), retry_seconds=0.3)
+        azure_status.check_connection(load_settings(), retry_seconds=0.3)
     assert time.monotonic() - started < 3
 
 
@@ -303,8 +303,8 @@ def test_a_killed_create_is_found_again_not_repeated(env, store):
     [s] = cut(store, counts=(5,))
     trainer = azure.AzureTrainer()
     settings = load_settings()
-    key, spec = azure.series_of(s)
-    row = azure._reserve_project(store, settings.training_endpoint, key, spec, "nested", 5)
+    key, spec = azure_projects.series_of(s)
+    row = azure_projects._reserve_project(store, settings.training_endpoint, key, spec, "nested", 5)
     client = azure_api.training_client(settings)
     client.create_project(row["name"], classification_type="Multiclass")  # created, id never recorded
     params = trainer.validate(store, {})
@@ -316,7 +316,7 @@ def test_a_killed_create_is_found_again_not_repeated(env, store):
                     lambda *a: None)
     with store.tx() as conn:  # the training was requested, its id never recorded
         conn.execute("INSERT INTO azure_iterations(project, slice_id, params_key, status, created) "
-                     "VALUES (?, ?, ?, 'requested', 'now')", (project["id"], s["id"], azure._params_key(params)))
+                     "VALUES (?, ?, ?, 'requested', 'now')", (project["id"], s["id"], azure_projects._params_key(params)))
     client.train_project(project["project_id"])
     [done] = training.train(store, ["sw"], backend="azure")
     assert done["status"] == "done"
@@ -334,7 +334,7 @@ def test_quota_plan_refuses_f0_with_more_than_two_series(env, store):
     assert "tier F0 allows 2" in str(excinfo.value)
     assert store.query("SELECT * FROM runs") == [] and env.created_projects == []
 
-    plan = azure.plan_sweep(store, slicing.resolve_slices(store, ["sw"]), {"tier": "S0"}, online=True)
+    plan = azure_projects.plan_sweep(store, slicing.resolve_slices(store, ["sw"]), {"tier": "S0"}, online=True)
     assert plan.ok and plan.projects == 3 and plan.iterations == 6 and plan.images == 48
     assert plan.resource_projects == 0 and plan.as_dict()["series"][0]["to_upload"] == 16
 
@@ -356,7 +356,7 @@ def test_images_under_256_px_are_refused_before_any_call(env, store):
     cut(store, counts=(5,), size=256)
     cut(store, name="originals", counts=(5,), size=None)
     cut(store, name="small", counts=(5,), size=128)
-    assert azure.min_side(store, slicing.get_slice(store, "sw")) == 256  # upscaled to the slice size
+    assert azure_images.min_side(store, slicing.get_slice(store, "sw")) == 256  # upscaled to the slice size
     for name, side in (("small", 128), ("originals", 200)):
         with pytest.raises(UserError, match=f"has images of {side} px on the shorter side.*at least 256 px"):
             training.train(store, [name], backend="azure")
@@ -368,13 +368,13 @@ def test_big_images_are_reencoded_under_the_limit_deterministically():
 
     noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8))
     limit = 60_000
-    data = azure.encode_within(noise, limit)
+    data = azure_images.encode_within(noise, limit)
     assert len(data) <= limit and data[:2] == b"\xff\xd8"  # a JPEG
-    assert azure.encode_within(noise, limit) == data
+    assert azure_images.encode_within(noise, limit) == data
     with Image.open(__import__("io").BytesIO(data)) as small:
         assert min(small.size) >= 256
     flat = Image.new("RGB", (300, 300), (1, 2, 3))
-    assert azure.encode_within(flat, limit)[:4] == b"\x89PNG"
+    assert azure_images.encode_within(flat, limit)[:4] == b"\x89PNG"
 
 
 def test_cleanup_unpublishes_and_deletes_the_sweeps_projects(env, store):
@@ -389,11 +389,11 @@ def test_cleanup_unpublishes_and_deletes_the_sweeps_projects(env, store):
     other = next(r for r in training.list_runs(store) if r["metrics"]["azure"]["iteration_id"] == iteration_id)
     [probs] = azure.AzureTrainer().predict(store, other, evaluation.test_images(store)[:1])
     assert sum(probs.values()) == pytest.approx(1.0) and len(env.published) == 2  # published again
-    result = azure.cleanup(store, "sw")
+    result = azure_projects.cleanup(store, "sw")
     assert len(result["deleted"]) == 1 and len(env.projects) == 1 and len(env.deleted_projects) == 1
     assert env.requests_for("UnpublishIteration")
-    assert [p["sweep"] for p in azure.projects(store)] == ["other"]
+    assert [p["sweep"] for p in azure_projects.projects(store)] == ["other"]
     run = training.list_runs(store, slice_name="sw")[0]
     with pytest.raises(UserError, match="no longer exists"):
         azure.AzureTrainer().predict(store, run, evaluation.test_images(store)[:1])
-    assert len(azure.cleanup(store)["deleted"]) == 1 and env.projects == {}
+    assert len(azure_projects.cleanup(store)["deleted"]) == 1 and env.projects == {}

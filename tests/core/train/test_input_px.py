@@ -10,7 +10,7 @@ import pytest
 
 from core.data.slicing import SliceSpec, build_slices
 from core.errors import InvalidInput
-from core.train.backends import local
+from core.train.backends import local, local_cnn
 from core.train.training import get_run, list_runs, train
 from tests.reliability.conftest import assert_consistent, cli, snapshot
 
@@ -38,11 +38,11 @@ def test_cnn_small_native_trains_at_the_slice_size_and_predicts(digits64):
 
 
 def test_batch_size_shrinks_with_resolution_to_fit_memory(monkeypatch):
-    sizes = [local.cnn_batch_size(px, 16, 32, "cpu") for px in (32, 128, 512, 1024)]
+    sizes = [local_cnn.cnn_batch_size(px, 16, 32, "cpu") for px in (32, 128, 512, 1024)]
     assert sizes[0] == 32 and sizes == sorted(sizes, reverse=True) and 1 <= sizes[-1] < 32
     monkeypatch.setenv("SYNTHLAB_CNN_MEMORY_MB", "1")
-    assert local.cnn_batch_size(1024, 16, 32, "cpu") == 1
-    assert local.cnn_batch_size(64, 16, 32, "cpu", training=False) >= local.cnn_batch_size(64, 16, 32, "cpu")
+    assert local_cnn.cnn_batch_size(1024, 16, 32, "cpu") == 1
+    assert local_cnn.cnn_batch_size(64, 16, 32, "cpu", training=False) >= local_cnn.cnn_batch_size(64, 16, 32, "cpu")
 
 
 def test_a_tight_memory_budget_still_trains_native(digits64, monkeypatch):
