@@ -66,6 +66,9 @@ def test_running_diagnostics_from_the_form_shows_the_table(lab, tiny_clip):
     assert table["pixel AUC @ 32px"][0] == pytest.approx(done["result"]["tags"]["jeans"]["pixel_auc"]["32"])
     lo, hi = done["result"]["tags"]["jeans"]["pixel_auc_ci"]["32"]
     assert table["pixel AUC 95% CI @ 32px"][0] == f"[{lo:.3f}, {hi:.3f}]" and "AUC 95% CI @ 32px" in table
+    null = done["result"]["tags"]["jeans"]["pixel_null"]["32"]  # the calibrated probe's null band, shown
+    assert table["pixel null band @ 32px"][0] == f"[{null['band'][0]:.3f}, {null['band'][1]:.3f}]"
+    assert table["pixel trace @ 32px"][0] in ("none", f"found (p = {null['p_value']:.3g})")
 
 
 def test_bad_sizes_show_an_error_and_queue_nothing(lab, tiny_clip):
