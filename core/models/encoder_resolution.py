@@ -122,9 +122,9 @@ def resolve_encoder(name: str | None = None) -> encoder_ref.EncoderRef:
     except (OSError, ValueError) as exc:
         raise ModelNotFound(f"encoder {name!r}: cannot read its config.json ({exc})") from None
     model_type = str(cfg.get("model_type", ""))
-    encoder_ref.processor = encoder_ref._load_processor(canonical, revision)
-    preprocessing = {k: v for k, v in encoder_ref.processor.to_dict().items() if k not in ("processor_class",)}
-    preprocessing["_class"] = type(encoder_ref.processor).__name__
+    processor = encoder_ref._load_processor(canonical, revision)
+    preprocessing = {k: v for k, v in processor.to_dict().items() if k not in ("processor_class",)}
+    preprocessing["_class"] = type(processor).__name__
     has_text = model_type == "clip" and "text_config" in cfg
     key_src = json.dumps([canonical, revision, model_type, preprocessing, encoder_ref.PIPELINE_VERSION], sort_keys=True,
                          default=str)

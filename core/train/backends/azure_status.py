@@ -22,7 +22,7 @@ def check_connection(settings: Optional[AzureSettings] = None, *, retry_seconds:
     settings = settings or load_settings()
     api = AzureApi(settings, retry_seconds=retry_seconds)
     domains = api.training("listing domains", "get_domains")
-    azure_projects.projects = api.training("listing projects", "get_projects")
+    projects = api.training("listing projects", "get_projects")
     prediction = "not configured: probabilities come from quick tests of the trained iteration"
     if settings.prediction_endpoint and settings.prediction_key:
         try:  # an unknown project: a valid key gets 404 (any refusal but 401/403 means the key passed)
@@ -34,8 +34,8 @@ def check_connection(settings: Optional[AzureSettings] = None, *, retry_seconds:
                       if settings.can_publish else
                       "key ok, but VISION_PREDICTION_RESOURCE_ID is not set: quick tests are used")
     return {"ok": True, "endpoint": settings.training_endpoint,
-            "message": f"connected to {settings.training_endpoint}: {len(azure_projects.projects)} project(s) on the resource",
-            "domains": len(domains), "projects": len(azure_projects.projects), "prediction": prediction}
+            "message": f"connected to {settings.training_endpoint}: {len(projects)} project(s) on the resource",
+            "domains": len(domains), "projects": len(projects), "prediction": prediction}
 
 
 _status_cache: dict[tuple, tuple[float, dict]] = {}

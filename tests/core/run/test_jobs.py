@@ -82,7 +82,7 @@ def test_unknown_job_kind_is_refused(store):
 def test_job_of_a_killed_process_resumes_where_it_stopped(home):
     script = textwrap.dedent(
         f"""
-        from core.run import jobs
+        from core.run import jobs, registry
         from core.store.database import Store
         registry.register("count-up", "tests.core.job_handlers:count_up")
         s = Store({str(home)!r})
