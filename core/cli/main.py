@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="drop synthetic images whose zero-shot probability of their own tag is below this")
     s.add_argument("--drop-near-duplicates", action="store_true",
                    help="keep one synthetic image per near-duplicate cluster (perceptual hash, confirmed by aligned pixel correlation)")
+    s.add_argument("--drop-label-issues", action="store_true",
+                   help="drop synthetic images whose label the default encoder's out-of-fold probe suspects (cleanlab)")
     s.add_argument("--filter-clip", help="full CLIP model (hub id or folder) for the zero-shot filter")
     s.set_defaults(func=data_commands.cmd_slice)
 
