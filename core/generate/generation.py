@@ -95,7 +95,7 @@ def run_generate_job(ctx: jobs.JobContext) -> dict:
     where = f" on {workers} Ray worker(s)" if workers else ""
     report(0, f"loading {pl.model.id}{where}" + (f" ({skipped} already exist)" if skipped else ""), force=True)
     if missing and s.batch_size is None:
-        s = dataclasses.replace(s, batch_size=pipelines.default_batch_size(config.device()))
+        s = dataclasses.replace(s, batch_size=pipelines.default_batch_size(config.device(), pl.model.id))
         pl = dataclasses.replace(pl, spec=s)
     inits = [_fit(path, s.width, s.height) for path in s.init_images] if missing else []
     generated = duplicates = 0

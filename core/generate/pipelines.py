@@ -10,7 +10,7 @@ from core import config
 from core.errors import InvalidInput, ModelNotFound
 from core.generate import prompts
 from core.generate.planning import MAX_BATCH, Plan, _check_int
-from core.models import generators
+from core.models import builtin_generator, generators
 
 _IMG2IMG = {
     "StableDiffusionPipeline": "StableDiffusionImg2ImgPipeline",
@@ -30,7 +30,7 @@ _PIPES: dict[tuple, _Loaded] = {}
 _PIPES_LOCK = threading.RLock()
 
 
-def default_batch_size(device: str) -> int:
+def default_batch_size(device: str, model_id: str | None = None) -> int:
     """Images per pipeline call when none is asked for (``SYNTHLAB_BATCH_SIZE`` overrides).
 
     Measured with ``bench/generation.py`` (b): on CPU batch 4 beats one at a time (one set of Python and
@@ -41,6 +41,8 @@ def default_batch_size(device: str) -> int:
             return _check_int("SYNTHLAB_BATCH_SIZE", int(forced), 1, MAX_BATCH)
         except ValueError:
             raise InvalidInput(f"setting SYNTHLAB_BATCH_SIZE must be a whole number, not {forced!r}") from None
+    if model_id == builtin_generator.NAME:
+        return builtin_generator.BATCH_SIZE
     if device.startswith("cuda"):
         import torch
 

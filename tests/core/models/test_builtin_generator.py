@@ -40,8 +40,8 @@ def _real_probe(classes: dict[str, int], per_class: int = 40):
     return ref, LogisticRegression(max_iter=2000).fit(encoders.embed(ref, images), y)
 
 
-def _generated(store, tag: str, prompt: str, count: int) -> list[Image.Image]:
-    store.add_tag(tag, prompt, "")
+def _generated(store, tag: str, prompt: str, count: int, negative: str = "") -> list[Image.Image]:
+    store.add_tag(tag, prompt, negative)
     result = generate(store, GenerationSpec(tag=tag, count=count, model=builtin_generator.NAME, batch_size=32))
     out = []
     for image_id in result["images"]:
@@ -83,10 +83,11 @@ def test_generate_from_the_cli_offline_records_model_and_revision(home, tmp_path
 
 def test_a_real_trained_classifier_recognises_the_four_sample_tags(store):
     ref, probe = _real_probe(FOUR)
-    prompts = {t.name: t.prompt for t in samples.sample_tags()}
+    tags = {t.name: t for t in samples.sample_tags()}
     hits = total = 0
     for tag in FOUR:
-        predicted = probe.predict(encoders.embed(ref, _generated(store, tag, prompts[tag], 25)))
+        made = _generated(store, tag, tags[tag].prompt, 24, tags[tag].negative)
+        predicted = probe.predict(encoders.embed(ref, made))
         hits += int((predicted == tag).sum())
         total += len(predicted)
     assert hits / total >= 0.9, hits / total
