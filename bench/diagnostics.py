@@ -66,7 +66,8 @@ def build_store(home: str | os.PathLike, n: int, px: int = 32) -> Path:
 
     from PIL import Image
 
-    from core.store import Store, now, png_bytes
+    from core.store.database import Store, png_bytes
+    from core.store.records import now
 
     store = Store(home)
     store.add_tag(TAG)
@@ -88,7 +89,7 @@ def build_store(home: str | os.PathLike, n: int, px: int = 32) -> Path:
 
 def clear_caches(home: str | os.PathLike) -> None:
     """Forget everything diagnose caches (the next run is cold)."""
-    from core.store import Store
+    from core.store.database import Store
 
     store = Store(home)
     with store.tx() as conn:

@@ -36,8 +36,9 @@ PROMPT = "a photo of {blue|black} jeans on a {white|grey} background"
 
 
 def _run(tmp: Path, name: str, model: str, a, seed: int, workers: int) -> tuple[float, list[str]]:
-    from core.generation import GenerationSpec, generate
-    from core.store import Store
+    from core.generate.generation import generate
+    from core.generate.planning import GenerationSpec
+    from core.store.database import Store
 
     store = Store(tmp / name)
     try:
@@ -67,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     import torch
 
-    from core import config, distributed
+    from core import config
+    from core.run import cluster, pool
 
     with tempfile.TemporaryDirectory(prefix="synthlab-bench-ray-") as tmp:
         tmp = Path(tmp)
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             model = build_tiny_sd(tmp / "model", unet_channels=(32, 64), vae_channels=(16, 32, 32, 32),
                                   text_hidden=32, sample_size=a.size // 8)
         cold = time.perf_counter()
-        ray.init(num_cpus=distributed.local_cpus(), include_dashboard=False, log_to_driver=False,
+        ray.init(num_cpus=cluster.local_cpus(), include_dashboard=False, log_to_driver=False,
                  logging_level="ERROR")
         try:
             _run(tmp, "warm-local", model, a, 10_000, 0)
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                       + ("; bar <= 1.3x" if n == 1 else ""))
             print("image ids identical between local and Ray in every pair: yes")
         finally:
-            distributed.stop_warm_pools()
+            pool.stop_warm_pools()
             ray.shutdown()
     return 0
 

@@ -9,9 +9,9 @@
     one at a time) with ``image.save``. Both are fresh subprocesses with the same environment, run
     interleaved (ABAB…, ``--repeats`` pairs); printed: the median of the paired ratios with min and max.
     The script also checks that the two made the same pixels. The bar is ≤ 1.15×.
-(b) Time per image through :func:`core.generation.generate` in this process with a warm pipeline,
+(b) Time per image through :func:`core.generate.generation.generate` in this process with a warm pipeline,
     paired ABAB: ``--batch-size`` images per call over one image per call (the measurement behind the
-    default batch size on this device, :func:`core.generation.default_batch_size`).
+    default batch size on this device, :func:`core.generate.pipelines.default_batch_size`).
 
 Default model: a random-weight Stable Diffusion built here, big enough that generation (not Python's
 start-up) dominates a process on a CPU; on a GPU box pass a hub id that is in the local cache.
@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.paired import Paired, bench_env, interleave, machine, timed_process  # noqa: E402
+
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 PROMPT = "a photo of blue jeans on a white background"
@@ -53,7 +54,7 @@ def whole_process(model: str, count: int, steps: int, size: int, guidance: float
     import numpy as np
     from PIL import Image
 
-    from core.store import Store
+    from core.store.database import Store
 
     env = bench_env()
 
@@ -86,8 +87,9 @@ def whole_process(model: str, count: int, steps: int, size: int, guidance: float
 
 def batching(model: str, count: int, steps: int, size: int, guidance: float, batch: int, repeats: int,
              tmp: Path) -> Paired:
-    from core.generation import GenerationSpec, generate
-    from core.store import Store
+    from core.generate.generation import generate
+    from core.generate.planning import GenerationSpec
+    from core.store.database import Store
 
     def run(name: str, batch_size: int, seed: int) -> float:
         store = Store(tmp / name)
@@ -123,9 +125,9 @@ def main(argv: list[str] | None = None) -> int:
 
             model = build_tiny_sd(tmp / "model", unet_channels=(64, 128, 128), vae_channels=(32, 64, 64, 64),
                                   text_hidden=64, sample_size=a.size // 8)
-        from core.config import device
-
         import torch
+
+        from core.config import device
 
         print(machine())
         print(f"model {model} · device {device()} · {a.count} images of {a.size}px, {a.steps} steps, "

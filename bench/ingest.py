@@ -97,7 +97,7 @@ def measure(photos: Path, tmp: Path, pairs: int, tag: str) -> "object":
 
 
 def _prepared(home: Path) -> bool:
-    from core.store import Store
+    from core.store.database import Store
 
     store = Store(home)
     store.add_tag("bench")

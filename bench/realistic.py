@@ -7,7 +7,7 @@ The architecture comes from the model's published configs, shipped as small JSON
 ``bench/configs/`` (UNet, VAE, CLIP text encoder(s), scheduler): the components are built from them with
 random weights — the same FLOPs and memory as the real model, no download — saved as a diffusers folder
 and loaded by Synthlab like any local model. Then, paired and interleaved (ABAB…): seconds per image at
-the model's native size through ``core.generation.generate`` (plan, job, store, provenance, PNG, fsync;
+the model's native size through ``core.generate.generation.generate`` (plan, job, store, provenance, PNG, fsync;
 batch size 1) and through a plain diffusers call on the same loaded pipeline (``pipe(...)`` then
 ``image.save``). Printed: the median of the paired ratios with min and max, the machine, torch threads
 and versions. On CPU, for ``sd-turbo`` at 512 px and 1 step, also the ratio to the published PyTorch figure
@@ -92,8 +92,13 @@ def build_pipeline(config: dict, folder: Path, dtype: str = "float16") -> Path:
     """Build the pipeline ``config`` describes with random weights and save it (weights in ``dtype``,
     which only changes the files' size: Synthlab loads them in its own dtype) as a diffusers folder."""
     import torch
-    from diffusers import (AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline,
-                           UNet2DConditionModel)
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionPipeline,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     from tests.tiny_models import write_byte_level_clip_tokenizer
@@ -154,8 +159,11 @@ def measure(folder: Path, config: dict, *, px: int, steps: int, images: int, rep
     import torch
 
     from core import config as settings
-    from core.generation import GenerationSpec, generate, get_pipeline, resolve_model
-    from core.store import Store
+    from core.generate.generation import generate
+    from core.generate.pipelines import get_pipeline
+    from core.generate.planning import GenerationSpec
+    from core.models.generators import resolve_model
+    from core.store.database import Store
 
     store = Store(home)
     store.add_tag("bench", PROMPT)

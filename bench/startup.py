@@ -43,9 +43,10 @@ def heaviest_import(cmd: list[str]) -> tuple[str, float]:
 
 
 def build_store(tmp: Path) -> tuple[Path, dict[str, list[str]]]:
-    from core import slicing
-    from core.generation import GenerationSpec, generate
-    from core.store import Store
+    from core.data import slicing
+    from core.generate.generation import generate
+    from core.generate.planning import GenerationSpec
+    from core.store.database import Store
     from tests.datasets import import_digits
     from tests.tiny_models import build_tiny_sd
 

@@ -10,7 +10,7 @@ plain script — transformers embedding + scikit-learn logistic regression per s
 ``--small`` uses a toy encoder (a smoke run).
 
 The sweep is 6 counts × 2 sizes × 3 repeats = 36 runs over four tags of real photos (scikit-learn's
-handwritten digits, no download). Both sweeps run through :func:`core.training.train`, jobs and all.
+handwritten digits, no download). Both sweeps run through :func:`core.train.training.train`, jobs and all.
 The encoder is loaded and the resize cache filled before either is timed, so the two timings differ
 by the embedding cache alone: cold, every slice image is embedded once per size; warm (new runs with
 another seed, so every head is fitted again), every embedding is read back from the store. Default
@@ -59,7 +59,8 @@ def plain_sweep(store, slices: list[dict], encoder: str) -> float:
     from sklearn.linear_model import LogisticRegression
     from transformers import AutoImageProcessor, CLIPVisionModelWithProjection
 
-    from core import imaging, slicing
+    from core.data import slicing
+    from core.store import imaging
 
     processor = AutoImageProcessor.from_pretrained(encoder)
     model = CLIPVisionModelWithProjection.from_pretrained(encoder).eval()
@@ -88,9 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", action="store_true", help="a toy encoder instead of a ViT-B/32-sized one")
     a = parser.parse_args(argv)
 
-    from core import encoders, imaging, slicing, training
     from core.config import device
-    from core.store import Store
+    from core.data import slicing
+    from core.models import embedding_cache, encoder_ref, encoder_resolution, encoders
+    from core.store import imaging
+    from core.store.database import Store
+    from core.train import training
     from tests.datasets import import_digits
 
     counts = tuple(int(c) for c in a.counts.split(","))
@@ -101,19 +105,19 @@ def main(argv: list[str] | None = None) -> int:
         if not encoder and a.small:
             from tests.tiny_clip import build_tiny_clip
 
-            with encoders.quiet_transformers():
+            with encoder_ref.quiet_transformers():
                 encoder = build_tiny_clip(tmp / "clip")
         if not encoder:
             from tests.tiny_clip import build_tiny_clip
 
-            with encoders.quiet_transformers():
+            with encoder_ref.quiet_transformers():
                 encoder = build_tiny_clip(tmp / "clip", image_size=224, patch_size=32, hidden=768, layers=12,
                                           heads=12, mlp_ratio=4, projection_dim=512, text_hidden=32)
         store = Store(tmp / "home")
         import_digits(store, tmp / "digits", n_train=max(counts), n_test=10)
         specs = slicing.sweep("bench", counts, sizes, real_fraction=1.0, repeats=a.repeats)
         slices = slicing.build_sweep(store, specs)
-        ref = encoders.resolve_encoder(encoder)
+        ref = encoder_resolution.resolve_encoder(encoder)
         encoders.load_vision_model(ref)
         members = {}
         for s in slices:
@@ -128,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def sweep_in_process(cold: bool) -> float:
             if cold:
-                encoders.clear_cache(store)
+                embedding_cache.clear_cache(store)
             t0 = time.perf_counter()
             runs = training.train(store, ["bench"], params={"encoder": encoder, "seed": next(seeds)})
             seconds = time.perf_counter() - t0
@@ -149,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         def sweep_cli(cold: bool) -> float:
             if cold:
                 s = Store(tmp / "home")
-                encoders.clear_cache(s)
+                embedding_cache.clear_cache(s)
                 s.close()
             return timed_process(cli + ["--seed", str(next(seeds))])
 

@@ -169,8 +169,9 @@ def cli_rate(a, home: Path, model: str, seed: int, env: dict) -> float:
 
 def app_rate(a, home: Path, model: str, seed: int, port: int, n: int, env: dict) -> tuple[float, dict]:
     """Submit the job into the app's queue (the app's worker runs it) while N visitors poll."""
-    from core.generation import GenerationSpec, submit_generation
-    from core.store import Store
+    from core.generate.generation import submit_generation
+    from core.generate.planning import GenerationSpec
+    from core.store.database import Store
 
     seconds = 600
     visitors = subprocess.Popen([*_pin(1), sys.executable, __file__, "--client", f"ws://127.0.0.1:{port}/_stcore/stream",
@@ -210,7 +211,7 @@ def start_app(home: Path, port: int, env: dict) -> subprocess.Popen:
 def stop_app(proc: subprocess.Popen, home: Path) -> None:
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(20)
-    from core import worker
+    from core.run import worker
 
     pid = worker.alive(home)
     if pid and pid > 0:  # the worker process this run's app started
@@ -236,7 +237,7 @@ def main() -> None:
 
     import torch
 
-    from core.store import Store
+    from core.store.database import Store
 
     tmp = Path(tempfile.mkdtemp(prefix="synthlab-visitors-"))
     model = a.model

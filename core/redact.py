@@ -15,7 +15,7 @@ import json
 from typing import Iterable, Optional, TextIO
 from urllib.parse import quote, quote_plus
 
-from . import config
+from core import config
 
 MIN_SECRET = 4
 

@@ -14,10 +14,11 @@ from typing import Callable, Iterator, Optional
 
 import streamlit as st
 
-from . import config, jobs, workspaces
-from .errors import NotFound, UserError
-from .redact import redact
-from .store import Store
+from core import config
+from core.errors import NotFound, UserError
+from core.redact import redact
+from core.run import jobs, workspaces
+from core.store.database import Store
 
 
 def _secret_lookup(name: str) -> Optional[str]:
@@ -86,7 +87,7 @@ def _fair_worker(home: str) -> jobs.FairWorker:
 def _ensure_worker(home: str, *, demo: bool) -> None:
     if worker_kind() == "process":
         if time.monotonic() - _process_checked.get(home, -1e9) > 5:  # a flock probe, at most every 5 s
-            from . import worker
+            from core.run import worker
 
             worker.ensure_running(home)
             _process_checked[home] = time.monotonic()
@@ -265,9 +266,9 @@ def sidebar() -> None:
         running = jobs.list_jobs(s, status="running", limit=5)
         queued = jobs.list_jobs(s, status="queued", limit=50)
         st.caption(f"Jobs: {len(running)} running, {len(queued)} queued")
-        from . import distributed
+        from core.run import cluster
 
-        st.caption(distributed.describe_status(distributed.engine_status()))
+        st.caption(cluster.describe_status(cluster.engine_status()))
         azure = config.setting("VISION_TRAINING_KEY")
         st.caption(f"Azure Custom Vision key: {config.mask(azure)}")
 
@@ -400,9 +401,9 @@ def gallery(s: Store, images: list[dict], *, key: str, columns: int = 4) -> None
 def azure_panel(s: Store, slice_refs: list, params: dict) -> None:
     """The Train page's Azure box: connection status, settings (keys masked), the sweep's quota plan,
     and a cleanup button for the projects this store created. One call into core."""
-    from .backends import azure
+    from core.train.backends import azure_projects, azure_status
 
-    info = azure.panel(s, slice_refs, params)
+    info = azure_status.panel(s, slice_refs, params)
     connection = info["connection"]
     if connection["ok"]:
         st.success(f"Azure Custom Vision: {plain(connection['message'])} · predictions: "
@@ -429,7 +430,7 @@ def azure_panel(s: Store, slice_refs: list, params: dict) -> None:
             sweep = st.selectbox("Delete the Azure projects of", sweeps, key="az_cleanup_sweep")
             if st.button("Delete these Azure projects", key="az_cleanup"):
                 with user_errors():
-                    done = azure.cleanup(s, sweep)
+                    done = azure_projects.cleanup(s, sweep)
                     st.success(f"Deleted {len(done['deleted'])} Azure project(s) of {plain(sweep)}")
 
 

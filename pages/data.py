@@ -3,8 +3,10 @@ reject and restore, and what an upload rejected with its reason."""
 
 import streamlit as st
 
-from core import autoeval, experiment, ui
-from core.ingest import import_uploads
+from core import ui
+from core.analysis import autoeval
+from core.data.ingest import import_uploads
+from core.flows import experiment
 
 FROM_FOLDERS = "(from the zip's tag-named folders)"
 ROLES = {"real": "real (may enter slices)", "test": "test (only scores runs)"}

@@ -3,8 +3,10 @@
 import pandas as pd
 import streamlit as st
 
-from core import config, diagnostics, ui
-from core.slicing import parse_ints
+from core import config, ui
+from core.analysis import diagnostics
+from core.data.slicing import parse_ints
+from core.views import diagnostic_views
 
 MAX_CLUSTERS = 12
 THUMB_PX = 96
@@ -43,7 +45,7 @@ if result is None:
 st.subheader("Per tag")
 st.caption(f"Diagnosis {result['job']} ({result.get('finished', '')}), encoder {ui.plain(result['encoder']['name'])}; "
            f"diversity and Fréchet distance at {result['embedding_size']} px.")
-st.dataframe(pd.DataFrame(diagnostics.summary_rows(result)), hide_index=True, key="dg_table")
+st.dataframe(pd.DataFrame(diagnostic_views.summary_rows(result)), hide_index=True, key="dg_table")
 with st.expander("How to read these numbers"):
     st.markdown(
         "- **Diversity**: mean pairwise cosine distance of embeddings; synthetic well below real means "
@@ -66,18 +68,18 @@ if result.get("spectrum"):
     st.subheader("Power spectrum")
     st.caption("Mean radial power spectrum of the greyscale images at each size; diffusion images are known "
                "to differ from photos at high frequencies.")
-    st.plotly_chart(diagnostics.spectrum_figure(result), key="dg_spectrum")
+    st.plotly_chart(diagnostic_views.spectrum_figure(result), key="dg_spectrum")
     st.caption("The radial profile runs out to the corner radius (past 0.5 cycles/pixel along an axis), where "
                "checkerboards and upsampling artefacts live. Below: synthetic/real power over the whole 2-D "
                "frequency plane (log10; red: more power in synthetic images). A generator's periodic trace "
                "shows as a bright spot — a checkerboard in the four corners.")
     for size in result["spectrum"]:
-        ratio = diagnostics.spectrum_ratio_figure(result, size)
+        ratio = diagnostic_views.spectrum_ratio_figure(result, size)
         if ratio is not None:
             st.plotly_chart(ratio, key=f"dg_ratio_{size}")
 
 st.subheader("Near-duplicates")
-st.caption(diagnostics.duplicate_rule_text(result)
+st.caption(diagnostic_views.duplicate_rule_text(result)
            + " Rejecting keeps the first image of a cluster; rejected images never enter a slice.")
 any_cluster = False
 for tag, r in result["tags"].items():

@@ -2,12 +2,15 @@
 
 import streamlit as st
 
-from core import config, distributed, jobs, ui
+from core import config, ui
+from core.data.samples import load_clothing_sample
 from core.errors import ModelNotFound, UserError
-from core.generation import MODEL_PRESETS, GenerationSpec, preset_for, resolve_model, submit_generation
-from core.prompts import COUNT_CAP, count_prompts, validate_template
-from core.samples import load_clothing_sample
-from core.store import SOURCES
+from core.generate.generation import submit_generation
+from core.generate.planning import MODEL_PRESETS, GenerationSpec, preset_for
+from core.generate.prompts import COUNT_CAP, count_prompts, validate_template
+from core.models.generators import resolve_model
+from core.run import cluster, jobs
+from core.store.records import SOURCES
 
 OTHER = "Other: a hub id or a local folder"
 NEW_TAG = "(new tag)"
@@ -114,9 +117,9 @@ else:
     guidance = cols[3].number_input("Guidance", 0.0, 50.0, float(preset.guidance), step=0.5, key=f"gen_g_{mk}")
     fast = st.checkbox("Fast decode (tiny autoencoder, TAESD)", key="gen_fast")
     workers = 0
-    if distributed.available():
+    if cluster.available():
         workers = int(st.number_input(
-            "Workers (Ray)", 0, distributed.MAX_WORKERS, 0, key="gen_workers",
+            "Workers (Ray)", 0, cluster.MAX_WORKERS, 0, key="gen_workers",
             help="0: in this process. N: N Ray workers, on a local Ray or the cluster in SYNTHLAB_RAY_ADDRESS; "
                  "this app still writes every image."))
     if st.button("Generate", type="primary", key="gen_submit", disabled=not chosen):

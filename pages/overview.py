@@ -3,8 +3,10 @@ experiment as a preset, and the clothing sample for an empty store."""
 
 import streamlit as st
 
-from core import experiment, training, ui
-from core.slicing import parse_ints
+from core import ui
+from core.data.slicing import parse_ints
+from core.flows import experiment
+from core.train import training
 
 st.title("Overview")
 st.caption("Does training on Stable Diffusion images make the classifier better — how many, at what size, "
@@ -67,7 +69,7 @@ with ui.user_errors():
         st.rerun()
     if go_next:
         if nxt.action == "sample":
-            from core.samples import load_clothing_sample
+            from core.data.samples import load_clothing_sample
 
             bar = st.progress(0.0, text="Loading the clothing sample…")
             out = load_clothing_sample(store, per_tag=int(per_tag), test_per_tag=int(test_per_tag), size=256,

@@ -5,9 +5,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import arms, charts, compare, ui
-from core.evaluation import evaluate, results as stored_results
-from core.report import default_report_path, write_report
+from core import ui
+from core.analysis import arms, compare
+from core.analysis.evaluation import evaluate
+from core.analysis.evaluation import results as stored_results
+from core.views import charts, result_labels, tables
+from core.views.report import default_report_path, write_report
 
 st.title("Results")
 s = ui.store()
@@ -36,7 +39,7 @@ def show(fig, key: str, **select):
     return event
 
 
-names = sorted({charts.slice_label(r) for r in all_results})
+names = sorted({result_labels.slice_label(r) for r in all_results})
 backends = sorted({r["backend"] for r in all_results})
 left, middle, right = st.columns([3, 2, 2])
 chosen_names = left.multiselect("Slices", names, default=names)
@@ -46,7 +49,7 @@ error = right.radio("Error bars", list(charts.ERRORS),
                                            "ci95": "95% repeats only"}[e],
                     horizontal=True, help="combined: repeat spread and test-set uncertainty together; the "
                     "others show only the spread of runs that differ in their slice's repeat.")
-results = [r for r in all_results if charts.slice_label(r) in chosen_names and r["backend"] in chosen_backends]
+results = [r for r in all_results if result_labels.slice_label(r) in chosen_names and r["backend"] in chosen_backends]
 if not results:
     st.warning("No run matches: pick at least one slice and one backend.")
     st.stop()
@@ -163,8 +166,8 @@ with confusion:
                      width=96)
 
 with table:
-    st.dataframe(charts.results_frame(results), hide_index=True)
-    st.download_button("Download all results (CSV)", charts.results_csv(all_results), file_name="synthlab-results.csv",
+    st.dataframe(tables.results_frame(results), hide_index=True)
+    st.download_button("Download all results (CSV)", tables.results_csv(all_results), file_name="synthlab-results.csv",
                        mime="text/csv", key="results-csv", on_click="ignore", icon=":material/download:")
     st.divider()
     st.write("One HTML file with these charts, the run table, slice specs, prompts and generation settings; "

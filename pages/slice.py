@@ -2,9 +2,12 @@
 
 import streamlit as st
 
-from core import autoeval, config, filtering, slicing, stats, ui
-from core.imaging import resized
-from core.ingest import import_uploads
+from core import config, ui
+from core.analysis import autoeval
+from core.data import filtering, slice_export, slicing
+from core.data.ingest import import_uploads
+from core.data.repeats import overlap_note
+from core.store.imaging import resized
 
 FROM_FOLDERS = "(from the zip's tag-named folders)"
 PREVIEW = 24
@@ -109,7 +112,7 @@ if st.button("Build slices", type="primary", disabled=not specs, key="build"):
         new = sum(s["created"] for s in built)
         st.success(f"{len(built)} slices ready ({new} new, {len(built) - new} already there)")
         for note in dict.fromkeys(f"{b['count_per_tag']} per tag: {n}" for b in built
-                                  if (n := stats.overlap_note(b.get("repeat_overlap")))):
+                                  if (n := overlap_note(b.get("repeat_overlap")))):
             st.warning(note)
 
 # -- slices --------------------------------------------------------------------------------------
@@ -132,7 +135,7 @@ chosen_slice = next(r for r in table if r["id"] == picked)
 if st.button("Prepare the export zip", key="export_prepare"):
     bar = st.progress(0.0, text="Exporting…")
     with ui.user_errors():
-        data = slicing.export_bytes(store, picked, progress=ui.progress_bar(bar, "Exporting"))
+        data = slice_export.export_bytes(store, picked, progress=ui.progress_bar(bar, "Exporting"))
         st.session_state["export_zip"] = (picked, data)
     bar.empty()
 ready = st.session_state.get("export_zip")

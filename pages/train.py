@@ -2,7 +2,12 @@
 
 import streamlit as st
 
-from core import autoeval, azure_settings, backends, charts, config, evaluation, quicktest, slicing, training, ui
+from core import config, ui
+from core.analysis import autoeval, evaluation
+from core.data import slicing
+from core.train import backends, training
+from core.train.backends import azure_settings
+from core.views import charts, quicktest
 
 DEFAULT = f"default ({config.DEFAULT_ENCODER}, pretrained, offline)"
 CNN = "cnn-small (from scratch, offline)"

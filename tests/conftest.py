@@ -11,7 +11,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 
-from core.store import Store  # noqa: E402
+from core.store.database import Store  # noqa: E402
 
 
 @pytest.fixture
@@ -90,14 +90,14 @@ def digits(home):
 @pytest.fixture(scope="session")
 def populated_template(tmp_path_factory, tiny_clip):
     """A store with trained and evaluated runs (built once per session; tests get copies)."""
-    from tests.core.test_report import build_populated
+    from tests.core.views.test_report import build_populated
 
     return build_populated(tmp_path_factory.mktemp("populated"), tiny_clip)
 
 
 @pytest.fixture
 def populated(home, populated_template):
-    from tests.core.test_report import copy_populated
+    from tests.core.views.test_report import copy_populated
 
     s = copy_populated(populated_template, home)
     yield s

@@ -3,7 +3,7 @@
 ``load_digits`` holds ~180 scans of each digit at 8×8 px (UCI optical digits, real handwriting by 43
 people). Digits 0–3 become four tags; each tag's first ``n_train`` distinct scans are ``real`` training
 photos and the next ``n_test`` are held-out ``test`` photos, upscaled to ``size`` px PNGs (dark ink on
-white) and imported through :func:`core.ingest.import_paths` like a user's folder of tag subfolders.
+white) and imported through :func:`core.data.ingest.import_paths` like a user's folder of tag subfolders.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def write_digits(folder: str | os.PathLike, **options) -> dict[str, Path]:
 
 def import_digits(store, folder: str | os.PathLike, **options) -> dict[str, dict]:
     """Write the digits and import them into ``store`` (tags created from the subfolder names)."""
-    from core.ingest import import_paths
+    from core.data.ingest import import_paths
 
     folders = write_digits(folder, **options)
     return {source: import_paths(store, [path], tag=None, source=source) for source, path in folders.items()}
@@ -77,8 +77,8 @@ def digits_template(counts: tuple[int, ...] = (5, 20, 60), size: int = 32, n_tes
         import shutil
         import tempfile
 
-        from core.slicing import SliceSpec, build_slices
-        from core.store import Store
+        from core.data.slicing import SliceSpec, build_slices
+        from core.store.database import Store
 
         root = Path(tempfile.mkdtemp(prefix="synthlab-digits-"))
         atexit.register(shutil.rmtree, root, True)
@@ -94,7 +94,7 @@ def copy_store(template: Path, home: str | os.PathLike):
     """A private copy of a template store at ``home`` (a fresh folder), opened."""
     import shutil
 
-    from core.store import Store
+    from core.store.database import Store
 
     shutil.copytree(template, home, dirs_exist_ok=True)
     return Store(home)

@@ -57,7 +57,7 @@ def build_tiny_clip(folder: str | os.PathLike, *, image_size: int = 32, patch_si
         },
         projection_dim=projection_dim,
     )
-    from core.encoders import quiet_transformers
+    from core.models.encoder_ref import quiet_transformers
 
     torch.manual_seed(seed)
     model = CLIPModel(config).eval()

@@ -34,7 +34,7 @@ def test_an_inconsistent_config_is_refused(tmp_path):
 
 
 def test_a_shrunken_sd_turbo_builds_and_loads_as_a_synthlab_model(tmp_path):
-    from core.generation import resolve_model
+    from core.models.generators import resolve_model
 
     small = realistic.shrink(realistic.load_config("sd-turbo"))
     assert small["unet"]["down_block_types"] == realistic.load_config("sd-turbo")["unet"]["down_block_types"]

@@ -3,7 +3,7 @@ across a batch of jobs."""
 
 from __future__ import annotations
 
-from core import jobs
+from core.run import jobs
 from core.ui import rate_text
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: F401 - used by tests importing from here
+
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from core import slicing
-from core.store import Store
+from core.data import slicing
+from core.store.database import Store
 from tests.datasets import import_digits
-from tests.e2e.conftest import (choose, no_exception, open_page, press, set_text, wait_cell, wait_idle, wait_text,
-                                widget)
+from tests.e2e.conftest import choose, no_exception, open_page, press, set_text, wait_cell, wait_idle, wait_text, widget
 
 pytestmark = pytest.mark.e2e
 

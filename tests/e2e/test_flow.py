@@ -10,8 +10,18 @@ import zipfile
 import pytest
 
 from tests.datasets import write_digits
-from tests.e2e.conftest import (choose, no_exception, open_page, press, set_text, upload, wait_idle, wait_cell,
-                                wait_text, widget)
+from tests.e2e.conftest import (
+    choose,
+    no_exception,
+    open_page,
+    press,
+    set_text,
+    upload,
+    wait_cell,
+    wait_idle,
+    wait_text,
+    widget,
+)
 
 pytestmark = pytest.mark.e2e
 

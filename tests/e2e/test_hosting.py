@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from core.store import Store
+from core.store.database import Store
 from tests.e2e.conftest import AppServer, choose, no_exception, press, set_text, wait_cell, wait_idle, wait_text
 from tests.e2e.test_flow import add_tag
 
@@ -54,7 +54,7 @@ def stop_worker(home) -> None:
     import os
     import signal
 
-    from core import worker
+    from core.run import worker
 
     pid = worker.alive(home)
     if pid and pid > 0:

@@ -10,8 +10,8 @@ import re
 import pytest
 from PIL import Image
 
-from core import training
-from core.store import Store
+from core.store.database import Store
+from core.train import training
 from tests.datasets import fashion_arrays
 from tests.e2e.conftest import no_exception, open_page, press, set_text, upload, wait_text, widget
 

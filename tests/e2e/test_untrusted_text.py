@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.store import Store
+from core.store.database import Store
 from tests.e2e.conftest import open_page, set_text, wait_idle
 
 pytestmark = pytest.mark.e2e

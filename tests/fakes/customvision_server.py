@@ -329,7 +329,7 @@ def _probabilities(features: np.ndarray, prototypes: dict[str, np.ndarray],
     return {t: float(v) for t, v in zip(ids, p)}
 
 
-def _average_precision(scores: list[float], positives: list[bool]) -> float:
+def mean_average_precision(scores: list[float], positives: list[bool]) -> float:
     order = sorted(range(len(scores)), key=lambda i: -scores[i])
     hits, total, acc = 0, sum(positives), 0.0
     if not total:
@@ -768,7 +768,7 @@ class FakeCustomVision:
             tp = sum(1 for s, y in zip(scores, truth) if s >= threshold and y)
             fp = sum(1 for s, y in zip(scores, truth) if s >= threshold and not y)
             fn = sum(1 for s, y in zip(scores, truth) if s < threshold and y)
-            ap = _average_precision(scores, truth)
+            ap = mean_average_precision(scores, truth)
             tp_all, fp_all, fn_all = tp_all + tp, fp_all + fp, fn_all + fn
             aps.append(ap)
             per_tag.append({"id": t, "name": it.tag_names[t],

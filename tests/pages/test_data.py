@@ -7,7 +7,7 @@ import io
 
 from PIL import Image
 
-from core.store import Store
+from core.store.database import Store
 from tests.pages.apptest import open_page, texts
 
 

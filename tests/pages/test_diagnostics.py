@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core import diagnostics, jobs
-from core.store import Store
+from core.analysis import diagnostics
+from core.run import jobs
+from core.store.database import Store
 from tests.pages.apptest import open_page
 
 TIMEOUT = 60

@@ -8,9 +8,10 @@ import time
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core import jobs
-from core.generation import GenerationSpec, generate
-from core.store import Store
+from core.generate.generation import generate
+from core.generate.planning import GenerationSpec
+from core.run import jobs
+from core.store.database import Store
 from tests.pages.apptest import open_page, texts
 
 OTHER = "Other: a hub id or a local folder"
@@ -139,7 +140,7 @@ def test_empty_store_offers_the_clothing_sample(home, monkeypatch):
 
 
 def test_clothing_sample_without_a_source_shows_one_error_and_writes_nothing(home, tmp_path, monkeypatch):
-    from core import hub
+    from core.models import hub
 
     monkeypatch.setenv("SYNTHLAB_FASHION_DIR", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import socket
 
-from core import distributed, jobs
-from core.store import Store
+from core.run import cluster, jobs
+from core.store.database import Store
 from tests.pages.apptest import open_page, texts
 from tests.reliability.conftest import snapshot
 
@@ -18,7 +18,7 @@ def test_workers_control_and_an_unreachable_cluster(home, store, tiny_sd, monkey
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = f"127.0.0.1:{s.getsockname()[1]}"
-    monkeypatch.setenv(distributed.ADDRESS_SETTING, closed)
+    monkeypatch.setenv(cluster.ADDRESS_SETTING, closed)
     at = open_page("generate")
     assert at.number_input(key="gen_workers").value == 0
     at.selectbox(key="gen_model_choice").set_value(OTHER).run()

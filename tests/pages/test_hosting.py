@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import ui, worker, workspaces
+from core import ui
+from core.run import worker, workspaces
 
 APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from core import slicing
-from core.store import Store
+from core.data import slicing
+from core.store.database import Store
 from tests.pages.apptest import open_page, texts
 
 

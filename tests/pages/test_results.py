@@ -13,8 +13,8 @@ import urllib.request
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import stats
-from tests.core.test_report import COUNTS
+from core.analysis import stats
+from tests.core.views.test_report import COUNTS
 from tests.pages.apptest import page_path
 
 PAGE = page_path("results")
@@ -43,7 +43,7 @@ def test_empty_store_says_what_to_do_first(store):
 
 
 def test_populated_store_draws_probability_vs_count_with_one_line_per_tag(populated):
-    from core.evaluation import results
+    from core.analysis.evaluation import results
 
     stored = results(populated)
     tags = sorted(stored[0]["tags"])
@@ -82,7 +82,7 @@ def test_picking_another_test_image_redraws_its_chart(populated):
 
 
 def test_clicking_a_confusion_cell_lists_its_images(populated):
-    from core.evaluation import results
+    from core.analysis.evaluation import results
 
     at = run(AppTest.from_file(PAGE))
     run_id = at.selectbox(key="confusion-run").value
@@ -97,7 +97,7 @@ def test_clicking_a_confusion_cell_lists_its_images(populated):
     run(at)
     text = " ".join(m.value for m in at.markdown)
     assert f"**{matrix[i][j]}** test images of **{labels[i]}** predicted as **{labels[j]}**" in text
-    from core.charts import confusion_cell_images
+    from core.views.charts import confusion_cell_images
 
     expected = [img[:12] for img in confusion_cell_images(result, labels[i], labels[j])]
     assert len(expected) == matrix[i][j]
@@ -120,15 +120,15 @@ def test_build_report_button_writes_a_standalone_report(populated):
     assert path.startswith(str(populated.root / "reports"))
     assert "Report written to" in at.success[0].value
     assert any(b.label == "Download report (HTML)" for b in at.get("download_button"))
-    from core.report import check_self_contained
+    from core.views.report import check_self_contained
 
     with open(path, encoding="utf-8") as fh:
         assert check_self_contained(fh.read()) == []
 
 
 def test_compare_tab_gives_verdicts_and_puts_the_comparison_in_the_report(populated):
-    from core.evaluation import evaluate, results
-    from core.training import train
+    from core.analysis.evaluation import evaluate, results
+    from core.train.training import train
 
     train(populated, ["digits"], backend="local", params={"encoder": "cnn-small", "epochs": 3})
     evaluate(populated)
@@ -154,9 +154,9 @@ def test_compare_tab_gives_verdicts_and_puts_the_comparison_in_the_report(popula
 def test_a_mixed_arm_without_real_only_baseline_gets_a_one_click_sweep(populated):
     from PIL import ImageOps
 
-    from core.evaluation import evaluate
-    from core.slicing import SliceSpec, build_slices
-    from core.training import train
+    from core.analysis.evaluation import evaluate
+    from core.data.slicing import SliceSpec, build_slices
+    from core.train.training import train
 
     for im in populated.list_images(source="real"):
         populated.add_image(ImageOps.mirror(populated.open_image(im["id"])), tag=im["tag"], source="synthetic")
@@ -205,8 +205,8 @@ def served(populated):
 
 @pytest.mark.e2e
 def test_in_a_browser_the_chart_draws_and_a_confusion_cell_click_lists_images(served, populated, browser):
-    from core import charts
-    from core.evaluation import results
+    from core.analysis.evaluation import results
+    from core.views import charts
 
     first = charts.history_order(results(populated))[0]
     labels, matrix = first["confusion"]["labels"], first["confusion"]["matrix"]

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core.store import Store
+from core.store.database import Store
 from tests.pages.apptest import open_page, texts
 
 

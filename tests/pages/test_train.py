@@ -8,8 +8,9 @@ import time
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core import autoeval, training
-from core.store import Store
+from core.analysis import autoeval
+from core.store.database import Store
+from core.train import training
 from tests.pages.apptest import open_page, texts
 
 

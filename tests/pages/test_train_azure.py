@@ -9,9 +9,9 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import training
-from core.store import Store
-from tests.core.test_backends_azure import PREDICTION_KEY, TRAINING_KEY, azure_env, cut, fill_store
+from core.store.database import Store
+from core.train import training
+from tests.core.train.test_backends_azure import PREDICTION_KEY, TRAINING_KEY, azure_env, cut, fill_store
 from tests.fakes import FakeCustomVision
 from tests.pages.apptest import page_path, texts
 

@@ -39,7 +39,7 @@ class CliResult:
 
 def cli(home: Path, *args: str) -> CliResult:
     """``python -m core --home HOME ARGS…`` in this process (the same ``main`` the module runs)."""
-    from core.cli import main
+    from core.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -95,8 +95,9 @@ def seeded_template(tmp_path_factory):
     """A store a user could have after a first session: tags ``zero`` and ``one`` with 8 real 32 px scans
     each (scikit-learn's digits), ``jeans`` with a prompt, ``blank`` with none; slices ``base`` (4 per tag),
     ``solo`` (tag zero only) and ``az`` (5 per tag at 256 px); one finished cnn-small run; no test photos."""
-    from core import slicing, training
-    from core.store import Store
+    from core.data import slicing
+    from core.store.database import Store
+    from core.train import training
     from tests.datasets import import_digits
 
     root = tmp_path_factory.mktemp("seeded")

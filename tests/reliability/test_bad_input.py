@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.store import Store
+from core.store.database import Store
 from tests.reliability.conftest import assert_consistent, cli, snapshot
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from core.errors import InvalidInput
-from core.generation import GenerationSpec, generate
-from core.store import Store
+from core.generate.generation import generate
+from core.generate.planning import GenerationSpec
+from core.store.database import Store
 from tests.reliability.conftest import assert_consistent, cli, snapshot, tmpfs
 
 
@@ -93,7 +94,7 @@ def test_a_disk_that_fills_up_mid_generation_fails_clearly_then_resumes_exactly(
 
 
 def test_azure_429_503_and_dropped_connections_do_not_stop_a_sweep(seeded, monkeypatch):
-    from core import slicing
+    from core.data import slicing
     from tests.datasets import digit_images
     from tests.fakes import FAKE_PREDICTION_RESOURCE_ID, FakeCustomVision
 

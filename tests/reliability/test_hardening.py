@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.store import Store
+from core.store.database import Store
 from tests.reliability.conftest import assert_consistent, cli, snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -280,7 +280,7 @@ def test_a_store_made_before_the_rule_still_opens_and_azure_refuses_to_merge(see
         conn.execute("INSERT INTO tags(name, prompt, negative, created) VALUES ('Jeans', '', '', 'x')")
     for n, tag in enumerate(["jeans"] * 6 + ["Jeans"] * 6):
         store.add_image(Image.open(io.BytesIO(noise_png(100 + n, 256))), tag=tag, source="real")
-    from core import slicing
+    from core.data import slicing
 
     slicing.build_slices(store, slicing.SliceSpec(name="legacy", counts=(5,), size=256, real_fraction=1.0,
                                                   tags=("Jeans", "jeans")))
@@ -373,7 +373,7 @@ def test_a_replaced_test_image_fails_the_evaluation(seeded, tmp_path):
 
 
 def test_each_image_file_is_hashed_once_per_process(seeded):
-    from core import imaging
+    from core.store import imaging
 
     store = Store(seeded)
     image_id = member(seeded).stem
@@ -394,7 +394,7 @@ def test_each_image_file_is_hashed_once_per_process(seeded):
 # -- 7. lazy prompt expansion with the true variant count ----------------------------------------------
 
 def test_combinatorial_prompts_expand_lazily_and_report_the_true_count(seeded):
-    from core import prompts
+    from core.generate import prompts
 
     groups = " ".join(f"{{a{i}|b{i}}}" for i in range(20))
     added = cli(seeded, "tags", "add", "many", "--prompt", groups, "--json")
@@ -518,7 +518,7 @@ def test_a_cli_job_killed_with_kill_9_is_listed_as_interrupted(seeded):
 
 
 def test_jobs_cancel_stops_a_cli_azure_sweep(home):
-    from tests.core.test_backends_azure import PREDICTION_KEY, TRAINING_KEY, azure_env, cut, fill_store
+    from tests.core.train.test_backends_azure import PREDICTION_KEY, TRAINING_KEY, azure_env, cut, fill_store
     from tests.fakes import FakeCustomVision
 
     store = Store(home)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core.store import Store
+from core.store.database import Store
 from tests.reliability.conftest import assert_consistent, cli
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.ingest import import_uploads
-from core.store import Store
+from core.data.ingest import import_uploads
+from core.store.database import Store
 from tests.reliability.conftest import assert_consistent, cli, snapshot, tmpfs
 
 
@@ -102,8 +102,8 @@ def test_the_app_upload_path_rejects_a_corrupt_avif_and_keeps_the_rest(seeded):
 
 
 def test_the_quick_test_upload_refuses_a_corrupt_avif_with_a_user_error(seeded):
+    from core.analysis.evaluation import _upload
     from core.errors import InvalidInput
-    from core.evaluation import _upload
 
     store = Store(seeded)
     try:

@@ -7,9 +7,9 @@ import socket
 
 import pytest
 
-from core import jobs
 from core.errors import UserError
-from core.store import Store
+from core.run import jobs, registry
+from core.store.database import Store
 from tests.reliability.conftest import assert_consistent, cli, snapshot
 
 KEY = "tk-secret-5f3a9c1e7b2d4a6f"
@@ -81,7 +81,7 @@ def leaky_job(ctx: jobs.JobContext) -> dict:
 
 @pytest.mark.parametrize("user", [True, False])
 def test_job_messages_errors_and_logs_never_store_the_key(keyed, user):
-    jobs.register("leak", "tests.reliability.test_secrets:leaky_job")
+    registry.register("leak", "tests.reliability.test_secrets:leaky_job")
     store = Store(keyed)
     job_id = jobs.submit(store, "leak", {"user": user}, claim=True)
     with pytest.raises((UserError, RuntimeError)):
@@ -98,12 +98,12 @@ def test_job_messages_errors_and_logs_never_store_the_key(keyed, user):
 
 
 def test_an_internal_error_log_masks_the_key(keyed, monkeypatch):
-    from core import cli as cli_module
+    from core.cli import data_commands
 
     def boom(store, a):
         raise RuntimeError(f"unexpected: {KEY}")
 
-    monkeypatch.setattr(cli_module, "cmd_tags_list", boom)
+    monkeypatch.setattr(data_commands, "cmd_tags_list", boom)
     result = cli(keyed, "tags", "list")
     assert result.code == 1 and KEY not in result.err and MASK in result.err
     assert KEY not in (keyed / "logs" / "cli.log").read_text()

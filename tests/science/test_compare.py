@@ -9,7 +9,7 @@
 
 The models are cnn-small (no pretrained weights; seconds per run). Slices, training and the bootstrap
 are seeded, so each test gives the same answer every time; repeats and test-set sizes are chosen so
-the answer follows from the interval logic (checked for calibration in tests/core/test_stats.py), not
+the answer follows from the interval logic (checked for calibration in tests/core/analysis/test_stats.py), not
 from one lucky draw: the null case holds for other slice seeds as well (checked while writing it: seeds
 0–3 all within noise, p ≥ 0.12), and the label-noise case separates for seeds 0–2 (p ≤ 0.012).
 """
@@ -20,12 +20,12 @@ import json
 
 import pytest
 
-from core import charts
-from core.cli import main
-from core.evaluation import evaluate, results
-from core.slicing import SliceSpec, build_slices
-from core.store import Store
-from core.training import train
+from core.analysis.evaluation import evaluate, results
+from core.cli.main import main
+from core.data.slicing import SliceSpec, build_slices
+from core.store.database import Store
+from core.train.training import train
+from core.views import charts
 from tests.datasets import digit_images, fashion_available, fashion_images
 
 POOL = 60          # per tag and source: real pool and "synthetic" pool

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.cli import main
-from core.evaluation import results
-from core.store import Store
+from core.analysis.evaluation import results
+from core.cli.main import main
+from core.store.database import Store
 from tests.science.test_compare import POOL, SIZE, arms_of, cli_compare, photos
 
 TEST = 30          # test photos per tag (120 in all): enough for stable verdicts, fewer to embed

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import fingerprint
+from core.analysis import fingerprint
 from tests.datasets import fashion_available, fashion_images
 
 PX = 512

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import similarity
-from core.filtering import FilterSpec, apply_filter
+from core.data import similarity
+from core.data.filtering import FilterSpec, apply_filter
 from tests.datasets import digit_images, fashion_available, fashion_images
 
 

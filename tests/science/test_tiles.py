@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.evaluation import evaluate
-from core.slicing import SliceSpec, build_slices
-from core.training import train
+from core.analysis.evaluation import evaluate
+from core.data.slicing import SliceSpec, build_slices
+from core.train.training import train
 from tests.datasets import fashion_available, fashion_images
 
 pytestmark = pytest.mark.skipif(not fashion_available(), reason="dataset-fashion-mnist is not installed (.ci/run)")

@@ -1,0 +1,1 @@
+"""core.analysis: see the Architecture section of the README."""

@@ -1,0 +1,1 @@
+"""core.cli.main: see the Architecture section of the README."""

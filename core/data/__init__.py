@@ -1,0 +1,1 @@
+"""core.data: see the Architecture section of the README."""

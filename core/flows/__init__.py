@@ -1,0 +1,1 @@
+"""core.flows: see the Architecture section of the README."""

@@ -1,0 +1,1 @@
+"""core.generate: see the Architecture section of the README."""

@@ -1,0 +1,1 @@
+"""core.models: see the Architecture section of the README."""

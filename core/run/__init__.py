@@ -1,0 +1,1 @@
+"""core.run: see the Architecture section of the README."""

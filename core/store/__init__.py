@@ -1,0 +1,1 @@
+"""core.store.database: see the Architecture section of the README."""

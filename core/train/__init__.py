@@ -1,0 +1,1 @@
+"""core.train: see the Architecture section of the README."""

@@ -1,0 +1,1 @@
+"""core.views: see the Architecture section of the README."""
