@@ -52,7 +52,7 @@ from core.data.ingest_sources import (
 from core.errors import InvalidInput, UserError
 from core.store.batch_writer import write_files
 from core.store.database import Store, png_bytes
-from core.store.imaging import to_rgb
+from core.store.imaging import to_rgb, upright
 from core.store.records import PROVENANCE_FIELDS, now
 from core.store.tagnames import validate_tag_name
 
@@ -229,15 +229,21 @@ def _prepare(cand: _Candidate, limits: ImportLimits, generator: Optional[str]) -
         data = png_bytes(image)
         extra: dict = {"imported_format": image.info.get("format")}
         provenance: dict = {}
+        notes = list(image.info.get("notes") or [])
         if generator is not None:
             sidecar = cand.sidecar() if cand.sidecar else None
             provenance, found = generator_metadata.parameters(image.info.get("text") or {}, sidecar)
+            notes += found.pop("metadata_notes", [])
             extra.update(found, generator=generator)
+        if notes:
+            extra["metadata_notes"] = notes
         return _Ready(hashlib.sha256(data).hexdigest(), data, image.width, image.height, extra, provenance)
     except (Rejected, UserError) as why:
         return str(why)
     except MemoryError:
         return "too large to decode in memory"
+    except Exception as exc:  # noqa: BLE001 - one file's failure is its rejection, never an aborted import
+        return f"cannot read the image ({type(exc).__name__}: {str(exc)[:200]})"
 
 
 def _store_batch(store: Store, batch: list[tuple[_Candidate, Any]], source: str, result: dict, seen: set[str],
@@ -396,12 +402,13 @@ def _decode(data: bytes, limits: ImportLimits | None) -> Image.Image:
                 raise Rejected(f"truncated image ({exc or 'the file ends early'})") from None
             raise Rejected(f"truncated or corrupt image ({exc})") from None
         text = {k: v for k, v in image.info.items() if k in generator_metadata.TEXT_CHUNKS and isinstance(v, str)}
+    image, note = upright(image)
     try:
         rgb = to_rgb(image)
     except (OSError, ValueError) as exc:
         raise Rejected(f"unsupported image mode {image.mode} ({exc})") from None
     rgb = rgb.copy()
-    rgb.info = {"format": fmt, "text": text}
+    rgb.info = {"format": fmt, "text": text, "notes": [note] if note else []}
     return rgb
 
 

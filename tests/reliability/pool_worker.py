@@ -7,7 +7,7 @@ import resource
 import sys
 import time
 
-from core import jobs, workspace_pool, workspaces
+from core.run import jobs, workspace_pool, workspaces
 from tests.reliability import workspace_jobs
 
 

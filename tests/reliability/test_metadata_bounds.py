@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, PngImagePlugin
 
-from core import metadata_parsers as mp
+from core.data import generator_metadata as mp
+from core.store.imaging import upright
 from tests.reliability.conftest import assert_consistent
 
 A1111 = ("a photo of blue jeans, studio light\nNegative prompt: blurry, lowres\n"
@@ -137,14 +138,14 @@ def test_broken_exif_keeps_the_photo_with_a_note():
         raise Broken("orientation tag of type 99")
 
     image.getexif = explode  # what a malformed EXIF block does inside Pillow
-    turned, note = mp.upright(image)
+    turned, note = upright(image)
     assert turned is image and note == "EXIF orientation ignored: Broken: orientation tag of type 99"
     fine = Image.new("RGB", (40, 32))
     exif = fine.getexif()
     exif[0x0112] = 6  # rotated 90°: stored sideways
     buf = io.BytesIO()
     fine.save(buf, "JPEG", exif=exif)
-    turned, note = mp.upright(Image.open(io.BytesIO(buf.getvalue())))
+    turned, note = upright(Image.open(io.BytesIO(buf.getvalue())))
     assert note is None and turned.size == (32, 40)
 
 
@@ -178,7 +179,6 @@ def _pathological_folder(root: Path) -> dict[str, bytes]:
     return files
 
 
-@pytest.mark.xfail(strict=True, reason="core.metadata_parsers is wired into the import after the arch merge")
 def test_pathological_files_import_in_bounded_time_with_notes(tmp_path):
     files = _pathological_folder(tmp_path)
     assert len(files["hang.png"]) < 20_000  # the 13 KB PNG

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import demo_limits
-from core.store import Store
-from core.workspaces import QuotaExceeded
+from core.run import demo_limits
+from core.run.workspaces import QuotaExceeded
+from core.store.database import Store
 from tests.reliability.conftest import assert_consistent, cli, snapshot
 
 ROOT = Path(__file__).resolve().parents[2]

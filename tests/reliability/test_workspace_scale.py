@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from core import jobs, workspace_pool, workspaces
 from core.errors import NotFound
-from core.store import Store
+from core.run import jobs, workspace_pool, workspaces
+from core.store.database import Store
 from tests.reliability import workspace_jobs
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,7 +21,7 @@ def run_steps_job(ctx) -> dict:
 
 
 def register() -> None:
-    from core import jobs
+    from core.run.registry import register as register_kind
 
-    jobs.register("echo", "tests.reliability.workspace_jobs:run_echo_job")
-    jobs.register("steps", "tests.reliability.workspace_jobs:run_steps_job")
+    register_kind("echo", "tests.reliability.workspace_jobs:run_echo_job")
+    register_kind("steps", "tests.reliability.workspace_jobs:run_steps_job")

@@ -33,7 +33,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import NotFound, UserError
+from core.errors import NotFound, UserError
 
 REMOVED = "no such workspace (it may have been removed after being idle): start a new one"
 DEFAULT_CAPACITY = 64
@@ -56,7 +56,7 @@ def _identity(folder: Path) -> tuple[int, int] | None:
 
 
 def _open_store(folder: Path):
-    from .store import Store
+    from core.store.database import Store
 
     return Store(folder)
 

@@ -20,8 +20,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import workspaces
-from .workspaces import QuotaExceeded
+from core.run import workspaces
+from core.run.workspaces import QuotaExceeded
 
 DEFAULT_MAX_IMAGES = 1000
 DEFAULT_MAX_BYTES = 200_000_000
