@@ -79,7 +79,8 @@ def worker_kind() -> str:
 
 @st.cache_resource(show_spinner=False)
 def _fair_worker(home: str) -> jobs.FairWorker:
-    worker = jobs.FairWorker(lambda: workspaces.stores(home), housekeeping=lambda: workspaces.remove_idle(home=home))
+    source = workspaces.work_source(home)
+    worker = jobs.FairWorker(lambda: source(worker.last), housekeeping=lambda: workspaces.remove_idle(home=home))
     worker.start()
     return worker
 
@@ -100,15 +101,21 @@ def _ensure_worker(home: str, *, demo: bool) -> None:
 
 # -- demo mode: one workspace per visitor, its id in the URL ------------------------------------------
 
+WELCOME = ("Welcome to the Synthlab demo. Start a workspace of your own: its link is the only key to it, so keep "
+           "the page's address to come back.")
+
+
+class NoWorkspaceYet(NotFound):
+    """A visit without a workspace id: a workspace is made only when the visitor asks for one."""
+
+
 def _workspace_store(home: str) -> Store:
-    """This visitor's workspace: ``?workspace=ID`` from the URL (or this session), else a new one. The id
-    is written back to the URL so a reload or a shared link returns to it."""
+    """This visitor's workspace: ``?workspace=ID`` from the URL (or this session). With neither, nothing is
+    created: :class:`NoWorkspaceYet` (the gate offers the button that creates one)."""
     wanted = st.query_params.get("workspace") or st.session_state.get("_workspace")
-    if wanted:
-        s = workspaces.open_store(wanted, home)  # NotFound for an unknown or malformed id
-    else:
-        wanted = workspaces.create(home)
-        s = workspaces.open_store(wanted, home)
+    if not wanted:
+        raise NoWorkspaceYet(WELCOME)
+    s = workspaces.open_store(wanted, home)  # NotFound for an unknown, removed or malformed id
     st.session_state["_workspace"] = wanted
     if st.query_params.get("workspace") != wanted:
         st.query_params["workspace"] = wanted
@@ -116,8 +123,17 @@ def _workspace_store(home: str) -> Store:
 
 
 def _start_new_workspace() -> None:
+    """The deliberate action that creates a workspace (counted against the server's hourly cap)."""
     st.session_state.pop("_workspace", None)
+    st.session_state.pop("_workspace_error", None)
     st.query_params.clear()
+    try:
+        wanted = workspaces.create(str(config.home()))
+    except UserError as exc:
+        st.session_state["_workspace_error"] = str(exc)
+        return
+    st.session_state["_workspace"] = wanted
+    st.query_params["workspace"] = wanted
 
 
 def _only_page(render: Callable[[], None]) -> None:
@@ -133,9 +149,17 @@ def _demo_gate() -> None:
     except NotFound as exc:
         message = str(exc)
 
+        welcome = isinstance(exc, NoWorkspaceYet)
+        refused = st.session_state.get("_workspace_error")
+
         def no_such_workspace() -> None:
             st.title("Synthlab demo")
-            st.error(message, icon="⚠️")
+            if welcome:
+                st.info(message)
+            else:
+                st.error(message, icon="⚠️")
+            if refused:
+                st.error(refused, icon="⚠️")
             st.button("Start a new workspace", key="ws_new", type="primary", on_click=_start_new_workspace)
 
         _only_page(no_such_workspace)

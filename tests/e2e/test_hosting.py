@@ -33,6 +33,9 @@ def visit(browser, url):
         url = url.rstrip("/") + "/generate"
     pg.goto(url)
     wait_idle(pg)
+    if "workspace=" not in url:  # a workspace is made only on request (issue #24)
+        wait_text(pg, "Welcome to the Synthlab demo")
+        press(pg, "ws_new")
     pg.wait_for_function("() => location.search.includes('workspace=')")
     return context, pg
 
