@@ -50,6 +50,7 @@ from core.data.ingest_sources import (
     _zip_candidates,
 )
 from core.errors import InvalidInput, UserError
+from core.run import demo_limits
 from core.store.batch_writer import write_files
 from core.store.database import Store, png_bytes
 from core.store.imaging import to_rgb, upright
@@ -168,6 +169,8 @@ def _import(store: Store, candidates: list[_Candidate], tag: str | None, source:
     limits = limits or ImportLimits.from_config()
     if tag is not None:
         tag = store.get_tag(validate_tag_name(tag))["name"]
+    readable = [c for c in candidates if not c.rejected]
+    demo_limits.check_incoming(store, len(readable), sum(c.size or 0 for c in readable), source=source)
     result: dict = {"imported": 0, "duplicates": 0, "rejected": [], "images": [], "created_tags": []}
     total = len(candidates)
     done = 0

