@@ -157,3 +157,40 @@ def test_ray_auto_without_a_cluster_writes_nothing(tmp_path, tiny_sd):
                         "with `ray start --head` or unset SYNTHLAB_RAY_ADDRESS")
     assert snapshot(home) == before
     assert_consistent(home)
+
+
+def test_a_storage_error_outside_a_write_transaction_is_exit_2_with_the_store_message(seeded):
+    """A full or failing disk can fail a read or the opening of ``lab.db`` (``disk I/O error``, ``unable to
+    open``), not only a write: the documented exit-2 line, not ``internal error``."""
+    db = (seeded / "lab.db").read_bytes()
+    (seeded / "lab.db-wal").mkdir()  # SQLite cannot open its write-ahead log: SQLITE_CANTOPEN
+    result = cli(seeded, "tags", "add", "boots")
+    assert result.code == 2
+    assert result.error_line == (f"error: cannot write to the store at {seeded}: unable to open database file — "
+                                 "free some space (or make it writable) and run again; everything saved before is kept")
+    (seeded / "lab.db-wal").rmdir()
+    assert (seeded / "lab.db").read_bytes() == db
+    assert_consistent(seeded)
+
+
+def test_a_replaced_member_fails_its_run_with_the_default_encoder_too(seeded):
+    """The sweep's shared embedding pass meets the damaged file first; it must not leave the run queued with
+    no job: the run's own job fails with the file's message."""
+    from tests.reliability.test_hardening import member
+    from tests.reliability.test_hardening import noise_png as other_png
+
+    path = member(seeded)
+    original = path.read_bytes()
+    path.write_bytes(other_png(999))
+    result = cli(seeded, "train", "--slices", "base", "--json")
+    assert result.code == 2, result.err
+    line = result.error_line
+    assert f"image file {path} does not match its SHA-256" in line
+    store = Store(seeded)
+    run = store.query_one("SELECT status, error, job_id FROM runs ORDER BY id DESC LIMIT 1")
+    job = store.query_one("SELECT id, status, error FROM jobs ORDER BY id DESC LIMIT 1")
+    store.close()
+    assert (run["status"], run["job_id"], run["error"]) == ("failed", job["id"], line.removeprefix("error: "))
+    assert (job["status"], job["error"]) == ("failed", line.removeprefix("error: "))
+    path.write_bytes(original)
+    assert_consistent(seeded)
