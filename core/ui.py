@@ -79,8 +79,9 @@ def worker_kind() -> str:
 
 @st.cache_resource(show_spinner=False)
 def _fair_worker(home: str) -> jobs.FairWorker:
-    source = workspaces.work_source(home)
-    worker = jobs.FairWorker(lambda: source(worker.last), housekeeping=lambda: workspaces.remove_idle(home=home))
+    watch = workspaces.work_watch(home)
+    worker = jobs.FairWorker(lambda: watch.stores_with_work(worker.last),
+                             housekeeping=lambda: workspaces.remove_idle(home=home), waiting=watch.others_queued)
     worker.start()
     return worker
 

@@ -103,9 +103,9 @@ def _secrets_file_source(paths: Optional[list[Path]] = None) -> None:
 def build(home: str | os.PathLike | None = None, poll_seconds: float = 0.5) -> threading.Thread:
     """The worker thread for a home: fair over workspaces in demo mode, else the home's one store."""
     if workspaces.is_demo():
-        source = workspaces.work_source(home)
-        worker = jobs.FairWorker(lambda: source(worker.last), poll_seconds=poll_seconds,
-                                 housekeeping=lambda: workspaces.remove_idle(home=home))
+        watch = workspaces.work_watch(home)
+        worker = jobs.FairWorker(lambda: watch.stores_with_work(worker.last), poll_seconds=poll_seconds,
+                                 housekeeping=lambda: workspaces.remove_idle(home=home), waiting=watch.others_queued)
         return worker
     from core.store.database import Store
 

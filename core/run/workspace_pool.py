@@ -125,7 +125,12 @@ def _signature(folder: Path) -> tuple:
     return tuple(out)
 
 
-def active_jobs(folder: Path) -> int:
+def queued_jobs(folder: Path) -> int:
+    """Queued jobs of a workspace (see :func:`active_jobs`)."""
+    return active_jobs(folder, "SELECT COUNT(*) FROM jobs WHERE status = 'queued'")
+
+
+def active_jobs(folder: Path, sql: str = _ACTIVE_SQL) -> int:
     """Queued + running jobs of a workspace, read with a short-lived connection that never creates a
     database (``mode=rw``) and, closing last, leaves no ``-wal``/``-shm`` behind; 0 when the workspace has no
     jobs table yet, or is gone."""
@@ -134,7 +139,7 @@ def active_jobs(folder: Path) -> int:
     except sqlite3.Error:
         return 0
     try:
-        return int(conn.execute(_ACTIVE_SQL).fetchone()[0])
+        return int(conn.execute(sql).fetchone()[0])
     except sqlite3.Error:
         return 0
     finally:
@@ -176,6 +181,14 @@ class WorkWatch:
             else:
                 self._busy.discard(name)
         return sorted(self._busy)
+
+    def others_queued(self, root: str) -> bool:
+        """Whether a workspace other than the one at ``root`` has a queued job (a fresh scan)."""
+        for name in self.busy_ids():
+            folder = self.root / name
+            if str(folder) != str(root) and queued_jobs(folder):
+                return True
+        return False
 
     def stores_with_work(self, after: str | None = None) -> list:
         """Open stores of busy workspaces: at most ``capacity - 1``, starting after the root ``after`` (the

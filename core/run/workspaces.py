@@ -222,12 +222,11 @@ def list_ids(home: str | os.PathLike | None = None) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if valid_id(p.name) and (p / "lab.db").is_file())
 
 
-def work_source(home: str | os.PathLike | None = None):
-    """What the fair worker serves: ``f(last_root) -> stores with queued or running jobs``, a bounded window
-    of them opened in a pool of the worker's own (it never holds every workspace open)."""
-    pool = workspace_pool.StorePool()
-    watch = workspace_pool.WorkWatch(root(home), pool, valid_id)
-    return watch.stores_with_work
+def work_watch(home: str | os.PathLike | None = None) -> workspace_pool.WorkWatch:
+    """What the fair worker serves: ``watch.stores_with_work(last_root)``, a bounded window of the workspaces
+    with jobs, opened in a pool of the worker's own (it never holds every workspace open), and
+    ``watch.others_queued(root)`` for its time slices."""
+    return workspace_pool.WorkWatch(root(home), workspace_pool.StorePool(), valid_id)
 
 
 def remove_idle(max_age_hours: Optional[float] = None, home: str | os.PathLike | None = None,

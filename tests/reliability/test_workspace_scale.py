@@ -112,6 +112,51 @@ def test_core_worker_serves_any_workspace_under_1024_open_files(crowd, tmp_path)
         log.close()
 
 
+# -- item 2: fair share in time ---------------------------------------------------------------------
+
+def test_a_visitors_trivial_job_finishes_while_another_visitors_long_job_runs(tmp_path):
+    """Two visitors: A's 40-batch job (4 s) has the worker; B's one-image job starts within seconds and
+    finishes while A's is still unfinished (A yields between batches after a 1 s slice), then A finishes."""
+    home = tmp_path / "home"
+    root = home / "workspaces"
+    a_folder, b_folder = root / _id(1), root / _id(2)
+    for folder in (a_folder, b_folder):
+        Store(folder).close()
+    workspace_jobs.register()
+    env = {**os.environ, "SYNTHLAB_DEMO_SLICE_SECONDS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "tests.reliability.pool_worker", str(home), "60"], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        a, b = Store(a_folder), Store(b_folder)
+        a_job = jobs.submit(a, "steps", {"steps": 40, "seconds": 0.1})
+        _wait_started(a, a_job, timeout=30)
+        time.sleep(0.3)
+        b_job = jobs.submit(b, "echo", {"n": 1})
+        submitted = time.monotonic()
+        assert jobs.wait(b, b_job, timeout=30)["status"] == "done"
+        waited = time.monotonic() - submitted
+        a_state = jobs.get_job(a, a_job)
+        print(f"B's one-image job done {waited:.1f} s after it was queued; A then {a_state['status']} "
+              f"at {a_state['done']}/{a_state['total']}")
+        assert a_state["status"] != "done" and waited < 5
+        assert jobs.wait(a, a_job, timeout=40)["result"] == {"steps": 40}
+        a.close()
+        b.close()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_time_slice_setting_is_checked(monkeypatch):
+    from core.run import timeslice
+
+    monkeypatch.setenv("SYNTHLAB_DEMO_SLICE_SECONDS", "soon")
+    with pytest.raises(workspace_pool.UserError) as err:
+        timeslice.slice_seconds()
+    assert str(err.value) == "SYNTHLAB_DEMO_SLICE_SECONDS must be a number of seconds, not 'soon'"
+
+
 # -- the pool: bounded, and never serving a removed workspace ----------------------------------------
 
 def _workspace(root: Path, i: int) -> Path:

@@ -22,6 +22,8 @@ def run_steps_job(ctx) -> dict:
 
 def register() -> None:
     from core.run.registry import register as register_kind
+    from core.run.timeslice import register_yielding
 
     register_kind("echo", "tests.reliability.workspace_jobs:run_echo_job")
     register_kind("steps", "tests.reliability.workspace_jobs:run_steps_job")
+    register_yielding("steps")  # it may restart: its result does not depend on where it stopped
