@@ -53,7 +53,11 @@ def store() -> Store:
     """The store for ``SYNTHLAB_HOME`` (in demo mode: this visitor's workspace); starts the job worker."""
     home = str(config.home())
     if workspaces.is_demo():
-        s = _workspace_store(home)
+        try:
+            s = _workspace_store(home)
+        except NotFound as exc:  # removed while this session had it open: the way out, never a traceback
+            _no_workspace(exc)
+            st.stop()
         _ensure_worker(home, demo=True)
         return s
     s = _store(home)
@@ -144,26 +148,23 @@ def _only_page(render: Callable[[], None]) -> None:
     st.stop()
 
 
+def _no_workspace(exc: NotFound) -> None:
+    """The welcome (no id yet) or the missing-workspace message, and the button that makes a workspace."""
+    st.title("Synthlab demo")
+    st.info(str(exc)) if isinstance(exc, NoWorkspaceYet) else st.error(str(exc), icon="⚠️")
+    if refused := st.session_state.get("_workspace_error"):
+        st.error(refused, icon="⚠️")
+    st.button("Start a new workspace", key="ws_new", type="primary", on_click=_start_new_workspace)
+
+
 def _demo_gate() -> None:
+    home = str(config.home())
     try:
-        store()
+        _workspace_store(home)
     except NotFound as exc:
-        message = str(exc)
-
-        welcome = isinstance(exc, NoWorkspaceYet)
-        refused = st.session_state.get("_workspace_error")
-
-        def no_such_workspace() -> None:
-            st.title("Synthlab demo")
-            if welcome:
-                st.info(message)
-            else:
-                st.error(message, icon="⚠️")
-            if refused:
-                st.error(refused, icon="⚠️")
-            st.button("Start a new workspace", key="ws_new", type="primary", on_click=_start_new_workspace)
-
-        _only_page(no_such_workspace)
+        missing = exc
+        _only_page(lambda: _no_workspace(missing))
+    _ensure_worker(home, demo=True)
 
 
 # -- team mode: Streamlit's OIDC login ------------------------------------------------------------------

@@ -66,8 +66,8 @@ def test_demo_workspace_removed_while_open_says_so_and_never_reopens(home, monke
     at.run()
     assert not at.exception and not at.error
     shutil.rmtree(home / "workspaces" / workspace_id)  # what idle cleanup does
-    for visit in ("reload (a new session)", "shared link in a fresh browser"):
-        again = AppTest.from_file(APP, default_timeout=60)
+    for visit in ("the same session", "reload (a new session)", "shared link in a fresh browser"):
+        again = at if visit == "the same session" else AppTest.from_file(APP, default_timeout=60)
         again.query_params["workspace"] = workspace_id
         again.run()
         assert not again.exception, visit
