@@ -50,6 +50,7 @@ from core.data.ingest_sources import (
     _zip_candidates,
 )
 from core.errors import InvalidInput, UserError
+from core.redact import redact, secret_values
 from core.run import demo_limits
 from core.store.batch_writer import write_files
 from core.store.database import Store, png_bytes
@@ -325,6 +326,7 @@ def _commit(store: Store, fresh: dict, source: str, result: dict) -> dict[str, s
             except InvalidInput as exc:
                 refused[target] = f"folder {target!r} cannot be a tag: {exc}"
         stamp = now()
+        masking = bool(secret_values())  # a key inside a file name or foreign metadata is stored masked
         for image_id, (cand, target, r) in fresh.items():
             if target in refused:
                 continue
@@ -332,6 +334,8 @@ def _commit(store: Store, fresh: dict, source: str, result: dict) -> dict[str, s
                    "path": str(store.image_file(image_id).relative_to(store.root)), "width": r.width,
                    "height": r.height, "extra": _json(r.extra), "created": stamp,
                    **{k: r.provenance.get(k) for k in PROVENANCE_FIELDS}, "original_name": cand.label[-500:]}
+            if masking:
+                row = {k: redact(v) if isinstance(v, str) and k not in ("id", "path") else v for k, v in row.items()}
             conn.execute(f"INSERT OR IGNORE INTO images({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})",
                          row)
     result["created_tags"].extend(created)

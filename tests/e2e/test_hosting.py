@@ -73,7 +73,7 @@ def test_two_visitors_get_two_private_workspaces_with_quotas(browser, demo_serve
         contexts += [ca, cb]
         ws_a, ws_b = workspace_of(a), workspace_of(b)
         assert ws_a != ws_b
-        folders = sorted(p.name for p in (demo_server.home / "workspaces").iterdir())
+        folders = sorted(p.name for p in (demo_server.home / "workspaces").iterdir() if not p.name.startswith("."))
         assert folders == sorted([ws_a, ws_b])
 
         add_tag(a, "jeans", "{blue|black} jeans on a white background")

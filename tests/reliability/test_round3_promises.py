@@ -194,3 +194,27 @@ def test_a_replaced_member_fails_its_run_with_the_default_encoder_too(seeded):
     assert (job["status"], job["error"]) == ("failed", line.removeprefix("error: "))
     path.write_bytes(original)
     assert_consistent(seeded)
+
+
+def test_a_key_in_a_file_name_or_foreign_metadata_is_stored_masked(seeded, tmp_path, monkeypatch):
+    from PIL import PngImagePlugin
+
+    monkeypatch.setenv("VISION_TRAINING_KEY", KEY)
+    folder = tmp_path / "made"
+    folder.mkdir()
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", f"boots {KEY}\nSteps: 20, Seed: 3")
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(5).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(
+        buf, "PNG", pnginfo=info)
+    (folder / f"shot-{KEY}.png").write_bytes(buf.getvalue())
+    result = cli(seeded, "import", "--tag", "zero", "--source", "synthetic", "--generator", "a1111", str(folder),
+                 "--json")
+    assert result.code == 0 and result.json["imported"] == 1, result.err
+    store = Store(seeded)
+    row = store.query_one("SELECT prompt, original_name, extra FROM images WHERE source = 'synthetic'")
+    store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+    assert row["prompt"] == f"boots {MASK}" and row["original_name"].endswith(f"shot-{MASK}.png")
+    assert KEY not in row["extra"]
+    assert [p for p in seeded.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()] == []
