@@ -424,6 +424,33 @@ def gallery(s: Store, images: list[dict], *, key: str, columns: int = 4) -> None
 
 # -- Azure Custom Vision (Train page) --------------------------------------------------------------
 
+def label_issue_gallery(s: Store, issues: list[dict], *, key: str, limit: int = 24) -> None:
+    """Suspected wrong labels as thumbnails, each with one-click *Reject* and *Relabel as …*."""
+    from core.data import label_issues
+
+    if not issues:
+        st.caption("No suspected wrong labels.")
+        return
+    columns = st.columns(4)
+    for n, issue in enumerate(issues[:limit]):
+        image = s.query_one("SELECT id, rejected FROM images WHERE id = ?", (issue["image"],))
+        if image is None:
+            continue
+        with columns[n % 4]:
+            st.image(str(s.image_file(issue["image"])), width=96,
+                     caption=plain(f"{issue['tag']} → {issue['suggested']}? ({issue['score']:.2f})"
+                                   + (" · rejected" if image["rejected"] else "")))
+            with user_errors():
+                if st.button("Reject", key=f"{key}-reject-{n}", disabled=bool(image["rejected"])):
+                    s.set_rejected(issue["image"])
+                    st.rerun()
+                if st.button(f"Relabel as {issue['suggested']}", key=f"{key}-relabel-{n}"):
+                    label_issues.relabel(s, issue["image"], issue["suggested"])
+                    st.rerun()
+    if len(issues) > limit:
+        st.caption(f"… and {len(issues) - limit} more (see `python -m core diagnose --json`).")
+
+
 def azure_panel(s: Store, slice_refs: list, params: dict) -> None:
     """The Train page's Azure box: connection status, settings (keys masked), the sweep's quota plan,
     and a cleanup button for the projects this store created. One call into core."""

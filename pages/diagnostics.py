@@ -58,8 +58,10 @@ with st.expander("How to read these numbers"):
         "downscaling removes it.\n"
         "- **Pixel AUC @ size**: the same probe on pixels alone (the power spectrum of a high-pass residual "
         "over the whole frequency plane, plus residual statistics) — it sees high-frequency traces that an "
-        "encoder's own resize throws away. Each AUC comes with its 95 % bootstrap interval; an interval "
-        "that holds 0.5 means no detectable difference.")
+        "encoder's own resize throws away. Each AUC comes with its 95 % interval; an interval "
+        "that holds 0.5 means no detectable difference. The pixel probe's interval is calibrated: the **null "
+        "band** is where its AUC falls when origin is shuffled at random (repeated cross-validation against "
+        "199 permutations), and *trace found* means the AUC lies beyond it.")
 for tag, r in result["tags"].items():
     for metric, reason in r.get("notes", {}).items():
         st.caption(f"**{ui.plain(tag)}** · {metric}: {ui.plain(reason)}")
@@ -77,6 +79,11 @@ if result.get("spectrum"):
         ratio = diagnostic_views.spectrum_ratio_figure(result, size)
         if ratio is not None:
             st.plotly_chart(ratio, key=f"dg_ratio_{size}")
+
+st.subheader("Suspected wrong labels")
+st.caption("Out-of-fold predictions of the default encoder's probe, then confident learning (cleanlab): images "
+           "whose tag their look-alikes disagree with. " + (result.get("label_issues_note") or ""))
+ui.label_issue_gallery(store, result.get("label_issues") or [], key="dg-labels")
 
 st.subheader("Near-duplicates")
 st.caption(diagnostic_views.duplicate_rule_text(result)

@@ -93,11 +93,12 @@ resample = c3.selectbox("Resample", ["lanczos", "bicubic", "bilinear", "box", "h
 with st.expander("Filter synthetic images (recorded in the slice's spec)"):
     c1, c2, c3 = st.columns(3)
     dedupe = c1.checkbox("Drop near-duplicates", key="sl_dedupe")
+    relabelled = c1.checkbox("Drop suspected wrong labels", key="sl_label_issues")
     min_p = c2.number_input("Min zero-shot probability of own tag (0 = off)", 0.0, 0.99, step=0.05,
                             key="sl_min_p")
     clip = c3.text_input("CLIP model for the zero-shot filter", key="sl_clip", placeholder="openai/clip-vit-base-patch32 (default)")
 the_filter = filtering.FilterSpec(min_own_tag_probability=min_p or None, drop_near_duplicates=dedupe,
-                                  clip_model=clip or None) if dedupe or min_p else None
+                                  clip_model=clip or None, drop_label_issues=relabelled) if dedupe or min_p or relabelled else None
 specs = []
 with ui.user_errors():
     specs = slicing.sweep(name, slicing.parse_ints(counts), slicing.parse_sizes(sizes), fit=fit,

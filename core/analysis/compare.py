@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Iterable, Optional, Sequence
 
-from core.analysis import arms, stats
+from core.analysis import arms, power, stats
 from core.errors import InvalidInput, UserError
 
 JSON_KEYS = ("count_per_tag", "a", "b", "difference", "ci", "p_value", "verdict")
@@ -46,7 +46,9 @@ def _by_count(results: Iterable[dict], arm: str) -> dict[int, list[dict]]:
 def compare_results(results: Sequence[dict], a: str, b: str, *, resamples: int = stats.RESAMPLES) -> dict:
     """``{"a": {arm row}, "b": {arm row}, "comparisons": [...]}``, one comparison per shared count:
     ``{"count_per_tag", "a", "b", "difference", "ci", "p_value", "verdict", "repeats", "test_images"}``
-    (``a``/``b``: each arm's mean accuracy over its repeats on the compared images)."""
+    (``a``/``b``: each arm's mean accuracy over its repeats on the compared images), and the design advice of
+    :func:`core.analysis.power.design_advice`: ``detectable_difference`` (80 % power at α 0.05, paired over the shared
+    test photos), ``required_repeats`` / ``required_test_images`` when within noise, and ``advice`` in words."""
     arm_a, arm_b = arms.resolve(results, a), arms.resolve(results, b)
     if arm_a["id"] == arm_b["id"]:
         raise InvalidInput(f"--a and --b name the same arm ({arm_a['id']}): pick two different arms")
@@ -65,6 +67,7 @@ def compare_results(results: Sequence[dict], a: str, b: str, *, resamples: int =
         a_rows = [_correct(r, images) for r in sorted(runs_a[count], key=lambda r: r["run"])]
         b_rows = [_correct(r, images) for r in sorted(runs_b[count], key=lambda r: r["run"])]
         result = stats.paired_difference(a_rows, b_rows, resamples=resamples, seed=count)
+        result.update(power.design_advice(a_rows, b_rows, result["difference"], result["verdict"], result["ci"]))
         comparisons.append({"count_per_tag": count, **result,
                             "runs": {"a": [r["run"] for r in runs_a[count]], "b": [r["run"] for r in runs_b[count]]}})
     strip = ("spec",)
@@ -95,8 +98,9 @@ def parse_pairs(items: Iterable[str]) -> list[tuple[str, str]]:
 
 
 def sentence(c: dict) -> str:
-    """One line a person reads: ``n=30: a 0.9 vs b 0.85, difference +0.051 [+0.012, +0.094], p = 0.012 → a better``."""
+    """What a person reads: ``n=30: a 0.9 vs b 0.85, difference +0.051 [+0.012, +0.094], p = 0.012 → a better``,
+    then the design advice (the smallest difference the design could detect; within noise, what would resolve it)."""
     lo, hi = c["ci"]
     return (f"n={c['count_per_tag']}: a {c['a']:.3f} vs b {c['b']:.3f}, difference {c['difference']:+.3f} "
             f"[{lo:+.3f}, {hi:+.3f}], p = {c['p_value']:.3g} → {c['verdict']}"
-            + (f" ({c['note']})" if c.get("note") else ""))
+            + (f" ({c['note']})" if c.get("note") else "") + (f". {c['advice']}" if c.get("advice") else ""))

@@ -7,9 +7,10 @@ Every number answers a question a user asks after seeing a bad curve:
 * **domain gap** — how far is the synthetic distribution from the real one? (Fréchet distance of
   embeddings, with the real-vs-real split-half distance as its floor so the number has a scale);
 * **generator fingerprint** — can a linear probe tell synthetic from real, and does downscaling remove
-  what separates them? Two probes per pixel size, each a cross-validated ROC AUC with a 95 % bootstrap
-  interval: one on encoder embeddings, one on pixels alone (:mod:`core.analysis.fingerprint`, which sees
-  high-frequency traces an encoder's own resize throws away); plus the mean radial power spectrum out
+  what separates them? Two probes per pixel size, each a cross-validated ROC AUC with a 95 % interval: one on
+  encoder embeddings (bootstrap), one on pixels alone (:mod:`core.analysis.fingerprint`'s features, which see
+  high-frequency traces an encoder's own resize throws away; the interval, ``pixel_null`` band and alarm from
+  :mod:`core.analysis.calibrated_probe`, a permutation null over repeated cross-validation); plus the mean radial power spectrum out
   to the corner radius and the 2-D synthetic/real spectrum ratio.
 
 Near-duplicates come from :mod:`core.data.similarity` (cached hashes, a chunked index, confirmation by
@@ -109,6 +110,7 @@ def _round(value: Optional[float], digits: int = 4) -> Optional[float]:
 
 def _tag_report(store, tag: str, images: dict[str, list[dict]], ref, sizes: tuple[int, ...],
                 rule, step: Callable[[str], None], progress: Progress, cache: dict) -> dict:
+    from core.analysis.calibrated_probe import calibrated_probe
     from core.analysis.fingerprint import stored_features
 
     synthetic, real = images["synthetic"], images["real"]
@@ -141,10 +143,11 @@ def _tag_report(store, tag: str, images: dict[str, list[dict]], ref, sizes: tupl
     auc_ci: dict[str, Optional[list]] = {}
     pixel_auc: dict[str, Optional[float]] = {}
     pixel_auc_ci: dict[str, Optional[list]] = {}
+    pixel_null: dict[str, Optional[dict]] = {}
     probe_n: dict[str, dict] = {}
     for size in sizes:
         key = str(size)
-        auc[key] = auc_ci[key] = pixel_auc[key] = pixel_auc_ci[key] = None
+        auc[key] = auc_ci[key] = pixel_auc[key] = pixel_auc_ci[key] = pixel_null[key] = None
         if not both:
             continue
         encoded = diagnostic_metrics.probe_with_interval(vectors[size]["synthetic"], vectors[size]["real"])
@@ -152,8 +155,10 @@ def _tag_report(store, tag: str, images: dict[str, list[dict]], ref, sizes: tupl
         step(f"{tag}: pixel probe at {size} px")
         feats = {source: stored_features(store, [im["id"] for im in images[source]], size, progress,
                                          cache["pixel_features"]) for source in ("synthetic", "real")}
-        pixel = diagnostic_metrics.probe_with_interval(feats["synthetic"], feats["real"])
+        pixel = calibrated_probe(feats["synthetic"], feats["real"])
         pixel_auc[key], pixel_auc_ci[key] = _round(pixel["auc"]), [_round(v) for v in pixel["ci"]]
+        pixel_null[key] = {"band": [_round(v) for v in pixel["null_band"]], "p_value": _round(pixel["p_value"]),
+                           "alarm": pixel["alarm"]}
         probe_n[key] = pixel["n"]
     if not both:
         notes["auc"] = (f"needs at least {diagnostic_metrics.MIN_PER_CLASS_FOR_AUC} synthetic and {diagnostic_metrics.MIN_PER_CLASS_FOR_AUC} real "
@@ -172,6 +177,7 @@ def _tag_report(store, tag: str, images: dict[str, list[dict]], ref, sizes: tupl
         "auc_ci": auc_ci,
         "pixel_auc": pixel_auc,
         "pixel_auc_ci": pixel_auc_ci,
+        "pixel_null": pixel_null,
         "probe_n": probe_n,
         "notes": notes,
     }
@@ -252,7 +258,9 @@ def diagnose(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] =
     "distinct_prompts", "duplicate_clusters": [[ids]], "frechet": {"synthetic_vs_real",
     "real_vs_real_floor"}, "auc": {"<size>": value}, "auc_ci": {"<size>": [lo, hi]}, "pixel_auc":
     {"<size>": value}, "pixel_auc_ci": {"<size>": [lo, hi]}, "probe_n", "notes": {metric: reason}}},
-    "spectrum": {"<size>": …}}``. Non-rejected ``synthetic`` and ``real`` images only (``test`` images
+    "spectrum": {"<size>": …}, "label_issues": [{"image", "tag", "suggested", "score"}]}`` (suspected wrong
+    labels, :mod:`core.data.label_issues`; ``label_issues_note`` says why there are none to look for).
+    Non-rejected ``synthetic`` and ``real`` images only (``test`` images
     stay unseen). Diversity and the Fréchet distance use embeddings at the first size; both probes run
     at each size (intervals: 95 % bootstrap); duplicate clusters are sought among the tag's synthetic
     and real images together (an image-to-image copy of a photo shows up). A metric the tag lacks
@@ -300,6 +308,11 @@ def diagnose(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] =
         images = _train_images(store, tag)
         pooled += images["synthetic"] + images["real"]
         report["tags"][tag] = _tag_report(store, tag, images, ref, sizes, rule, step, inner, cache)
+    from core.data.label_issues import label_issues_or_why
+
+    report["label_issues"], note = label_issues_or_why(store, chosen, request["encoder"], sizes[0])
+    if note:
+        report["label_issues_note"] = note
     if spectrum:
         report["spectrum"] = {}
         for size in sizes:

@@ -15,8 +15,9 @@ One result (the shape the Results page, the charts and the report build on)::
      "per_image": [{"image", "tag", "probabilities": {tag: p}}],
      "test_images", "test_set", "evaluated"}
 
-``arm`` is the run's arm (:mod:`core.analysis.arms`: what a chart line means); ``*_ci`` are 95 % bootstrap
-intervals over the test images (:func:`core.analysis.stats.run_intervals`); ``input_px`` is the side the model
+``arm`` is the run's arm (:mod:`core.analysis.arms`: what a chart line means); ``*_ci`` are 95 % intervals over the
+test images (:func:`core.analysis.intervals.run_intervals`: Clopper–Pearson for accuracy, a floored BCa bootstrap
+for macro-F1 and average precision; ``interval_version`` says which method made them); ``input_px`` is the side the model
 actually saw; ``repeat_overlap`` is the mean Jaccard of the slice's repeats' members (None: one repeat).
 Arms, overlaps and missing intervals are refreshed by :func:`results` on read, so older evaluations
 carry them too.
@@ -27,14 +28,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import threading
 from typing import Iterable, Optional
 
 import numpy as np
 
-from core.analysis import arms, stats
+from core.analysis import arms, intervals
 from core.data import repeats
-from core.errors import InvalidInput, UserError
+from core.errors import InvalidInput, StoreWriteFailed, UserError
 from core.progress import Progress
 from core.store.database import Store, png_bytes
 from core.store.records import now
@@ -114,11 +116,17 @@ def _metrics(tags: list[str], images: list[dict], probs: list[dict[str, float]])
     }
 
 
+INTERVAL_KEYS = ("accuracy_ci", "macro_f1_ci", "average_precision_ci")
+INTERVAL_VERSION = 2  # 2: Clopper-Pearson accuracy, floored BCa macro-F1 and AP (core.analysis.intervals)
+
+
 def _intervals(tags: list[str], images: list[dict], probs: list[dict[str, float]], seed: int) -> dict:
     truth = [im["tag"] for im in images]
     scores = [[p.get(t, 0.0) for t in tags] for p in probs]
     predicted = [tags[int(np.argmax(row))] if row else None for row in scores]
-    return stats.run_intervals(truth, predicted, scores, tags, seed=seed)
+    out = intervals.run_intervals(truth, predicted, scores, tags, seed=seed)
+    out.pop("interval_methods", None)
+    return {**out, "interval_version": INTERVAL_VERSION}
 
 
 def input_px(run: dict) -> Optional[int]:
@@ -205,18 +213,37 @@ def results(store: Store, run_ids: list[int] | None = None) -> list[dict]:
     runs = [r for r in list_runs(store, run_ids, status="done") if r["metrics"].get("evaluation")]
     specs = _slice_specs(store, [r["slice"] for r in runs])
     overlaps = repeats.repeat_overlaps(store, [r["slice"] for r in runs])
-    out = []
+    out, refreshed = [], {}
     for run in runs:
         result = dict(run["metrics"]["evaluation"])
         result.update(_context(store, run, specs.get(run["slice"]), overlaps.get(run["slice"])))
-        if "accuracy_ci" not in result:
+        if result.get("interval_version") != INTERVAL_VERSION:
             result.update(_refreshed_intervals(result))
+            refreshed[run["id"]] = {k: result[k] for k in (*INTERVAL_KEYS, "interval_version") if k in result}
         out.append({**result, "stale": result.get("test_set") != current})
+    _keep_refreshed(store, refreshed)
     return out
 
 
+def _keep_refreshed(store: Store, refreshed: dict[int, dict]) -> None:
+    """Store intervals re-scored on read, so the next read does not compute them again; a store that
+    cannot be written (read-only) just computes them again next time."""
+    if not refreshed:
+        return
+    try:
+        with store.tx() as conn:
+            for run_id, intervals_now in refreshed.items():
+                row = conn.execute("SELECT metrics FROM runs WHERE id = ?", (run_id,)).fetchone()
+                metrics = json.loads(row[0] or "{}")
+                metrics.setdefault("evaluation", {}).update(intervals_now)
+                conn.execute("UPDATE runs SET metrics = ? WHERE id = ?", (json.dumps(metrics, sort_keys=True), run_id))
+    except (StoreWriteFailed, sqlite3.OperationalError):
+        pass
+
+
 def _refreshed_intervals(result: dict) -> dict:
-    """Intervals for an evaluation stored before they existed, from its per-image probabilities."""
+    """Intervals for an evaluation stored before they existed (or before the current method), from its
+    per-image probabilities."""
     per_image = result.get("per_image") or []
     tags = list(result.get("tags") or (sorted(per_image[0]["probabilities"]) if per_image else []))
     return _intervals(tags, [{"tag": p["tag"]} for p in per_image], [p["probabilities"] for p in per_image],

@@ -72,9 +72,10 @@ def cmd_slice(store: Store, a: argparse.Namespace) -> dict:
 
     sizes = tuple(a.sizes or ()) or (a.size,)
     filter_spec = None
-    if a.min_own_tag_probability is not None or a.drop_near_duplicates:
+    if a.min_own_tag_probability is not None or a.drop_near_duplicates or a.drop_label_issues:
         filter_spec = FilterSpec(min_own_tag_probability=a.min_own_tag_probability,
-                                 drop_near_duplicates=a.drop_near_duplicates, clip_model=a.filter_clip)
+                                 drop_near_duplicates=a.drop_near_duplicates, clip_model=a.filter_clip,
+                                 drop_label_issues=a.drop_label_issues)
     slices = build_sweep(store, sweep(a.name, tuple(a.counts), sizes, fit=a.fit, resample=a.resample,
                                       real_fraction=a.real_fraction, repeats=a.repeats, seed=a.seed,
                                       tags=tuple(a.tags or ()), filter=filter_spec))

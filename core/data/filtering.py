@@ -1,8 +1,10 @@
 """Filtering synthetic images out of a slice's candidates, as a slicing option.
 
-Two reasons to drop a synthetic image before slicing: a CLIP model does not see its own tag in it
-(zero-shot probability of its tag, among the candidate tags, under a threshold), or it sits in a
-near-duplicate cluster (:mod:`core.data.similarity`: perceptual-hash candidates confirmed by aligned pixel
+Three reasons to drop a synthetic image before slicing: a CLIP model does not see its own tag in it
+(zero-shot probability of its tag, among the candidate tags, under a threshold), its label is a suspected
+wrong label (:mod:`core.data.label_issues`: the default encoder's out-of-fold probe and confident learning
+over the candidates of every tag, real photos included as evidence), or it sits in a near-duplicate cluster
+(:mod:`core.data.similarity`: perceptual-hash candidates confirmed by aligned pixel
 correlation — the same search the diagnostics use; the first image of a cluster, in candidate order, is kept).
 Real photos are never filtered: they are the ground truth the filter is measured against.
 
@@ -34,7 +36,8 @@ class FilterSpec:
     (None: no zero-shot filter); ``drop_near_duplicates``: keep one image per near-duplicate cluster;
     ``clip_model``: hub id or folder of a full CLIP model (None: the default encoder);
     ``duplicate_threshold``: largest phash Hamming distance that makes two images candidates;
-    ``duplicate_min_correlation``: smallest aligned thumbnail correlation that confirms them.
+    ``duplicate_min_correlation``: smallest aligned thumbnail correlation that confirms them;
+    ``drop_label_issues``: drop synthetic images flagged as suspected wrong labels.
     """
 
     min_own_tag_probability: Optional[float] = None
@@ -42,10 +45,11 @@ class FilterSpec:
     clip_model: Optional[str] = None
     duplicate_threshold: int = DUPLICATE_THRESHOLD
     duplicate_min_correlation: float = DUPLICATE_MIN_CORRELATION
+    drop_label_issues: bool = False
 
     @property
     def active(self) -> bool:
-        return self.min_own_tag_probability is not None or self.drop_near_duplicates
+        return self.min_own_tag_probability is not None or self.drop_near_duplicates or self.drop_label_issues
 
 
 def validate_filter(spec: Optional[FilterSpec]) -> Optional[FilterSpec]:
@@ -75,18 +79,28 @@ def validate_filter(spec: Optional[FilterSpec]) -> Optional[FilterSpec]:
             raise InvalidInput(f"the own-tag filter needs a full CLIP model (image and text towers); "
                                f"{ref.name!r} has no text tower")
         clip_model = ref.name
-    return FilterSpec(None if p is None else float(p), bool(spec.drop_near_duplicates), clip_model, t, float(c))
+    return FilterSpec(None if p is None else float(p), bool(spec.drop_near_duplicates), clip_model, t, float(c),
+                      bool(spec.drop_label_issues))
 
 
 def describe(spec: Optional[FilterSpec]) -> Optional[dict]:
     """The filter as it goes into a slice's spec (and so its hash); None when there is none.
 
-    With the zero-shot filter the CLIP model's revision is included: another checkpoint, another hash.
+    With the zero-shot filter the CLIP model's revision is included: another checkpoint, another hash; with
+    the label-issue filter, the default encoder's name and revision. (Without it the key is left out, so
+    slices made before it existed keep their hashes.)
     """
     spec = validate_filter(spec)
     if spec is None:
         return None
     out = asdict(spec)
+    if not spec.drop_label_issues:
+        out.pop("drop_label_issues")
+    else:
+        from core.models import encoder_resolution
+
+        ref = encoder_resolution.resolve_encoder(None)
+        out["label_issue_encoder"] = {"name": ref.name, "revision": ref.revision}
     if spec.min_own_tag_probability is not None:
         from core.models import encoder_resolution
 
@@ -160,6 +174,8 @@ def apply_filter(store, candidate_images: Sequence[str | dict], filter_spec: Opt
             if p < spec.min_own_tag_probability:
                 dropped[r["id"]] = {"id": r["id"], "tag": r["tag"], "reason":
                                     f"own-tag probability {p:.3f} < {spec.min_own_tag_probability:g}"}
+    if spec.drop_label_issues and synthetic:
+        dropped.update(_label_issue_drops(store, rows, dropped))
     if spec.drop_near_duplicates:
         for tag in sorted({r["tag"] for r in synthetic}):
             ids = [r["id"] for r in synthetic if r["tag"] == tag and r["id"] not in dropped]
@@ -170,6 +186,28 @@ def apply_filter(store, candidate_images: Sequence[str | dict], filter_spec: Opt
                                          "reason": f"near-duplicate of {cluster[0]}"}
     kept = [r["id"] for r in rows if r["id"] not in dropped]
     return kept, [dropped[r["id"]] for r in rows if r["id"] in dropped]
+
+
+def _label_issue_drops(store, rows: list[dict], dropped: dict) -> dict[str, dict]:
+    """Synthetic candidates flagged by :func:`core.data.label_issues.find_issues` (all candidates as evidence)."""
+    from core.data.label_issues import MIN_PER_TAG, NotEnoughImages, find_issues
+    from core.models import embedding_cache, encoder_resolution
+
+    counts = {t: sum(r["tag"] == t for r in rows) for t in {r["tag"] for r in rows}}
+    if len(counts) < 2 or min(counts.values()) < MIN_PER_TAG:
+        have = ", ".join(f"{t} {n}" for t, n in sorted(counts.items()))
+        raise InvalidInput(f"the label-issue filter needs at least {MIN_PER_TAG} candidate images of each of at "
+                           f"least 2 tags (have: {have})")
+    ref = encoder_resolution.resolve_encoder(None)
+    vectors = embedding_cache.embed_images(store, ref, rows, embedding_cache.View.of(None))
+    try:
+        issues = find_issues([r["id"] for r in rows], [r["tag"] for r in rows], vectors)
+    except NotEnoughImages as exc:
+        raise InvalidInput(f"the label-issue filter cannot run: {exc}") from None
+    source = {r["id"]: r["source"] for r in rows}
+    return {i["image"]: {"id": i["image"], "tag": i["tag"],
+                         "reason": f"suspected wrong label (looks like {i['suggested']}, score {i['score']:.2f})"}
+            for i in issues if source[i["image"]] == "synthetic" and i["image"] not in dropped}
 
 
 def filter_pool(store, pool: dict[tuple[str, str], list[str]], filter_spec: Optional[FilterSpec],

@@ -4,8 +4,10 @@ Every chart is a pure function of the result dicts that :mod:`core.analysis.eval
 run), so it can be drawn for any subset of runs. A line is an **arm** (:mod:`core.analysis.arms`): runs alike
 in everything but their slice's repeat; only they are averaged. Error bars (``error="combined"``, the
 default) are 95 % intervals combining the repeat spread (a t interval on R − 1 degrees of freedom) with
-the test-set uncertainty of each run (its bootstrap interval); ``std`` and ``ci95`` show the repeat
-spread alone. The chart notes, in words, when lines differ in slice size but their models all saw
+the test-set uncertainty (accuracy: the Clopper–Pearson interval of the shared test photos, counted once —
+:func:`core.analysis.intervals.arm_interval`; other metrics: the runs' own intervals), asymmetric near 0 and 1 and
+never outside [0, 1]; when every run is scored on one test set the chart says so. ``std`` and ``ci95`` show
+the repeat spread alone. The chart notes, in words, when lines differ in slice size but their models all saw
 one input size, and when repeats overlap (> 50 % shared images, or identical). A real-only arm is drawn
 dashed as the baseline; a run with ``count_per_tag == 0`` (or no slice) is a zero-shot baseline:
 drawn at x = 0 on probability charts and as a horizontal reference line on metric charts.
@@ -26,7 +28,7 @@ from plotly.colors import qualitative
 from core.analysis import arms, stats
 from core.data import repeats
 from core.errors import InvalidInput, NotFound
-from core.views import result_labels
+from core.views import bars, result_labels
 
 METRICS = {"accuracy": "accuracy", "macro_f1": "macro F1", "average_precision": "average precision (macro)"}
 ERRORS = {"combined": "95% interval: repeat spread and test-set uncertainty combined",
@@ -35,7 +37,7 @@ ERRORS = {"combined": "95% interval: repeat spread and test-set uncertainty comb
 DEFAULT_ERROR = "combined"
 _DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 _HOVER = (
-    "<b>%{fullData.name}</b><br>images per tag: %{x}<br>mean %{y:.3f} ± %{customdata[4]:.3f} "
+    "<b>%{fullData.name}</b><br>images per tag: %{x}<br>mean %{y:.3f} [%{customdata[6]:.3f}, %{customdata[7]:.3f}] "
     "(n=%{customdata[3]})<br>runs: %{customdata[0]}<br>slice: %{customdata[1]}<br>backend: %{customdata[2]}"
     "<br>arm: %{customdata[5]}<extra></extra>"
 )
@@ -181,8 +183,9 @@ def _line_figure(points: list[dict], *, keys: list[str], title: str, yaxis: str,
                 x=xs, y=[s["mean"] for s in point_stats], mode="lines+markers", name=name,
                 legendgroup=str(key),
                 line={"color": colour[aid if colour_by_variant else key], "dash": line_dash},
-                error_y={"type": "data", "array": [s["err"] for s in point_stats], "visible": True},
-                customdata=[[s["runs"], s["slices"], s["backend"], s["n"], s["err"], aid] for s in point_stats],
+                error_y=bars.error_bars(point_stats),
+                customdata=[[s["runs"], s["slices"], s["backend"], s["n"], s["err"], aid, s["lower"], s["upper"]]
+                            for s in point_stats],
                 hovertemplate=_HOVER,
                 meta={"key": key, "arm": aid, "arm_label": labels[aid], "size": first.get("size"),
                       "real_fraction": first.get("real_fraction"), "backend": first.get("backend"),
@@ -200,11 +203,14 @@ def _line_figure(points: list[dict], *, keys: list[str], title: str, yaxis: str,
         fig.add_trace(go.Scatter(
             x=[0], y=[s["mean"]], mode="markers", name=label, legendgroup=str(key),
             marker={"symbol": "diamond", "size": 11, "color": "grey" if baseline_lines else colour[key]},
-            error_y={"type": "data", "array": [s["err"]], "visible": True},
-            customdata=[[s["runs"], s["slices"], s["backend"], s["n"], s["err"], "zero-shot"]],
+            error_y=bars.error_bars([s]),
+            customdata=[[s["runs"], s["slices"], s["backend"], s["n"], s["err"], "zero-shot", s["lower"], s["upper"]]],
             hovertemplate=_HOVER, meta={"key": key, "backend": backend, "n": [s["n"]], "baseline": True},
         ))
-    notes = chart_notes([p["result"] for p in points if not result_labels.is_baseline(p["result"])], lines)
+    results_here = [p["result"] for p in points if not result_labels.is_baseline(p["result"])]
+    notes = chart_notes(results_here, lines)
+    shared = bars.shared_test_set_note(results_here, error)
+    notes += [shared] if shared else []
     fig.update_layout(
         title={"text": title, "subtitle": {"text": f"error bars: {ERRORS[error]}"}},
         template="plotly_white", hovermode="closest",
@@ -260,9 +266,13 @@ def _stats(points: list[dict], error: str) -> dict:
     values = [float(p["value"]) for p in points]
     results = [p["result"] for p in points]
     overlaps = [r.get("repeat_overlap") for r in results if r.get("repeat_overlap") is not None]
+    mean = statistics.fmean(values)
+    lower, upper = bars.point_interval(points, values, mean, error, spread)
     return {
-        "mean": statistics.fmean(values),
-        "err": spread(values, error, [p.get("se") or 0.0 for p in points]),
+        "mean": mean,
+        "err": max(mean - lower, upper - mean),
+        "lower": lower,
+        "upper": upper,
         "n": len(values),
         "runs": _join(r["run"] for r in results),
         "slices": _join(result_labels.slice_label(r) for r in results),
@@ -325,8 +335,7 @@ def metrics_vs_count(results: Sequence[dict], metric: str = "accuracy", error: s
         raise InvalidInput(f"metric must be one of {', '.join(METRICS)}, not {metric!r}")
     _check_error(error)
     label = METRICS[metric]
-    points = [{"key": label, "result": r, "value": v,
-               "se": _metric_se(r, metric) if error == "combined" else 0.0}
+    points = [{"key": label, "result": r, "value": v, **(bars.test_part(r, metric, _metric_se) if error == "combined" else {})}
               for r in results if (v := metric_value(r, metric)) is not None and not math.isnan(v)]
     if not points:
         raise NotFound(f"the chosen runs have no {label}")

@@ -31,6 +31,10 @@ def summary_rows(result: dict) -> list[dict]:
         for size, value in (r.get("pixel_auc") or {}).items():
             row[f"pixel AUC @ {size}px"] = value
             row[f"pixel AUC 95% CI @ {size}px"] = _interval_text((r.get("pixel_auc_ci") or {}).get(size))
+            null = (r.get("pixel_null") or {}).get(size)
+            if null:
+                row[f"pixel null band @ {size}px"] = _interval_text(null["band"])
+                row[f"pixel trace @ {size}px"] = f"found (p = {null['p_value']:.3g})" if null["alarm"] else "none"
         rows.append(row)
     return rows
 
@@ -108,8 +112,9 @@ def report_section(store) -> str:
     parts = [f"<p class='muted'>Diagnosis {e(str(result['job']))} of {e(str(result.get('finished') or ''))}, "
              f"encoder {e(str(result['encoder']['name']))}; diversity and Fréchet at "
              f"{e(str(result['embedding_size']))} px. AUC near 0.5: the probe cannot tell synthetic from "
-             f"real; near 1: the images give their origin away (intervals: 95 % bootstrap; the pixel probe "
-             f"uses no encoder).</p>"]
+             f"real; near 1: the images give their origin away (embedding AUC: 95 % bootstrap interval; the pixel "
+             f"probe uses no encoder, and its interval and null band come from a permutation null over repeated "
+             f"cross-validation, so it alarms on at most 2.5 % of cases without a trace).</p>"]
     table = pd.DataFrame(summary_rows(result))
     parts.append(table.to_html(index=False, escape=True, na_rep="n/a", border=0,
                                float_format=lambda v: f"{v:.4g}"))

@@ -66,6 +66,9 @@ def test_running_diagnostics_from_the_form_shows_the_table(lab, tiny_clip):
     assert table["pixel AUC @ 32px"][0] == pytest.approx(done["result"]["tags"]["jeans"]["pixel_auc"]["32"])
     lo, hi = done["result"]["tags"]["jeans"]["pixel_auc_ci"]["32"]
     assert table["pixel AUC 95% CI @ 32px"][0] == f"[{lo:.3f}, {hi:.3f}]" and "AUC 95% CI @ 32px" in table
+    null = done["result"]["tags"]["jeans"]["pixel_null"]["32"]  # the calibrated probe's null band, shown
+    assert table["pixel null band @ 32px"][0] == f"[{null['band'][0]:.3f}, {null['band'][1]:.3f}]"
+    assert table["pixel trace @ 32px"][0] in ("none", f"found (p = {null['p_value']:.3g})")
 
 
 def test_bad_sizes_show_an_error_and_queue_nothing(lab, tiny_clip):
@@ -94,3 +97,37 @@ def test_a_duplicate_cluster_is_rejected_in_one_click(lab, tiny_clip):
     assert not next(im for im in synthetic if im["id"] == kept)["rejected"]
     again = [b for b in at.button if b.key and b.key.startswith("dg-reject-jeans")]
     assert again[0].disabled
+
+
+@pytest.fixture
+def mislabelled(home):
+    """Tags a and b, 8 variants each of one pattern, and one variant of a's pattern stored under b."""
+    store = Store(home)
+    for tag in ("a", "b"):
+        store.add_tag(tag)
+    rng = np.random.default_rng(3)
+    wrong = None
+    for tag, seed in (("a", 7), ("b", 8)):
+        for i in range(9 if tag == "a" else 8):
+            arr = blocks(seed).astype(np.int16) + rng.integers(-12, 13, (40, 40, 3))
+            image_id, _ = store.add_image(Image.fromarray(arr.clip(0, 255).astype(np.uint8)),
+                                          tag="b" if i == 8 else tag, source="synthetic", seed=i)
+            wrong = image_id if i == 8 else wrong
+    yield store, wrong
+    store.close()
+
+
+def test_a_suspected_wrong_label_is_shown_and_relabelled_in_one_click(mislabelled, tiny_clip):
+    store, wrong = mislabelled
+    diagnostics.run_diagnosis(store, ["a", "b"], [32], tiny_clip)
+    issues = diagnostics.latest_diagnosis(store)["label_issues"]
+    assert [(i["image"], i["tag"], i["suggested"]) for i in issues] == [(wrong, "b", "a")]
+    at = page()
+    relabel = [b for b in at.button if b.key and b.key.startswith("dg-labels-relabel")]
+    assert len(relabel) == 1 and relabel[0].label == "Relabel as a"
+    relabel[0].click().run()
+    assert not at.exception, at.exception
+    assert store.query_one("SELECT tag FROM images WHERE id = ?", (wrong,))["tag"] == "a"
+    reject = [b for b in at.button if b.key and b.key.startswith("dg-labels-reject")]
+    reject[0].click().run()
+    assert store.query_one("SELECT rejected FROM images WHERE id = ?", (wrong,))["rejected"] == 1

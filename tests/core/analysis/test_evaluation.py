@@ -104,3 +104,22 @@ def test_quick_test_scores_a_stored_or_uploaded_photo_under_each_run(trained):
         evaluation.quick_test(store, ids, b"not a picture")
     with pytest.raises(InvalidInput, match="pick at least one finished run"):
         evaluation.quick_test(store, [], photo["id"])
+
+
+def test_an_evaluation_stored_with_the_old_intervals_is_rescored_once_and_kept(populated):
+    """An evaluation from before ``interval_version`` 2 (the percentile bootstrap: [1, 1] when every photo is
+    right) gets Clopper-Pearson and BCa intervals on read, and keeps them (the next read computes nothing)."""
+    import json
+
+    store = populated
+    row = store.query_one("SELECT id, metrics FROM runs WHERE metrics LIKE '%evaluation%' ORDER BY id LIMIT 1")
+    metrics = json.loads(row["metrics"])
+    metrics["evaluation"].pop("interval_version", None)
+    metrics["evaluation"]["accuracy_ci"] = [1.0, 1.0]
+    with store.tx() as conn:
+        conn.execute("UPDATE runs SET metrics = ? WHERE id = ?", (json.dumps(metrics), row["id"]))
+    (mine,) = [r for r in evaluation.results(store) if r["run"] == row["id"]]
+    lo, hi = mine["accuracy_ci"]
+    assert mine["interval_version"] == 2 and 0.0 <= lo <= mine["accuracy"] <= hi <= 1.0 and hi - lo > 0
+    kept = json.loads(store.query_one("SELECT metrics FROM runs WHERE id = ?", (row["id"],))["metrics"])["evaluation"]
+    assert kept["interval_version"] == 2 and kept["accuracy_ci"] == mine["accuracy_ci"]

@@ -76,8 +76,9 @@ def test_probability_vs_count_has_one_line_per_tag_and_variant_with_repeat_error
     assert list(single.x) == [10] and list(single.error_y.array) == [0.0]
     assert jeans.line.dash != single.line.dash and jeans.line.color != shoes.line.color
     # hover names the runs, slice and backend behind each point
-    runs, slice_name, backend, n, err, arm = jeans.customdata[0]
+    runs, slice_name, backend, n, err, arm, lower, upper = jeans.customdata[0]
     assert runs == "1, 2, 3" and slice_name == "clothes-64" and backend == "local" and n == 3
+    assert 0.0 <= lower <= jeans.y[0] <= upper <= 1.0
     assert "%{customdata[0]}" in jeans.hovertemplate and "backend" in jeans.hovertemplate
     # the zero-shot baseline sits at x = 0, one marker per tag
     base = [t for t in fig.data if t.meta["baseline"]]
@@ -90,7 +91,10 @@ def test_probability_vs_count_has_one_line_per_tag_and_variant_with_repeat_error
 def test_ci95_error_bars_use_the_t_interval(results):
     fig = charts.probability_vs_count(results, A, error="ci95")
     expected = stats.t.ppf(0.975, 2) * statistics.stdev(P10) / math.sqrt(3)
-    assert line(fig, "jeans", 64).error_y.array[0] == pytest.approx(expected)
+    mean = statistics.fmean(P10)
+    bars = line(fig, "jeans", 64).error_y  # the t interval, cut where it would leave [0, 1]
+    assert bars.array[0] == pytest.approx(min(expected, 1 - mean)) and bars.arrayminus[0] == pytest.approx(min(expected, mean))
+    assert bars.symmetric is False
     with pytest.raises(InvalidInput, match="error must be one of"):
         charts.probability_vs_count(results, A, error="iqr")
 
@@ -238,3 +242,23 @@ def test_real_only_arm_is_drawn_as_the_dashed_baseline(results):
     fig = charts.metrics_vs_count(results + real, "accuracy")
     base = [t for t in fig.data if not t.meta["baseline"] and t.meta["real_only"]]
     assert len(base) == 1 and base[0].line.dash == "dash" and base[0].name.startswith("real-only baseline")
+
+
+def test_accuracy_bars_near_1_stay_inside_0_1_and_the_chart_says_the_test_set_is_shared(results):
+    """The audit's case: repeats at 0.995 ± 0.008 on 200 shared test photos drew an upper bar of 1.011. The
+    bar now stops at 1, still reaches below the mean by the test-set uncertainty, and the chart says all
+    runs were scored on the same photos."""
+    for r in results:
+        r.update(test_images=200, test_set="one-set")
+    for r, acc in zip(results[3:6], (0.9875, 1.0, 0.9975)):
+        r["accuracy"] = acc
+    fig = charts.metrics_vs_count(results, "accuracy")
+    acc = [t for t in fig.data if not t.meta["baseline"] and t.meta["size"] == 64][0]
+    assert acc.y[1] + acc.error_y.array[1] <= 1.0 + 1e-12 and acc.error_y.arrayminus[1] > 0.01
+    assert all(0.0 <= y - lo and y + hi <= 1.0 + 1e-12
+               for y, lo, hi in zip(acc.y, acc.error_y.arrayminus, acc.error_y.array))
+    notes = fig.layout.meta["notes"]
+    assert any("scored on the same 200 test photos" in n for n in notes)
+    results[0]["test_set"] = "another-set"
+    assert not any("same 200 test photos" in n for n in charts.metrics_vs_count(results, "accuracy").layout.meta["notes"])
+    assert not any("same" in n for n in charts.metrics_vs_count(results, "accuracy", error="std").layout.meta["notes"])

@@ -129,20 +129,21 @@ def test_report_is_one_self_contained_file_with_the_charts_and_tables(populated,
     stored = results(populated)
     trained = [r for r in stored if r["count_per_tag"]]
     tags = sorted({t for r in stored for t in r["tags"]})
-    # metrics chart: x = slice counts, y = mean accuracy over repeats, error bar = the 95 % interval
-    # combining their spread with each run's test-set interval
-    from core.analysis import stats
+    # metrics chart: x = slice counts, y = mean accuracy over repeats, error bar = the 95 % arm interval
+    # (their spread with the shared test set's Clopper-Pearson interval, once; inside [0, 1])
+    from core.analysis import intervals
 
     accuracy = next(f for f in figures.values() if title_of(f).startswith("Accuracy"))
     line = next(t for t in accuracy["data"] if not t["meta"]["baseline"])
     assert line["x"] == list(COUNTS)
     assert "repeat spread and test-set uncertainty" in accuracy["layout"]["title"]["subtitle"]["text"]
-    for x, y, err in zip(line["x"], line["y"], line["error_y"]["array"]):
+    for x, y, up, down in zip(line["x"], line["y"], line["error_y"]["array"], line["error_y"]["arrayminus"]):
         runs = [r for r in trained if r["count_per_tag"] == x]
         values = [r["accuracy"] for r in runs]
         assert len(values) == REPEATS
-        expected = stats.combined_interval(values, [stats.standard_error(r["accuracy_ci"]) for r in runs])
-        assert y == pytest.approx(statistics.fmean(values)) and err == pytest.approx(expected["half_width"])
+        expected = intervals.arm_interval(values, runs[0]["test_images"])
+        assert y == pytest.approx(statistics.fmean(values))
+        assert (up, down) == pytest.approx((expected["upper"] - y, y - expected["lower"]))
     baseline = next(r for r in stored if not r["count_per_tag"])
     assert [s["y0"] for s in accuracy["layout"]["shapes"]] == pytest.approx([baseline["accuracy"]])
     # probability-vs-count charts: one line per tag, over the slice counts
