@@ -39,6 +39,14 @@ _ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 _LAST_USED = ".last-used"
 
 
+WELCOME = ("Welcome to the Synthlab demo. Start a workspace of your own: its link is the only key to it, so keep "
+           "the page's address to come back.")
+
+
+class NoWorkspaceYet(NotFound):
+    """A visit without a workspace id: a workspace is made only when the visitor asks for one."""
+
+
 class QuotaExceeded(UserError):
     """A demo visitor asked for more than the demo allows."""
 
