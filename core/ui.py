@@ -6,7 +6,6 @@ wrap calls into core in :func:`user_errors`, and show a running job with :func:`
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from contextlib import contextmanager
@@ -53,7 +52,10 @@ def store() -> Store:
     """The store for ``SYNTHLAB_HOME`` (in demo mode: this visitor's workspace); starts the job worker."""
     home = str(config.home())
     if workspaces.is_demo():
-        s = _workspace_store(home)
+        try:
+            s = _workspace_store(home)
+        except NotFound as exc:  # removed while this session had it open: the way out, never a traceback
+            _no_workspace(exc)
         _ensure_worker(home, demo=True)
         return s
     s = _store(home)
@@ -63,32 +65,22 @@ def store() -> Store:
 
 # -- the job worker: a thread in this process, or its own process (SYNTHLAB_WORKER=process) -----------
 
-WORKER_KINDS = ("thread", "process")
 _process_checked: dict[str, float] = {}
-
-
-def worker_kind() -> str:
-    """``SYNTHLAB_WORKER``, else ``process`` for the hosted modes (many visitors: bench/visitors.py measured
-    a thread worker losing over half its images/s to 50 polling sessions) and ``thread`` for one local user."""
-    default = "process" if workspaces.mode() in ("demo", "team") else "thread"
-    kind = (os.environ.get("SYNTHLAB_WORKER") or default).strip().lower()
-    if kind not in WORKER_KINDS:
-        raise UserError(f"SYNTHLAB_WORKER must be one of {', '.join(WORKER_KINDS)}, not {kind!r}")
-    return kind
 
 
 @st.cache_resource(show_spinner=False)
 def _fair_worker(home: str) -> jobs.FairWorker:
-    worker = jobs.FairWorker(lambda: workspaces.stores(home), housekeeping=lambda: workspaces.remove_idle(home=home))
+    watch = workspaces.work_watch(home)
+    worker = jobs.FairWorker(lambda: watch.stores_with_work(worker.last), waiting=watch.others_queued,
+                             housekeeping=lambda: workspaces.remove_idle(home=home))
     worker.start()
     return worker
 
 
 def _ensure_worker(home: str, *, demo: bool) -> None:
-    if worker_kind() == "process":
+    from core.run import worker
+    if worker.worker_kind() == "process":
         if time.monotonic() - _process_checked.get(home, -1e9) > 5:  # a flock probe, at most every 5 s
-            from core.run import worker
-
             worker.ensure_running(home)
             _process_checked[home] = time.monotonic()
         return
@@ -101,14 +93,12 @@ def _ensure_worker(home: str, *, demo: bool) -> None:
 # -- demo mode: one workspace per visitor, its id in the URL ------------------------------------------
 
 def _workspace_store(home: str) -> Store:
-    """This visitor's workspace: ``?workspace=ID`` from the URL (or this session), else a new one. The id
-    is written back to the URL so a reload or a shared link returns to it."""
+    """This visitor's workspace: ``?workspace=ID`` from the URL (or this session). With neither, nothing is
+    created: :class:`NoWorkspaceYet` (the gate offers the button that creates one)."""
     wanted = st.query_params.get("workspace") or st.session_state.get("_workspace")
-    if wanted:
-        s = workspaces.open_store(wanted, home)  # NotFound for an unknown or malformed id
-    else:
-        wanted = workspaces.create(home)
-        s = workspaces.open_store(wanted, home)
+    if not wanted:
+        raise workspaces.NoWorkspaceYet(workspaces.WELCOME)
+    s = workspaces.open_store(wanted, home)  # NotFound for an unknown, removed or malformed id
     st.session_state["_workspace"] = wanted
     if st.query_params.get("workspace") != wanted:
         st.query_params["workspace"] = wanted
@@ -116,8 +106,14 @@ def _workspace_store(home: str) -> Store:
 
 
 def _start_new_workspace() -> None:
-    st.session_state.pop("_workspace", None)
+    """The deliberate action that creates a workspace (counted against the server's hourly cap)."""
     st.query_params.clear()
+    try:
+        st.session_state["_workspace"] = st.query_params["workspace"] = workspaces.create(str(config.home()))
+        st.session_state.pop("_workspace_error", None)
+    except UserError as exc:
+        st.session_state.pop("_workspace", None)
+        st.session_state["_workspace_error"] = str(exc)
 
 
 def _only_page(render: Callable[[], None]) -> None:
@@ -127,18 +123,23 @@ def _only_page(render: Callable[[], None]) -> None:
     st.stop()
 
 
+def _no_workspace(exc: NotFound) -> None:
+    """The welcome (no id yet) or the missing-workspace message, and the button that makes a workspace; stops."""
+    st.title("Synthlab demo")
+    st.info(str(exc)) if isinstance(exc, workspaces.NoWorkspaceYet) else st.error(str(exc), icon="⚠️")
+    if refused := st.session_state.get("_workspace_error"):
+        st.error(refused, icon="⚠️")
+    st.button("Start a new workspace", key="ws_new", type="primary", on_click=_start_new_workspace)
+    st.stop()
+
+
 def _demo_gate() -> None:
+    home = str(config.home())
     try:
-        store()
+        _workspace_store(home)
     except NotFound as exc:
-        message = str(exc)
-
-        def no_such_workspace() -> None:
-            st.title("Synthlab demo")
-            st.error(message, icon="⚠️")
-            st.button("Start a new workspace", key="ws_new", type="primary", on_click=_start_new_workspace)
-
-        _only_page(no_such_workspace)
+        _only_page(lambda e=exc: _no_workspace(e))
+    _ensure_worker(home, demo=True)
 
 
 # -- team mode: Streamlit's OIDC login ------------------------------------------------------------------

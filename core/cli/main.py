@@ -281,7 +281,7 @@ def _quiet_broken_pipe() -> int:
 def _main(argv: Sequence[str] | None) -> int:
     import sqlite3
 
-    from core.store.failures import store_damage
+    from core.store.failures import storage_failure, store_damage
 
     parser = build_parser()
     store = None
@@ -302,6 +302,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return 130
     except sqlite3.DatabaseError as exc:
         damaged = store_damage(store, exc) if store is not None else None
+        if damaged is None and "args" in locals():
+            damaged = storage_failure(store.root if store is not None else config.home(args.home), exc)
         if damaged is not None:
             print(f"error: {damaged}", file=sys.stderr)
             return 2

@@ -1,26 +1,29 @@
-"""Generation parameters found inside images made by other tools, for ``import --source synthetic``.
+"""Generation parameters found inside images made by other tools, for ``import --source synthetic``: bounded, total parsers
+of foreign metadata (A1111 text, ComfyUI graphs, JSON sidecars).
 
-Three places are read, in this order (later ones fill only what earlier ones left empty):
+Whatever a file carries, reading its metadata must neither hang nor abort an import. So every parser here:
 
-* AUTOMATIC1111 / Forge: the PNG text chunk ``parameters`` — the prompt, an optional ``Negative prompt:``
-  line, then ``Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512, Model: …``;
-* ComfyUI: the PNG text chunk ``prompt``, the JSON graph the image was made from (``KSampler`` inputs,
-  ``CLIPTextEncode`` texts wired to its positive/negative inputs, the checkpoint name);
-* a JSON sidecar with the image's stem (``a.png`` + ``a.json``) holding an object.
+* caps its input (:data:`MAX_RAW` characters; more is cut, or the JSON is dropped, with a note);
+* runs in time linear in that input: the A1111 settings line is split by one regular expression whose
+  alternatives can always match at a token's first character (no backtracking over the line), and keys are
+  checked from their end by hand; JSON is depth-checked by one forward scan before ``json.loads`` sees it;
+* never recurses without a bound: JSON nested deeper than :data:`MAX_DEPTH` is refused before parsing;
+* accepts any shape: a ComfyUI node whose ``inputs`` is a list, a string or null yields nothing, not an error.
 
-:func:`parameters` returns ``(provenance, extra)``: ``provenance`` maps onto the store's provenance
-columns (``prompt``, ``negative``, ``seed``, ``steps``, ``guidance``, ``scheduler``, ``model_id``),
-``extra`` keeps what was found as found (size-capped), so nothing the tool wrote is lost.
+:func:`parameters` is total: a source that fails anyway is dropped and named in ``extra["metadata_notes"]``,
+and the image is imported with what the other sources gave. (EXIF/XMP orientation: :func:`core.store.imaging.upright`.)
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any, Optional
+from typing import Any
 
 TEXT_CHUNKS = ("parameters", "prompt", "workflow")
 MAX_RAW = 100_000
+MAX_DEPTH = 64
+MAX_KEY = 100
 _INT64 = 2**63 - 1
 
 _SIDECAR_KEYS = {
@@ -33,35 +36,81 @@ _SIDECAR_KEYS = {
     "model_id": ("model", "model_id", "checkpoint", "ckpt_name"),
 }
 
+# Every alternative matches at its first character: a quote always opens a (possibly unterminated) string
+# that runs to its closing quote or the end, so no position is scanned twice.
+_SETTING_TOKEN = re.compile(r'"(?:\\.?|[^"\\])*"?|[,:]|[^,:"]+')
+_JSON_TOKEN = re.compile(r'"(?:\\.?|[^"\\])*"?|[\[\]{}]')
+_STEPS_LINE = re.compile(r"[ \t]*Steps:[ \t]*\d")
+_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_ -/")
 
-def parameters(text_chunks: dict[str, str], sidecar: Optional[bytes]) -> tuple[dict, dict]:
-    """``(provenance, extra)`` from an image's text chunks and its sidecar's bytes (None: no sidecar)."""
+
+class MetadataRefused(ValueError):
+    """Metadata this module will not parse (too large, too deep, not an object); the message says why."""
+
+
+def parameters(text_chunks: dict, sidecar: bytes | None) -> tuple[dict, dict]:
+    """``(provenance, extra)`` from an image's text chunks and its sidecar's bytes (None: no sidecar).
+
+    Never raises: a source that cannot be read is left out and ``extra["metadata_notes"]`` says which and why.
+    """
     provenance: dict[str, Any] = {}
     extra: dict[str, Any] = {}
-    a1111 = text_chunks.get("parameters")
-    if isinstance(a1111, str) and a1111.strip():
-        extra["parameters"] = a1111[:MAX_RAW]
-        _fill(provenance, parse_a1111(a1111))
-    comfy = _json_object(text_chunks.get("prompt"))
-    if comfy is not None:
-        extra["comfyui_prompt"] = comfy
-        _fill(provenance, parse_comfyui(comfy))
-    if sidecar is not None:
-        found = _json_object(sidecar.decode("utf-8", "replace") if len(sidecar) <= MAX_RAW else None)
-        if found is not None:
-            extra["sidecar"] = found
-            _fill(provenance, {field: _first(found, keys) for field, keys in _SIDECAR_KEYS.items()})
-    return _typed(provenance), extra
+    notes: list[str] = []
+    chunks = text_chunks if isinstance(text_chunks, dict) else {}
+
+    def read(label: str, work) -> None:
+        try:
+            work()
+        except Exception as exc:  # noqa: BLE001 - foreign metadata must never abort an import
+            notes.append(f"{label} dropped: {_reason(exc)}")
+
+    def a1111() -> None:
+        text = chunks.get("parameters")
+        if isinstance(text, str) and text.strip():
+            if len(text) > MAX_RAW:
+                notes.append(f"A1111 parameters cut to {MAX_RAW:,} of {len(text):,} characters")
+                text = text[:MAX_RAW]
+            extra["parameters"] = text
+            _fill(provenance, parse_a1111(text))
+
+    def comfyui() -> None:
+        text = chunks.get("prompt")
+        if isinstance(text, str) and text.strip():
+            graph = load_json_object(text)
+            extra["comfyui_prompt"] = graph
+            _fill(provenance, parse_comfyui(graph))
+
+    def json_sidecar() -> None:
+        if sidecar is None:
+            return
+        if len(sidecar) > MAX_RAW:
+            raise MetadataRefused(f"larger than {MAX_RAW:,} bytes")
+        found = load_json_object(sidecar.decode("utf-8", "replace"))
+        extra["sidecar"] = found
+        _fill(provenance, {field: _first(found, keys) for field, keys in _SIDECAR_KEYS.items()})
+
+    read("A1111 parameters", a1111)
+    read("ComfyUI prompt", comfyui)
+    read("JSON sidecar", json_sidecar)
+    try:
+        typed = _typed(provenance)
+    except Exception as exc:  # noqa: BLE001
+        notes.append(f"generation parameters dropped: {_reason(exc)}")
+        typed = {}
+    if notes:
+        extra["metadata_notes"] = notes
+    return typed, extra
 
 
 def parse_a1111(text: str) -> dict:
-    """The fields of an A1111 ``parameters`` text (unknown keys are ignored)."""
-    lines = text.strip().splitlines()
+    """The fields of an A1111 ``parameters`` text (unknown keys are ignored), in time linear in its length."""
+    lines = text[:MAX_RAW].strip().splitlines()
     settings: dict[str, str] = {}
-    if lines and re.match(r"^\s*Steps:\s*\d", lines[-1]):
-        for key, value in re.findall(r'\s*([\w \-/]+):\s*("(?:\\.|[^"])*"|[^,]*)(?:,|$)', lines.pop()):
-            settings[key.strip()] = value.strip().strip('"')
-    prompt, negative, into_negative = [], [], False
+    if lines and _STEPS_LINE.match(lines[-1]):
+        settings = parse_settings_line(lines.pop())
+    prompt: list[str] = []
+    negative: list[str] = []
+    into_negative = False
     for line in lines:
         if line.startswith("Negative prompt:"):
             into_negative = True
@@ -72,34 +121,109 @@ def parse_a1111(text: str) -> dict:
             "scheduler": settings.get("Sampler"), "model_id": settings.get("Model") or settings.get("Model hash")}
 
 
+def parse_settings_line(line: str) -> dict[str, str]:
+    """``Key: value, Key: "quoted, value", …`` as a dict, one pass over the line's tokens.
+
+    A key is the run of letters, digits, ``_``, `` ``, ``-`` and ``/`` just before its colon (at most
+    :data:`MAX_KEY` characters); a value runs to the next comma outside quotes.
+    """
+    settings: dict[str, str] = {}
+    pending: list[str] = []
+    key: str | None = None
+    for match in _SETTING_TOKEN.finditer(line):
+        token = match.group()
+        if key is None:
+            if token == ":":
+                key = _key_of("".join(pending))
+                pending = []
+                if key is None:
+                    key = ""  # not a key: skip its value
+            elif token == ",":
+                pending = []
+            else:
+                pending.append(token)
+        elif token == ",":
+            if key:
+                settings[key] = "".join(pending).strip().strip('"')
+            key, pending = None, []
+        else:
+            pending.append(token)
+    if key:
+        settings[key] = "".join(pending).strip().strip('"')
+    return settings
+
+
+def _key_of(text: str) -> str | None:
+    """The key at the end of ``text`` (scanned backwards, at most MAX_KEY characters), or None."""
+    end = len(text)
+    start = end
+    while start > 0 and end - start <= MAX_KEY and text[start - 1] in _KEY_CHARS:
+        start -= 1
+    if end - start > MAX_KEY:
+        return None
+    key = text[start:end].strip()
+    return key or None
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of ``[``/``{`` in a JSON text, brackets inside strings ignored (one pass)."""
+    depth = deepest = 0
+    for match in _JSON_TOKEN.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in "]}":
+            depth -= 1
+    return deepest
+
+
+def load_json_object(text: str) -> dict:
+    """A JSON object from untrusted text: size- and depth-checked before ``json.loads`` (which recurses)."""
+    if len(text) > MAX_RAW:
+        raise MetadataRefused(f"longer than {MAX_RAW:,} characters ({len(text):,})")
+    if json_depth(text) > MAX_DEPTH:
+        raise MetadataRefused(f"nested deeper than {MAX_DEPTH} levels")
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise MetadataRefused(f"not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise MetadataRefused(f"not a JSON object (a {type(value).__name__})")
+    return value
+
+
 def parse_comfyui(graph: dict) -> dict:
-    """Seed, steps, cfg, sampler, prompts and checkpoint from a ComfyUI API-format graph."""
+    """Seed, steps, cfg, sampler, prompts and checkpoint from a ComfyUI API-format graph of any shape."""
     nodes = {str(k): v for k, v in graph.items() if isinstance(v, dict)}
-    sampler = next((n for n in nodes.values() if "KSampler" in str(n.get("class_type", ""))), None)
+    sampler = next((n for n in nodes.values() if "KSampler" in str(n.get("class_type", ""))[:200]), None)
     out: dict[str, Any] = {}
     if sampler is not None:
-        inputs = sampler.get("inputs") or {}
+        inputs = _inputs(sampler)
         out.update(seed=inputs.get("seed", inputs.get("noise_seed")), steps=inputs.get("steps"),
                    guidance=inputs.get("cfg"), scheduler=inputs.get("sampler_name"))
         for field, link in (("prompt", inputs.get("positive")), ("negative", inputs.get("negative"))):
-            node = nodes.get(str(link[0])) if isinstance(link, list) and link else None
-            text = (node or {}).get("inputs", {}).get("text")
+            target = link[0] if isinstance(link, list) and link else None
+            node = nodes.get(str(target)) if isinstance(target, (str, int)) and not isinstance(target, bool) else None
+            text = _inputs(node).get("text") if node is not None else None
             if isinstance(text, str):
                 out[field] = text
-    checkpoint = next((n for n in nodes.values() if "ckpt_name" in (n.get("inputs") or {})), None)
-    if checkpoint is not None:
-        out["model_id"] = checkpoint["inputs"]["ckpt_name"]
+    for node in nodes.values():
+        name = _inputs(node).get("ckpt_name")
+        if isinstance(name, str):
+            out["model_id"] = name
+            break
     return out
 
 
-def _json_object(text: Optional[str]) -> Optional[dict]:
-    if not isinstance(text, str) or len(text) > MAX_RAW:
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
+def _inputs(node: Any) -> dict:
+    inputs = node.get("inputs") if isinstance(node, dict) else None
+    return inputs if isinstance(inputs, dict) else {}
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)[:200]
+    return text if isinstance(exc, MetadataRefused) else f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _first(found: dict, keys: tuple[str, ...]) -> Any:
@@ -118,13 +242,16 @@ def _typed(values: dict) -> dict:
     for key, value in values.items():
         try:
             if key in ("seed", "steps"):
-                number = int(float(value)) if not isinstance(value, bool) else None
-                if number is not None and 0 <= number <= _INT64:
+                if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                    continue
+                number = int(float(str(value)[:400])) if not isinstance(value, int) else value
+                if 0 <= number <= _INT64:
                     out[key] = number
             elif key == "guidance":
-                out[key] = float(value)
-            elif isinstance(value, (str, int, float)):
-                out[key] = str(value)[:10_000]
+                if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                    out[key] = float(str(value)[:400]) if isinstance(value, str) else float(value)
+            elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                out[key] = (value if isinstance(value, str) else repr(value))[:10_000]
         except (TypeError, ValueError, OverflowError):
             continue
     return out

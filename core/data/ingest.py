@@ -50,9 +50,11 @@ from core.data.ingest_sources import (
     _zip_candidates,
 )
 from core.errors import InvalidInput, UserError
+from core.redact import redact, secret_values
+from core.run import demo_limits
 from core.store.batch_writer import write_files
 from core.store.database import Store, png_bytes
-from core.store.imaging import to_rgb
+from core.store.imaging import to_rgb, upright
 from core.store.records import PROVENANCE_FIELDS, now
 from core.store.tagnames import validate_tag_name
 
@@ -168,6 +170,8 @@ def _import(store: Store, candidates: list[_Candidate], tag: str | None, source:
     limits = limits or ImportLimits.from_config()
     if tag is not None:
         tag = store.get_tag(validate_tag_name(tag))["name"]
+    readable = [c for c in candidates if not c.rejected]
+    demo_limits.check_incoming(store, len(readable), sum(c.size or 0 for c in readable), source=source)
     result: dict = {"imported": 0, "duplicates": 0, "rejected": [], "images": [], "created_tags": []}
     total = len(candidates)
     done = 0
@@ -229,15 +233,21 @@ def _prepare(cand: _Candidate, limits: ImportLimits, generator: Optional[str]) -
         data = png_bytes(image)
         extra: dict = {"imported_format": image.info.get("format")}
         provenance: dict = {}
+        notes = list(image.info.get("notes") or [])
         if generator is not None:
             sidecar = cand.sidecar() if cand.sidecar else None
             provenance, found = generator_metadata.parameters(image.info.get("text") or {}, sidecar)
+            notes += found.pop("metadata_notes", [])
             extra.update(found, generator=generator)
+        if notes:
+            extra["metadata_notes"] = notes
         return _Ready(hashlib.sha256(data).hexdigest(), data, image.width, image.height, extra, provenance)
     except (Rejected, UserError) as why:
         return str(why)
     except MemoryError:
         return "too large to decode in memory"
+    except Exception as exc:  # noqa: BLE001 - one file's failure is its rejection, never an aborted import
+        return f"cannot read the image ({type(exc).__name__}: {str(exc)[:200]})"
 
 
 def _store_batch(store: Store, batch: list[tuple[_Candidate, Any]], source: str, result: dict, seen: set[str],
@@ -316,6 +326,7 @@ def _commit(store: Store, fresh: dict, source: str, result: dict) -> dict[str, s
             except InvalidInput as exc:
                 refused[target] = f"folder {target!r} cannot be a tag: {exc}"
         stamp = now()
+        masking = bool(secret_values())  # a key inside a file name or foreign metadata is stored masked
         for image_id, (cand, target, r) in fresh.items():
             if target in refused:
                 continue
@@ -323,6 +334,8 @@ def _commit(store: Store, fresh: dict, source: str, result: dict) -> dict[str, s
                    "path": str(store.image_file(image_id).relative_to(store.root)), "width": r.width,
                    "height": r.height, "extra": _json(r.extra), "created": stamp,
                    **{k: r.provenance.get(k) for k in PROVENANCE_FIELDS}, "original_name": cand.label[-500:]}
+            if masking:
+                row = {k: redact(v) if isinstance(v, str) and k not in ("id", "path") else v for k, v in row.items()}
             conn.execute(f"INSERT OR IGNORE INTO images({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})",
                          row)
     result["created_tags"].extend(created)
@@ -396,12 +409,13 @@ def _decode(data: bytes, limits: ImportLimits | None) -> Image.Image:
                 raise Rejected(f"truncated image ({exc or 'the file ends early'})") from None
             raise Rejected(f"truncated or corrupt image ({exc})") from None
         text = {k: v for k, v in image.info.items() if k in generator_metadata.TEXT_CHUNKS and isinstance(v, str)}
+    image, note = upright(image)
     try:
         rgb = to_rgb(image)
     except (OSError, ValueError) as exc:
         raise Rejected(f"unsupported image mode {image.mode} ({exc})") from None
     rgb = rgb.copy()
-    rgb.info = {"format": fmt, "text": text}
+    rgb.info = {"format": fmt, "text": text, "notes": [note] if note else []}
     return rgb
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from core.errors import InvalidInput, SampleUnavailable
 from core.progress import Progress
+from core.run import demo_limits
 from core.store.database import Store
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -165,6 +166,10 @@ def load_clothing_sample(store: Store, per_tag: int = 100, test_per_tag: int = 5
     size = _check("size", size, ORIGINAL_SIZE, 1024)
     spec = sample_tags(more_shoes, more_shirts)
     wanted = {"real": per_tag, "test": test_per_tag}
+    held = store.conn.execute(
+        f"SELECT COUNT(*) FROM images WHERE source IN ('real', 'test') AND tag IN ({','.join('?' * len(spec))})",
+        tuple(t.name for t in spec)).fetchone()[0]
+    demo_limits.check_sample(store, per_tag, test_per_tag, size, tags=len(spec), held=held)
     splits = {source: fashion_split(SPLITS[source]) for source, n in wanted.items() if n > 0}
 
     created = []

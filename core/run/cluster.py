@@ -134,10 +134,10 @@ print(json.dumps(status.total_resources()))
 
 def probe(addr: str, timeout: float = CONNECT_SECONDS) -> dict:
     """The resources of the cluster at ``addr``, asked of its GCS by a short-lived process that is killed
-    after ``timeout`` s (Ray itself retries an unanswering address for minutes). ``auto`` is left to
-    ``ray.init``, which fails at once when it finds no cluster."""
+    after ``timeout`` s (Ray itself retries an unanswering address for minutes). ``auto`` is the cluster
+    this machine is part of: ``RAY_ADDRESS``, else the one ``ray start`` recorded (:func:`auto_address`)."""
     if addr == "auto":
-        return {}
+        addr = auto_address()
     _tcp_check(addr)
     _prepare_env(False, addr)
     proc = subprocess.Popen([sys.executable, "-c", _PROBE, addr, str(timeout)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -157,6 +157,25 @@ def probe(addr: str, timeout: float = CONNECT_SECONDS) -> dict:
         return json.loads(out.strip().splitlines()[-1])
     except (ValueError, IndexError):
         raise ClusterUnreachable(f"cannot join the Ray cluster at {addr}: no answer") from None
+
+
+def auto_address() -> str:
+    """What ``auto`` names, found as Ray finds it but without importing Ray: ``RAY_ADDRESS``, else the address
+    ``ray start`` wrote to ``ray_current_cluster`` in Ray's temp folder (``RAY_TMPDIR`` or the system's)."""
+    import tempfile
+
+    env = (os.environ.get("RAY_ADDRESS") or "").strip()
+    if env and env != "auto":
+        return env
+    recorded = Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    try:
+        text = recorded.read_text().strip()
+    except OSError:
+        text = ""
+    if not text:
+        raise ClusterUnreachable(f"{ADDRESS_SETTING}=auto, but no Ray cluster runs on this machine; start one "
+                                 f"with `ray start --head` or unset {ADDRESS_SETTING}")
+    return text.splitlines()[0].strip()
 
 
 _reachable: dict[str, tuple[float, dict]] = {}

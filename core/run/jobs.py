@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from core.errors import JobCancelled, NotFound, UserError
 from core.redact import redact
-from core.run import registry
+from core.run import registry, timeslice
 from core.store.database import Store
 from core.store.records import now
 
@@ -103,6 +103,7 @@ class JobContext:
                     (int(done), int(total), redact(message), time.time(), self.job_id),
                 )
         self.check_cancelled()
+        timeslice.maybe_yield(self.kind)
 
     def cancelled(self) -> bool:
         row = self.store.conn.execute("SELECT cancel_requested FROM jobs WHERE id = ?", (self.job_id,)).fetchone()
@@ -255,6 +256,9 @@ def run_job(store: Store, job_id: int) -> dict:
     try:
         ctx.check_cancelled()
         result = registry.handler(job["kind"])(ctx)
+    except timeslice.JobYielded as why:
+        with store.tx() as conn:  # back in the queue, progress kept: it resumes at its next turn
+            conn.execute("UPDATE jobs SET status = 'queued', owner = NULL, message = ? WHERE id = ?", (str(why), job_id))
     except JobCancelled:
         _finish(store, job_id, "cancelled", error="cancelled by the user")
     except UserError as exc:
@@ -379,12 +383,14 @@ class FairWorker(threading.Thread):
     """
 
     def __init__(self, stores: Callable[[], Sequence[Store]], poll_seconds: float = 0.5,
-                 housekeeping: Callable[[], Any] | None = None, housekeeping_seconds: float = 300):
+                 housekeeping: Callable[[], Any] | None = None, housekeeping_seconds: float = 300,
+                 waiting: Callable[[str], bool] | None = None):
         super().__init__(name="synthlab-fair-worker", daemon=True)
         self.stores = stores
         self.poll_seconds = poll_seconds
         self.housekeeping = housekeeping
         self.housekeeping_seconds = housekeeping_seconds
+        self.waiting = waiting  # waiting(root): another workspace has a queued job (time slices, core.run.timeslice)
         self._stop_event = threading.Event()
         self._seen: set[str] = set()
         self.last: Optional[str] = None
@@ -408,8 +414,13 @@ class FairWorker(threading.Thread):
         self.last = str(store.root)
         self.current = (self.last, job_id)
         self.served.append(self.current)
+        root, waiting = self.last, self.waiting
         try:
-            run_queued(store, job_id)
+            if waiting is None:
+                run_queued(store, job_id)
+            else:
+                with timeslice.slice_for(lambda: waiting(root)):
+                    run_queued(store, job_id)
         except Exception:  # noqa: BLE001 - already recorded on the job row
             pass
         finally:

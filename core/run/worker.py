@@ -31,8 +31,32 @@ class WorkerRunning(UserError):
     """Another worker process already serves this home."""
 
 
+WORKER_KINDS = ("thread", "process")
+
+
+def worker_kind() -> str:
+    """``SYNTHLAB_WORKER``, else ``process`` for the hosted modes (many visitors: bench/visitors.py measured
+    a thread worker losing over half its images/s to 50 polling sessions) and ``thread`` for one local user."""
+    default = "process" if workspaces.mode() in ("demo", "team") else "thread"
+    kind = (os.environ.get("SYNTHLAB_WORKER") or default).strip().lower()
+    if kind not in WORKER_KINDS:
+        raise UserError(f"SYNTHLAB_WORKER must be one of {', '.join(WORKER_KINDS)}, not {kind!r}")
+    return kind
+
+
 def lock_path(home: str | os.PathLike | None = None) -> Path:
     return config.home(home) / LOCK_NAME
+
+
+class LockNotAFile(UserError):
+    """``HOME/worker.lock`` is something other than a regular file (a folder, most likely)."""
+
+
+def _check_lock_file(path: Path) -> None:
+    if path.is_dir() or (path.exists() and not path.is_file()):
+        kind = "a folder" if path.is_dir() else "not a regular file"
+        fix = f"rmdir {path}" if path.is_dir() else f"rm {path}"
+        raise LockNotAFile(f"{path} is {kind}, not the worker's lock file: remove it ({fix}) and start the worker again")
 
 
 def alive(home: str | os.PathLike | None = None) -> Optional[int]:
@@ -40,6 +64,7 @@ def alive(home: str | os.PathLike | None = None) -> Optional[int]:
     path = lock_path(home)
     if not path.exists():
         return None
+    _check_lock_file(path)
     with open(path, "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -54,6 +79,7 @@ def alive(home: str | os.PathLike | None = None) -> Optional[int]:
 def _hold_lock(home) -> object:
     path = lock_path(home)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _check_lock_file(path)
     fh = open(path, "a+")
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -90,8 +116,10 @@ def _secrets_file_source(paths: Optional[list[Path]] = None) -> None:
 def build(home: str | os.PathLike | None = None, poll_seconds: float = 0.5) -> threading.Thread:
     """The worker thread for a home: fair over workspaces in demo mode, else the home's one store."""
     if workspaces.is_demo():
-        return jobs.FairWorker(lambda: workspaces.stores(home), poll_seconds=poll_seconds,
-                               housekeeping=lambda: workspaces.remove_idle(home=home))
+        watch = workspaces.work_watch(home)
+        worker = jobs.FairWorker(lambda: watch.stores_with_work(worker.last), poll_seconds=poll_seconds,
+                                 housekeeping=lambda: workspaces.remove_idle(home=home), waiting=watch.others_queued)
+        return worker
     from core.store.database import Store
 
     return jobs.Worker(Store(home), poll_seconds=poll_seconds)

@@ -24,8 +24,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import shutil
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,11 +31,20 @@ from typing import Optional
 
 from core import config
 from core.errors import NotFound, UserError
+from core.run import workspace_pool
 
 MODES = ("local", "demo", "team")
 ID_BYTES = 16
 _ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 _LAST_USED = ".last-used"
+
+
+WELCOME = ("Welcome to the Synthlab demo. Start a workspace of your own: its link is the only key to it, so keep "
+           "the page's address to come back.")
+
+
+class NoWorkspaceYet(NotFound):
+    """A visit without a workspace id: a workspace is made only when the visitor asks for one."""
 
 
 class QuotaExceeded(UserError):
@@ -163,12 +170,15 @@ def path(workspace_id: str, home: str | os.PathLike | None = None) -> Path:
     return root(home) / workspace_id
 
 
-_stores: dict[str, object] = {}
-_lock = threading.Lock()
+_pool = workspace_pool.StorePool(capacity=256)
 
 
 def create(home: str | os.PathLike | None = None) -> str:
-    """A new, empty workspace; returns its id (128 random bits)."""
+    """A new, empty workspace; returns its id (128 random bits). Counted against the server's hourly cap
+    (``SYNTHLAB_DEMO_NEW_WORKSPACES_PER_HOUR``): :class:`workspace_pool.CreationLimited` when it is reached."""
+    from core.store.database import Store
+
+    workspace_pool.claim_creation(root(home))
     while True:
         workspace_id = secrets.token_hex(ID_BYTES)
         folder = root(home) / workspace_id
@@ -177,7 +187,8 @@ def create(home: str | os.PathLike | None = None) -> str:
         except FileExistsError:
             continue
         break
-    open_store(workspace_id, home)
+    Store(folder).close()
+    touch(workspace_id, home)
     return workspace_id
 
 
@@ -186,18 +197,9 @@ def exists(workspace_id: str, home: str | os.PathLike | None = None) -> bool:
 
 
 def open_store(workspace_id: str, home: str | os.PathLike | None = None):
-    """The store of an existing workspace (cached per process); marks it used. :class:`NotFound` otherwise."""
-    from core.store.database import Store
-
-    folder = path(workspace_id, home)
-    key = str(folder)
-    with _lock:
-        store = _stores.get(key)
-        if store is None:
-            if not folder.is_dir():
-                raise NotFound("no such workspace (it may have been removed after being idle): start a new one")
-            store = Store(folder)
-            _stores[key] = store
+    """The store of an existing workspace (a bounded pool per process); marks it used. :class:`NotFound`
+    otherwise — also for a workspace removed since it was last opened: nothing serves it from memory."""
+    store = _pool.get(path(workspace_id, home))
     touch(workspace_id, home)
     return store
 
@@ -228,52 +230,26 @@ def list_ids(home: str | os.PathLike | None = None) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if valid_id(p.name) and (p / "lab.db").is_file())
 
 
-def stores(home: str | os.PathLike | None = None) -> list:
-    """The stores of every workspace (the fair-share worker serves these)."""
-    out = []
-    for workspace_id in list_ids(home):
-        try:
-            out.append(_cached_or_open(workspace_id, home))
-        except (NotFound, OSError):
-            continue
-    return out
-
-
-def _cached_or_open(workspace_id: str, home) -> object:
-    from core.store.database import Store
-
-    key = str(path(workspace_id, home))
-    with _lock:
-        store = _stores.get(key)
-        if store is None:
-            store = _stores[key] = Store(key)
-    return store
+def work_watch(home: str | os.PathLike | None = None) -> workspace_pool.WorkWatch:
+    """What the fair worker serves: ``watch.stores_with_work(last_root)``, a bounded window of the workspaces
+    with jobs, opened in a pool of the worker's own (it never holds every workspace open), and
+    ``watch.others_queued(root)`` for its time slices."""
+    return workspace_pool.WorkWatch(root(home), workspace_pool.StorePool(), valid_id)
 
 
 def remove_idle(max_age_hours: Optional[float] = None, home: str | os.PathLike | None = None,
                 now: Optional[float] = None) -> list[str]:
     """Delete the workspaces unused for ``max_age_hours`` (default ``SYNTHLAB_DEMO_IDLE_HOURS``) that have no
-    queued or running job. Returns the removed ids."""
-    import sqlite3
-
+    queued or running job (checked under the database's write lock). Returns the removed ids."""
     age = Quotas.from_env().idle_hours if max_age_hours is None else float(max_age_hours)
     limit = (time.time() if now is None else now) - age * 3600
     removed = []
     for workspace_id in list_ids(home):
-        folder = path(workspace_id, home)
         try:
             if last_used(workspace_id, home) > limit:
                 continue
-            with sqlite3.connect(folder / "lab.db", timeout=5) as conn:
-                busy = conn.execute("SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')").fetchone()[0]
-            if busy:
-                continue
-        except (OSError, sqlite3.Error):
+        except OSError:
             continue
-        with _lock:
-            store = _stores.pop(str(folder), None)
-        if store is not None:
-            store.close()
-        shutil.rmtree(folder, ignore_errors=True)
-        removed.append(workspace_id)
+        if workspace_pool.remove_if_idle(path(workspace_id, home), _pool):
+            removed.append(workspace_id)
     return removed

@@ -30,13 +30,22 @@ MIN_SIZE, MAX_SIZE = 16, 4096
 PAD_COLOR = (255, 255, 255)
 
 
+def upright(image: Image.Image) -> tuple[Image.Image, str | None]:
+    """``(image turned by its EXIF orientation, None)``, or ``(image as stored, note)`` when its EXIF or XMP
+    cannot be read — a broken orientation tag is no reason to lose the photo."""
+    try:
+        return ImageOps.exif_transpose(image), None
+    except Exception as exc:  # noqa: BLE001 - any failure of a foreign EXIF/XMP block
+        return image, f"EXIF orientation ignored: {type(exc).__name__}: {str(exc)[:200]}"
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any PIL mode as 8-bit RGB, the way a viewer would show it.
 
     EXIF orientation is applied; transparency is flattened onto white; 16-bit and 32-bit greyscale are
     scaled (not clipped) to 8 bits; CMYK, palette, greyscale and bilevel are converted.
     """
-    image = ImageOps.exif_transpose(image)
+    image, _ = upright(image)
     icc = image.info.get("icc_profile")
     if icc and image.mode in ("RGB", "CMYK", "L"):
         converted = _icc_to_srgb(image, icc)

@@ -62,7 +62,21 @@ def validate_tag_name(name: str) -> str:
             )
     if set(name) <= {"."}:
         raise InvalidInput(f"tag name {name!r} is not allowed")
+    _refuse_secrets(name)
     return name
+
+
+def _refuse_secrets(name: str) -> None:
+    """A tag name is stored, shown and exported as typed, so a secret typed as one is refused (masking it would
+    make another name)."""
+    from core import config
+    from core.redact import redact
+
+    for setting in sorted(config.SECRET_SETTINGS):
+        value = (config.setting(setting) or "").strip()
+        if len(value) >= 4 and value in name:
+            raise InvalidInput(f"tag name {redact(name)!r} contains the value of {setting}, a secret: "
+                               "choose another name")
 
 
 def validate_prompt(text: str, what: str = "prompt") -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 from core.errors import InvalidInput, UnknownTag
+from core.redact import redact
 from core.store.records import SOURCES, now
 from core.store.tagnames import validate_prompt, validate_tag_name
 
@@ -18,8 +19,8 @@ class Tags:
         from core.store.tagnames import tag_key
 
         name = validate_tag_name(name)
-        prompt = validate_prompt(prompt)
-        negative = validate_prompt(negative, "negative prompt")
+        prompt = redact(validate_prompt(prompt))  # a key typed into a prompt is stored masked
+        negative = redact(validate_prompt(negative, "negative prompt"))
         with self.tx() as conn:
             same = [r[0] for r in conn.execute("SELECT name FROM tags").fetchall() if tag_key(r[0]) == tag_key(name)]
             existing = name if name in same else (same[0] if len(same) == 1 else None)

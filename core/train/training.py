@@ -217,7 +217,10 @@ def train(store: Store, slice_refs: list[str], backend: str = "local", params: d
     run marks it failed and is raised (the runs after it stay queued, ready to resume)."""
     run_ids = prepare_runs(store, slice_refs, backend, params)
     total = len(run_ids)
-    embed_sweep(store, [r for r in list_runs(store, run_ids) if r["status"] != "done"], progress)
+    try:
+        embed_sweep(store, [r for r in list_runs(store, run_ids) if r["status"] != "done"], progress)
+    except UserError:
+        pass  # e.g. a damaged member file: each run embeds its own images in its job, which fails saying why
     for i, run_id in enumerate(run_ids):
         if get_run(store, run_id)["status"] == "done":
             continue
