@@ -82,10 +82,42 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     if len(a) < MIN_FOR_FRECHET or len(b) < MIN_FOR_FRECHET:
         raise ValueError("each set needs at least two rows")
     mu = a.mean(axis=0) - b.mean(axis=0)
+    if len(a) + len(b) < a.shape[1]:
+        return _frechet_low_rank(a, b, mu)
     sa, sb = _shrunk_covariance(a), _shrunk_covariance(b)
     root_a = _sqrtm_psd(sa)
     cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ sb @ root_a), 0, None)).sum()
     return float(max(0.0, mu @ mu + np.trace(sa) + np.trace(sb) - 2.0 * cross))
+
+
+def _shrunk_parts(x: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Ledoit–Wolf's covariance as ``alpha · AᵀA + beta · I`` (``A``: the centred rows / √n), exactly as
+    :func:`sklearn.covariance.ledoit_wolf` builds it, without forming the d × d matrix."""
+    from sklearn.covariance import ledoit_wolf_shrinkage
+
+    xc = x - x.mean(axis=0)
+    n, d = xc.shape
+    shrinkage = float(ledoit_wolf_shrinkage(xc, assume_centered=True))
+    mu = float((xc * xc).sum()) / n / d
+    return xc / np.sqrt(n), 1.0 - shrinkage, shrinkage * mu
+
+
+def _frechet_low_rank(a: np.ndarray, b: np.ndarray, mu: np.ndarray) -> float:
+    """The same distance as :func:`frechet_distance` when the rows are fewer than the dimensions, in time
+    cubic in the rows, not the dimensions: both shrunk covariances act as ``beta · I`` off the span of the
+    centred rows, so the trace of the square root splits into that span (a k × k problem) and its
+    complement (``(d − k) · √(beta_a · beta_b)``)."""
+    pa, alpha_a, beta_a = _shrunk_parts(a)
+    pb, alpha_b, beta_b = _shrunk_parts(b)
+    d = a.shape[1]
+    q, _ = np.linalg.qr(np.vstack([pa, pb]).T)
+    k = q.shape[1]
+    ca = alpha_a * (pa @ q).T @ (pa @ q) + beta_a * np.eye(k)
+    cb = alpha_b * (pb @ q).T @ (pb @ q) + beta_b * np.eye(k)
+    root_a = _sqrtm_psd(ca)
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ cb @ root_a), 0, None)).sum() + (d - k) * np.sqrt(beta_a * beta_b)
+    traces = alpha_a * float((pa * pa).sum()) + beta_a * d + alpha_b * float((pb * pb).sum()) + beta_b * d
+    return float(max(0.0, mu @ mu + traces - 2.0 * cross))
 
 
 def matched_frechet(synthetic: np.ndarray, real: np.ndarray, splits: int = FLOOR_SPLITS,

@@ -159,6 +159,8 @@ def load_vision_model(ref: encoder_ref.EncoderRef, device: str | None = None, *,
     model = model.to(device)
     if trainable:
         return model
+    if ref.builtin:
+        model = model.to(memory_format=torch.channels_last)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -204,7 +206,10 @@ def embed(ref: encoder_ref.EncoderRef, images: list[Image.Image], device: str | 
     device = device or config.device()
     model = load_vision_model(ref, device)
     with torch.inference_mode():
-        feats = image_features(model, pixel_values(ref, images, device))
+        pixels = pixel_values(ref, images, device)
+        if ref.builtin:  # channels-last: depthwise convs ran 1.4× faster on CPU (one pair, loaded); sums reordered only
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
+        feats = image_features(model, pixels)
     return feats.float().cpu().numpy().astype(np.float32)
 
 
