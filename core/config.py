@@ -25,6 +25,18 @@ AZURE_SETTINGS = (
     "VISION_PREDICTION_RESOURCE_ID",
 )
 SECRET_SETTINGS = frozenset({"VISION_TRAINING_KEY", "VISION_PREDICTION_KEY"})
+# what team mode (SYNTHLAB_MODE=team) needs in .streamlit/secrets.toml for st.login
+AUTH_EXAMPLE = """[auth]
+redirect_uri = "https://synthlab.example.com/oauth2callback"
+cookie_secret = "a long random string"
+client_id = "…"
+client_secret = "…"
+server_metadata_url = "https://accounts.google.com/.well-known/openid-configuration"
+"""
+AUTH_MISSING = ("Team mode needs a login, and none is configured. Add an [auth] section to .streamlit/secrets.toml "
+                "(or the host's secrets) for any OpenID Connect provider, then restart:")
+AUTH_HINT = ("redirect_uri is the app's own address + /oauth2callback. Without team mode, unset SYNTHLAB_MODE (one "
+             "local store) or set it to demo (a workspace per visitor).")
 
 _secret_sources: list[Callable[[str], Optional[str]]] = []
 
@@ -74,3 +86,9 @@ def device() -> str:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+def auth_providers(auth: dict) -> list[Optional[str]]:
+    """The login buttons an ``[auth]`` section offers: ``None`` for its unnamed provider, then each named one."""
+    named = [k for k, v in auth.items() if hasattr(v, "get")]
+    return ([None] if auth.get("client_id") else []) + named

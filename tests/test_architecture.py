@@ -61,8 +61,6 @@ def test_no_core_module_over_500_lines():
     assert not big, f"split these along their verbs: {big}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue #20 item 6 (thin pages) is not done yet: results, train, generate "
-                   "and slice are over 120 lines")
 def test_no_page_over_120_lines():
     big = {p.name: n for p in (ROOT / "pages").glob("*.py") if (n := _lines(p)) > MAX_PAGE_LINES}
     assert not big, f"move view logic into core: {big}"

@@ -74,7 +74,7 @@ def test_hosted_modes_default_to_a_worker_process(monkeypatch):
     monkeypatch.delenv("SPACE_ID", raising=False)
     for mode, kind in (("local", "thread"), ("demo", "process"), ("team", "process")):
         monkeypatch.setenv("SYNTHLAB_MODE", mode)
-        assert ui.worker_kind() == kind
+        assert worker.worker_kind() == kind
     monkeypatch.setenv("SYNTHLAB_WORKER", "fork")
     with pytest.raises(ui.UserError, match="SYNTHLAB_WORKER must be one of thread, process, not 'fork'"):
-        ui.worker_kind()
+        worker.worker_kind()

@@ -99,3 +99,17 @@ def panel(store: Store, slice_refs: Iterable[int | str], params: dict, *, max_ag
     except UserError as exc:
         out["plan_error"] = str(azure_projects._scrubbed(exc))
     return out
+
+
+def plan_caption(plan: dict) -> str:
+    """The quota plan in one line: what a sweep would create on the resource."""
+    return (f"Quota plan, tier {plan['tier']}: {plan['projects']} new project(s) (one per nested series), "
+            f"{plan['iterations']} iteration(s), {plan['images']} image(s), {plan['tags']} tag(s)"
+            + (f"; the resource has {plan['resource_projects']} project(s)" if plan["resource_projects"] is not None else ""))
+
+
+def connection_line(connection: dict) -> str:
+    """The connection status in one line (with the prediction side when the training side answered)."""
+    if connection["ok"]:
+        return f"Azure Custom Vision: {connection['message']} · predictions: {connection['prediction']}"
+    return f"Azure Custom Vision: {connection['message']}"

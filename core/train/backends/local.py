@@ -49,6 +49,10 @@ from core.store.database import Store
 from core.train.backends import local_cnn, local_common, local_finetune, local_probe
 
 MODES = ("probe", "tiles", "finetune", "zeroshot")
+MODE_LABELS = {"probe": "frozen encoder + logistic regression",
+               "tiles": "frozen encoder on native-resolution tiles + logistic regression",
+               "finetune": "fine-tune the last blocks",
+               "zeroshot": "zero-shot CLIP (no training)"}
 DEFAULTS: dict[str, dict[str, Any]] = {
     "probe": {"C": 1.0, "seed": 0},
     "tiles": {"C": 1.0, "seed": 0},
