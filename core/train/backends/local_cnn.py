@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +47,7 @@ def _cnn_tensor(store: Store, images: list[dict], view: View, px: int):
 
 def _memory_budget(device: str) -> int:
     """Bytes a batch's activations may take: half the free GPU memory, else 1 GiB (``SYNTHLAB_CNN_MEMORY_MB``)."""
-    forced = os.environ.get("SYNTHLAB_CNN_MEMORY_MB")
+    forced = config.setting("SYNTHLAB_CNN_MEMORY_MB")
     if forced:
         return int(float(forced) * 2**20)
     if device.startswith("cuda"):
