@@ -5,8 +5,8 @@ import streamlit as st
 from core import ui
 from core.analysis import autoeval, evaluation
 from core.data import slicing
-from core.train import backends, training
-from core.train.backends import azure_settings
+from core.train import training
+from core.train.backends import azure_settings, registry
 from core.views import charts, quicktest, run_views
 
 st.title("Train")
@@ -26,7 +26,7 @@ else:
     chosen = st.multiselect("Slices (a name trains every slice of that sweep)", names,
                             default=None if "tr_slices" in st.session_state else names[:1], key="tr_slices")
     c1, c2, c3 = st.columns(3)
-    backend = c1.selectbox("Backend", backends.available(), key="tr_backend")
+    backend = c1.selectbox("Backend", registry.available(), key="tr_backend")
     if backend == "local":
         params = ui.local_params(c2, c3)
     else:

@@ -40,7 +40,7 @@ from core.errors import InvalidInput, StoreWriteFailed, UserError
 from core.progress import Progress
 from core.store.database import Store, png_bytes
 from core.store.records import now
-from core.train.backends import get_trainer
+from core.train.backends.registry import get_trainer
 from core.train.training import get_run, list_runs
 
 NO_TEST_IMAGES = "no test images: import some with `import --source test`"

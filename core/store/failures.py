@@ -32,7 +32,7 @@ def store_damage(store, exc: BaseException) -> Optional[StoreDamaged]:
     return None
 
 
-def _is_storage_error(exc: sqlite3.Error) -> bool:
+def is_storage_error(exc: sqlite3.Error) -> bool:
     """A full, failing or read-only disk under ``lab.db`` (not a bug in a query)."""
     name = getattr(exc, "sqlite_errorname", "") or ""
     return name.startswith(("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN")) or \

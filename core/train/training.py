@@ -25,7 +25,7 @@ from core.redact import redact
 from core.run import jobs
 from core.store.database import Store
 from core.store.records import now
-from core.train.backends import get_trainer
+from core.train.backends.registry import get_trainer
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 

@@ -27,7 +27,7 @@ def check_connection(settings: Optional[AzureSettings] = None, *, retry_seconds:
     if settings.prediction_endpoint and settings.prediction_key:
         try:  # an unknown project: a valid key gets 404 (any refusal but 401/403 means the key passed)
             api.prediction("checking the prediction key", "classify_image_with_no_store",
-                           "00000000-0000-0000-0000-000000000000", "synthlab-check", azure_images._tiny_png())
+                           "00000000-0000-0000-0000-000000000000", "synthlab-check", azure_images.tiny_png())
         except AzureRequestError:
             pass
         prediction = ("ok: runs are published to the prediction resource and classified there"
@@ -97,7 +97,7 @@ def panel(store: Store, slice_refs: Iterable[int | str], params: dict, *, max_ag
                               resource_projects=connection.get("projects"))
             out["plan"] = plan.as_dict()
     except UserError as exc:
-        out["plan_error"] = str(azure_projects._scrubbed(exc))
+        out["plan_error"] = str(azure_projects.scrubbed(exc))
     return out
 
 
