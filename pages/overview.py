@@ -5,7 +5,7 @@ import streamlit as st
 
 from core import ui
 from core.data.slicing import parse_ints
-from core.flows import experiment
+from core.flows import experiment, experiment_run
 from core.redact import plain
 from core.train import training
 
@@ -24,6 +24,25 @@ for n, step in enumerate(state["steps"], 1):
         with right:
             ui.link(step.page, label=f"Open {step.page.split('/')[-1].removesuffix('.py').title()}",
                     icon=":material/arrow_forward:")
+
+with st.container(border=True, key="ov_one_click"):
+    st.markdown("**The whole experiment in one click**, offline: the clothing sample, images from the built-in "
+                "`fashion-mini` generator, three arms (synthetic only, mixed, real-only), training, scores, verdicts.")
+    running = experiment_run.active_job(store)
+    if running:
+        ui.job_status(running, key="ov_experiment_job")
+    else:
+        with st.expander("Settings"):
+            c1, c2, c3 = st.columns(3)
+            one = experiment_run.ExperimentRun()
+            x_per_tag = c1.number_input("Images per tag", 1, experiment_run.MAX_PER_TAG, one.per_tag, key="ox_per_tag")
+            x_counts = c2.text_input("Slice counts", ", ".join(map(str, one.counts)), key="ox_counts")
+            x_repeats = c3.number_input("Repeats", 1, 10, one.repeats, key="ox_repeats")
+        if st.button("Run the whole experiment", key="ov_experiment", icon=":material/rocket_launch:"):
+            with ui.user_errors():
+                experiment_run.submit_experiment(store, experiment_run.ExperimentRun(
+                    per_tag=int(x_per_tag), counts=parse_ints(x_counts, "counts"), repeats=int(x_repeats)))
+                st.rerun()
 
 nxt = state["next"]
 if nxt.action == "sample":

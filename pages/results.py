@@ -6,12 +6,22 @@ import streamlit as st
 from core import ui
 from core.analysis import arms, autoeval, compare
 from core.analysis.evaluation import results as stored_results
+from core.flows import experiment_run
 from core.redact import plain
 from core.views import charts, result_tabs, tables
 
 st.title("Results")
 s = ui.store()
 all_results = charts.with_slice_names(s, stored_results(s))
+verdict = experiment_run.answer(s)
+with st.container(border=True, key="answer"):
+    st.subheader("The answer so far")
+    for line in verdict["sentences"]:
+        st.markdown(f"- {plain(line)}")
+    for line in verdict["missing"] + verdict["todo"]:
+        st.warning(f"The question is still open — {plain(line)}")
+    for line in verdict["notes"]:
+        st.caption(plain(line))
 
 if not all_results:
     st.info(result_tabs.NO_RESULTS)

@@ -13,7 +13,7 @@ import sys
 from typing import Sequence
 
 from core import config
-from core.cli import common, data_commands, model_commands, service_commands
+from core.cli import common, data_commands, flow_commands, model_commands, service_commands
 from core.errors import UserError
 from core.store.database import Store
 
@@ -68,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", parents=[common], help="generate images for a tag with Stable Diffusion")
     g.add_argument("--tag", required=True)
     g.add_argument("--count", type=int, required=True, help="target size of the series")
-    g.add_argument("--model", default=None, help=f"hub id or local folder (default {config.DEFAULT_MODEL})")
+    g.add_argument("--model", default=None,
+                   help=f"{config.BUILTIN_MODEL} (built-in, offline), a hub id or a local folder (default: "
+                        f"{config.BUILTIN_MODEL} without CUDA or in demo mode, else {config.DEFAULT_MODEL})")
     g.add_argument("--width", type=int)
     g.add_argument("--height", type=int)
     g.add_argument("--steps", type=int)
@@ -193,6 +195,19 @@ def build_parser() -> argparse.ArgumentParser:
     dg.add_argument("--encoder", default=None, help=f"hub id or local folder (default {config.DEFAULT_ENCODER})")
     dg.add_argument("--workers", type=int, default=0, help="embed on N Ray workers")
     dg.set_defaults(func=model_commands.cmd_diagnose)
+
+    ex = sub.add_parser("experiment", help="the whole experiment in one command").add_subparsers(
+        dest="experiment_cmd", required=True)
+    er = ex.add_parser("run", parents=[common], help="sample → generate → cut three arms → train → score → compare "
+                       "(offline with the built-in model; resumes, makes nothing twice)")
+    er.add_argument("--per-tag", type=int, default=200, help="synthetic images per tag, and real photos at least (200)")
+    er.add_argument("--test-per-tag", type=int, default=50, help="test photos per tag (50)")
+    er.add_argument("--counts", type=_int_list, help="images per tag of the slices (default 10,30,50,120,170,200)")
+    er.add_argument("--sizes", type=_int_list, help="slice sizes in px (default 256)")
+    er.add_argument("--repeats", type=int, default=3)
+    er.add_argument("--model", default=None, help=f"generator (default {config.BUILTIN_MODEL})")
+    er.add_argument("--seed", type=int, default=0)
+    er.set_defaults(func=flow_commands.cmd_experiment_run)
 
     azure = sub.add_parser("azure", help="Azure Custom Vision: status and cleanup").add_subparsers(
         dest="azure_cmd", required=True)

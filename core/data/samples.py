@@ -32,7 +32,11 @@ CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shi
 SPLITS = {"real": "train", "test": "t10k"}
 _HUB_SPLITS = {"train": "train", "t10k": "test"}
 ORIGINAL_SIZE = 28
-MAX_PER_TAG = {"train": 6000, "t10k": 1000}
+SAMPLE_ROWS_PER_CLASS = 3000
+"""The sample takes real photos only from the first 3000 training rows of each class (file order); the
+rows after them train the built-in generator ``fashion-mini``, so its training data never meets a photo
+the experiment uses as real or test."""
+MAX_PER_TAG = {"train": SAMPLE_ROWS_PER_CLASS, "t10k": 1000}
 
 
 
@@ -119,9 +123,10 @@ def available() -> bool:
                for k in ("images-idx3-ubyte", "labels-idx1-ubyte"))
 
 
-def _pick(labels: np.ndarray, wanted: tuple[int, ...], n: int) -> list[int]:
-    """The first ``n`` indices of the wanted classes, taken round-robin so combined classes stay balanced."""
-    pools = [np.flatnonzero(labels == lab).tolist() for lab in wanted]
+def pick_rows(labels: np.ndarray, wanted: tuple[int, ...], n: int) -> list[int]:
+    """The first ``n`` indices of the wanted classes, taken round-robin so combined classes stay balanced
+    (never past a class's first :data:`SAMPLE_ROWS_PER_CLASS` rows)."""
+    pools = [np.flatnonzero(labels == lab)[:SAMPLE_ROWS_PER_CLASS].tolist() for lab in wanted]
     out: list[int] = []
     depth = 0
     while len(out) < n and any(depth < len(p) for p in pools):
@@ -169,7 +174,7 @@ def load_clothing_sample(store: Store, per_tag: int = 100, test_per_tag: int = 5
             store.add_tag(tag.name, tag.prompt, tag.negative)
             created.append(tag.name)
     plan = [(source, tag, index) for source, (_, labels, _) in splits.items() for tag in spec
-            for index in _pick(labels, tag.labels, wanted[source])]
+            for index in pick_rows(labels, tag.labels, wanted[source])]
     imported = duplicates = 0
     for done, (source, tag, index) in enumerate(plan, 1):
         pixels = splits[source][0][index]

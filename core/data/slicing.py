@@ -400,11 +400,28 @@ def plan_warnings(store: Store, spec: SliceSpec, *, azure: bool = True) -> list[
             note = repeats.overlap_note(overlap)
             if note:
                 warnings.append(f"{count} per tag: {note}")
+    note = upscale_note(store, spec.size, tags, spec.real_fraction)
+    if note:
+        warnings.append(note)
     no_test = [t for t in tags if store.count_images(t, "test", include_rejected=False) == 0]
     if no_test:
         warnings.append("no test photos for " + ", ".join(repr(t) for t in no_test)
                         + ": evaluation will not cover them (import some with source test)")
     return warnings
+
+
+def upscale_note(store: Store, size: int | None, tags: Sequence[str], real_fraction: float = 0.0) -> str | None:
+    """A sentence when the synthetic images such a slice would take are smaller than ``size``: they are
+    upscaled, so the size axis shows the resize, not detail the generator made (``None`` otherwise)."""
+    if size is None or real_fraction >= 1 or not tags:
+        return None
+    marks = ",".join("?" * len(tags))
+    row = store.query(f"SELECT COUNT(*) AS n, MAX(MAX(width, height)) AS side FROM images WHERE source = 'synthetic' "
+                      f"AND rejected = 0 AND tag IN ({marks}) AND MAX(width, height) < ?", (*tags, int(size)))[0]
+    if not row["n"]:
+        return None
+    return (f"{row['n']} synthetic image(s) are at most {row['side']} px and will be upscaled to {size} px: at this "
+            "size the chart shows the resize, not generator detail (the built-in fashion-mini makes 32 px images)")
 
 
 def _azure_warnings(store: Store, spec: SliceSpec, tags: list[str]) -> list[str]:

@@ -13,7 +13,7 @@ from typing import Any, Optional
 from core import config
 from core.errors import InvalidInput, UserError
 from core.generate import prompts
-from core.models import generators
+from core.models import builtin_generator, generators
 from core.store.database import Store
 
 MAX_COUNT = 100_000
@@ -22,7 +22,7 @@ MAX_COUNT = 100_000
 MAX_BATCH = 64
 
 
-MIN_SIDE, MAX_SIDE = 64, 2048
+MIN_SIDE, MAX_SIDE = 32, 2048
 
 
 MAX_STEPS = 500
@@ -46,6 +46,8 @@ class Preset:
 
 
 MODEL_PRESETS: dict[str, Preset] = {
+    builtin_generator.NAME: Preset(builtin_generator.LABEL, builtin_generator.NATIVE_SIZE,
+                                   builtin_generator.NATIVE_SIZE, builtin_generator.STEPS, builtin_generator.GUIDANCE),
     "stabilityai/sd-turbo": Preset("SD-Turbo", 512, 512, 1, 0.0),
     "stable-diffusion-v1-5/stable-diffusion-v1-5": Preset("Stable Diffusion 1.5", 512, 512, 30, 7.5),
     "stabilityai/sdxl-turbo": Preset("SDXL-Turbo", 512, 512, 1, 0.0),
@@ -107,7 +109,7 @@ def preset_for(model: str | None) -> Preset:
 
     A model that cannot be found gets the Stable Diffusion 1.5 preset (generation will then say why).
     """
-    name = (model or config.DEFAULT_MODEL).strip()
+    name = (model or config.default_model()).strip()
     if name.lower() in MODEL_PRESETS:
         return MODEL_PRESETS[name.lower()]
     try:

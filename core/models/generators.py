@@ -13,6 +13,7 @@ from typing import Optional
 
 from core import config
 from core.errors import ModelNotFound
+from core.models import builtin_generator
 
 _TAESD = {"sd": "madebyollin/taesd", "sdxl": "madebyollin/taesdxl"}
 
@@ -100,6 +101,21 @@ def _hub_not_cached(model: str) -> str:
     return hub.not_cached_reason(f"model {model!r}")
 
 
+def _builtin() -> ModelInfo:
+    """``fashion-mini``: the folder shipped beside :mod:`core.models.builtin_generator`."""
+    folder = builtin_generator.FOLDER
+    if not builtin_generator.available():
+        raise ModelNotFound(f"the built-in model {builtin_generator.NAME} is incomplete ({folder} lacks its weights): "
+                            "restore the folder from the repository or retrain it with scripts/train_fashion_mini.py")
+    index = _read_json(folder / "model_index.json")
+    return ModelInfo(
+        id=builtin_generator.NAME, source=str(folder), revision=builtin_generator.revision(),
+        pipeline_class=index.get("_class_name") or "StableDiffusionPipeline", family="sd",
+        scheduler=str(_read_json(folder / "scheduler" / "scheduler_config.json").get("_class_name") or ""),
+        native_size=builtin_generator.NATIVE_SIZE, local=True,
+    )
+
+
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
@@ -108,9 +124,11 @@ def resolve_model(model: str | None, *, network: bool = True) -> ModelInfo:
 
     With ``network=False`` a hub id is looked up in the local cache only.
     """
-    model = (model or config.DEFAULT_MODEL).strip()
+    model = (model or config.default_model()).strip()
     if not model:
         raise ModelNotFound("no model given")
+    if builtin_generator.is_builtin(model):
+        return _builtin()
     path = Path(model).expanduser()
     if path.is_file():
         raise ModelNotFound(f"{model} is a single file: give a diffusers model folder (with model_index.json) "

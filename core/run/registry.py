@@ -19,6 +19,7 @@ HANDLERS: dict[str, str] = {
     "train": "core.train.training:run_train_job",
     "diagnose": "core.analysis.diagnostics:run_diagnose_job",
     "evaluate": "core.analysis.autoeval:run_evaluate_job",
+    "experiment": "core.flows.experiment_run:run_experiment_job",
 }
 
 FOLLOW_ONS: dict[str, list[str]] = {

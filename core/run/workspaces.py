@@ -98,7 +98,7 @@ class Quotas:
             max_steps=_env_int("SYNTHLAB_DEMO_MAX_STEPS", d.max_steps),
             concurrent_jobs=_env_int("SYNTHLAB_DEMO_CONCURRENT_JOBS", d.concurrent_jobs),
             idle_hours=float(_env_int("SYNTHLAB_DEMO_IDLE_HOURS", int(d.idle_hours))),
-            models=models or (config.DEFAULT_MODEL,),
+            models=models or (config.BUILTIN_MODEL, config.DEFAULT_MODEL),
         )
 
     def describe(self) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import MutableMapping, Sequence
 
+from core import config
 from core.errors import UserError
 from core.generate import planning, prompts
 from core.generate.planning import MODEL_PRESETS, GenerationSpec
@@ -63,8 +64,18 @@ def model_choices() -> list[str]:
     return list(MODEL_PRESETS) + [OTHER]
 
 
+def default_model_index() -> int:
+    """Where the default generator (:func:`core.config.default_model`) is among :func:`model_choices`."""
+    default = config.default_model()
+    return list(MODEL_PRESETS).index(default) if default in MODEL_PRESETS else 0
+
+
 def model_label(model: str) -> str:
-    return f"{MODEL_PRESETS[model].label} ({model})" if model in MODEL_PRESETS else model
+    """A preset's label, with its id unless the label already names it (``fashion-mini``)."""
+    if model not in MODEL_PRESETS:
+        return model
+    label = MODEL_PRESETS[model].label
+    return label if model in label else f"{label} ({model})"
 
 
 def preset_caption(preset: planning.Preset, device: str) -> str:

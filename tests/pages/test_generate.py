@@ -60,7 +60,10 @@ def test_bad_template_shows_an_error_and_saves_nothing(home):
 def test_presets_follow_the_model(home, store):
     store.add_tag("jeans", "jeans")
     at = page()
-    assert at.selectbox(key="gen_model_choice").value == "stabilityai/sd-turbo"
+    assert at.selectbox(key="gen_model_choice").value == "fashion-mini"  # no CUDA here: the built-in model first
+    assert at.selectbox(key="gen_model_choice").options[0].startswith("fashion-mini (built-in, offline)")
+    assert at.number_input(key="gen_w_fashion-mini").value == 32
+    at.selectbox(key="gen_model_choice").set_value("stabilityai/sd-turbo").run()
     assert at.number_input(key="gen_steps_stabilityai/sd-turbo").value == 1
     assert at.number_input(key="gen_w_stabilityai/sd-turbo").value == 512
     at.selectbox(key="gen_model_choice").set_value("stabilityai/stable-diffusion-xl-base-1.0").run()

@@ -97,11 +97,27 @@ def test_series_key_covers_what_changes_pixels_and_nothing_else(jeans, tiny_sd):
     assert plan(jeans, spec(tiny_sd)).series != key
 
 
+def test_the_default_model_is_the_built_in_one_without_cuda_or_in_demo_mode(monkeypatch):
+    from core import config
+
+    monkeypatch.delenv("SYNTHLAB_MODEL", raising=False)
+    monkeypatch.setenv("SYNTHLAB_DEVICE", "cuda")
+    assert config.default_model() == "stabilityai/sd-turbo"
+    monkeypatch.setenv("SYNTHLAB_MODE", "demo")
+    assert config.default_model() == "fashion-mini"
+    monkeypatch.delenv("SYNTHLAB_MODE")
+    monkeypatch.setenv("SYNTHLAB_DEVICE", "cpu")
+    assert config.default_model() == "fashion-mini"
+    monkeypatch.setenv("SYNTHLAB_MODEL", "some/model")
+    assert config.default_model() == "some/model"
+
+
 def test_presets_fill_unset_fields(jeans, tiny_sd):
     p = plan(jeans, GenerationSpec(tag="jeans", count=1, model=tiny_sd)).spec
     assert (p.width, p.height, p.steps, p.guidance) == (64, 64, 30, 7.5)  # tiny model's native size, SD 1.5 family
     assert planning.MODEL_PRESETS["stabilityai/sd-turbo"] == planning.Preset("SD-Turbo", 512, 512, 1, 0.0)
-    assert planning.preset_for(None).label == "SD-Turbo"
+    assert planning.preset_for(None).label == "fashion-mini (built-in, offline)"  # no CUDA here
+    assert (planning.preset_for(None).width, planning.preset_for(None).height) == (32, 32)
     assert planning.MODEL_PRESETS["stabilityai/stable-diffusion-xl-base-1.0"].width == 1024
 
 
@@ -150,7 +166,7 @@ def _nothing_written(store):
         (dict(count=0), InvalidInput, "count must be between 1 and 100000, not 0"),
         (dict(count=10**7), InvalidInput, "count must be between 1 and 100000"),
         (dict(width=100), InvalidInput, "width must be a multiple of 8, not 100"),
-        (dict(height=32), InvalidInput, "height must be between 64 and 2048"),
+        (dict(height=16), InvalidInput, "height must be between 32 and 2048"),
         (dict(batch_size=0), InvalidInput, "batch size must be between 1 and 64"),
         (dict(steps=0), InvalidInput, "steps must be between 1 and 500"),
         (dict(guidance=-1.0), InvalidInput, "guidance must be between 0 and 50"),

@@ -1,4 +1,5 @@
-"""The default generator fails fast and says why: HF_HUB_OFFLINE set, the hub unreachable, or not cached —
+"""The hub default generator (SD-Turbo, the default with CUDA; chosen here with SYNTHLAB_MODEL) fails fast
+and says why: HF_HUB_OFFLINE set, the hub unreachable, or not cached —
 one line, exit 2, within seconds, and the Generate page shows the same line without hanging."""
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def generate_cli(home: Path, hf_home: Path, **env: str) -> tuple[subprocess.Comp
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "core", "--home", str(home), "generate", "--tag", "jeans",
                            "--count", "1", "--json"], capture_output=True, text=True, cwd=ROOT, timeout=120,
-                          env={**base, "HF_HOME": str(hf_home), "PYTHONPATH": str(ROOT), **env})
+                          env={**base, "HF_HOME": str(hf_home), "PYTHONPATH": str(ROOT),
+                               "SYNTHLAB_MODEL": config.DEFAULT_MODEL, **env})
     return proc, time.monotonic() - started
 
 
@@ -85,6 +87,7 @@ def test_generate_page_shows_the_same_line_without_hanging(jeans_home, monkeypat
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("SYNTHLAB_MODEL", config.DEFAULT_MODEL)
     hub.forget()
     at = open_page("generate")
     assert at.selectbox(key="gen_model_choice").value == config.DEFAULT_MODEL
