@@ -5,13 +5,14 @@ environment or ``st.secrets``). :func:`redact` replaces each of them — and its
 URL-escaped spellings — by its mask (``••••••••`` and at most the last 4 characters) wherever it
 appears: in an endpoint URL, a validation message, a traceback. The sinks that call it: the CLI's
 stdout and stderr (:class:`MaskingStream`), the log files, job and run errors and messages written to
-the store, reports, and every text a page shows (:func:`core.ui.plain`).
+the store, reports, and every text a page shows (:func:`plain`).
 """
 
 from __future__ import annotations
 
 import html
 import json
+import re
 from typing import Iterable, Optional, TextIO
 from urllib.parse import quote, quote_plus
 
@@ -60,3 +61,21 @@ class MaskingStream:
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)
+
+
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>$~|#{}!]|(?<=[Ww]{3})\.|@)|(:)(?=[A-Za-z_/])|^(\s*)([-+=>]|\d+(?=[.)]))",
+                       re.MULTILINE)
+
+
+def plain(text: object) -> str:
+    """User text (prompts, tag / slice / file names, error messages) made safe for any Streamlit element
+    that renders markdown: every markdown and HTML character is backslash-escaped, so the text shows as
+    typed — an ``![x](http://…)`` is never an image, a ``<b>`` never a tag, ``:red[x]`` never colour —
+    and every known secret value is masked (:func:`redact`)."""
+    def escape(m: re.Match) -> str:
+        if m.group(1) or m.group(2):
+            return "\\" + (m.group(1) or m.group(2))
+        lead, mark = m.group(3), m.group(4)
+        return lead + (mark + "\\" if mark[0].isdigit() else "\\" + mark)
+
+    return _MARKDOWN.sub(escape, redact(text))

@@ -6,18 +6,20 @@ wrap calls into core in :func:`user_errors`, and show a running job with :func:`
 
 from __future__ import annotations
 
-import re
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, Optional
 
 import streamlit as st
+from streamlit.errors import StreamlitPageNotFoundError
 
 from core import config
 from core.errors import NotFound, UserError
-from core.redact import redact
+from core.redact import plain, redact
 from core.run import jobs, workspaces
 from core.store.database import Store
+from core.views import captions, status_lines
+from core.views.job_rate import rate_text
 
 
 def _secret_lookup(name: str) -> Optional[str]:
@@ -79,6 +81,7 @@ def _fair_worker(home: str) -> jobs.FairWorker:
 
 def _ensure_worker(home: str, *, demo: bool) -> None:
     from core.run import worker
+
     if worker.worker_kind() == "process":
         if time.monotonic() - _process_checked.get(home, -1e9) > 5:  # a flock probe, at most every 5 s
             worker.ensure_running(home)
@@ -144,15 +147,6 @@ def _demo_gate() -> None:
 
 # -- team mode: Streamlit's OIDC login ------------------------------------------------------------------
 
-AUTH_EXAMPLE = """[auth]
-redirect_uri = "https://synthlab.example.com/oauth2callback"
-cookie_secret = "a long random string"
-client_id = "…"
-client_secret = "…"
-server_metadata_url = "https://accounts.google.com/.well-known/openid-configuration"
-"""
-
-
 def _auth_settings() -> Optional[dict]:
     """The ``[auth]`` section of ``st.secrets`` when it has what ``st.login`` needs, else None."""
     try:
@@ -164,22 +158,14 @@ def _auth_settings() -> Optional[dict]:
     return dict(auth)
 
 
-def _auth_providers(auth: dict) -> list[Optional[str]]:
-    named = [k for k, v in auth.items() if hasattr(v, "get")]
-    return ([None] if auth.get("client_id") else []) + named
-
-
 def _team_gate() -> str:
     auth = _auth_settings()
     if auth is None:
         def login_not_configured() -> None:
             st.title("Synthlab · team mode")
-            st.error("Team mode needs a login, and none is configured. Add an [auth] section to "
-                     ".streamlit/secrets.toml (or the host's secrets) for any OpenID Connect provider, then "
-                     "restart:", icon="🔒")
-            st.code(AUTH_EXAMPLE, language="toml")
-            st.caption("redirect_uri is the app's own address + /oauth2callback. Without team mode, unset "
-                       "SYNTHLAB_MODE (one local store) or set it to demo (a workspace per visitor).")
+            st.error(config.AUTH_MISSING, icon="🔒")
+            st.code(config.AUTH_EXAMPLE, language="toml")
+            st.caption(config.AUTH_HINT)
 
         _only_page(login_not_configured)
     import importlib.util
@@ -193,7 +179,7 @@ def _team_gate() -> str:
         def sign_in() -> None:
             st.title("Synthlab")
             st.write("Sign in to reach the team's experiment.")
-            for provider in _auth_providers(auth) or [None]:
+            for provider in config.auth_providers(auth) or [None]:
                 label = "Log in" if provider is None else f"Log in with {provider}"
                 st.button(label, key=f"auth_login_{provider}", type="primary",
                           on_click=st.login, args=() if provider is None else (provider,))
@@ -218,34 +204,15 @@ def gate() -> None:
 def _hosting_sidebar(s: Store) -> None:
     current = workspaces.mode()
     if current == "demo":
-        workspace_id = st.session_state.get("_workspace", "")
-        st.caption(f"Demo workspace **{workspace_id[:8]}…** — keep this page's link to come back to it; "
-                   "nobody else can open it without the link.")
-        st.caption("Demo limits: " + workspaces.Quotas.from_env().describe())
+        lines = status_lines.demo_lines(st.session_state.get("_workspace", ""))
+        for line in lines[:2]:
+            st.caption(line)
         st.button("New workspace", key="ws_new_sidebar", on_click=_start_new_workspace)
-        if not config.setting("VISION_TRAINING_KEY"):
-            st.caption("Azure Custom Vision: off in this demo (the host has set no keys).")
+        for line in lines[2:]:
+            st.caption(line)
     elif current == "team":
         st.caption("Signed in as " + plain(st.session_state.get('_user', '?')))
         st.button("Log out", key="auth_logout", on_click=st.logout)
-
-
-_MARKDOWN = re.compile(r"([\\`*_\[\]<>$~|#{}!]|(?<=[Ww]{3})\.|@)|(:)(?=[A-Za-z_/])|^(\s*)([-+=>]|\d+(?=[.)]))",
-                       re.MULTILINE)
-
-
-def plain(text: object) -> str:
-    """User text (prompts, tag / slice / file names, error messages) made safe for any Streamlit element
-    that renders markdown: every markdown and HTML character is backslash-escaped, so the text shows as
-    typed — an ``![x](http://…)`` is never an image, a ``<b>`` never a tag, ``:red[x]`` never colour —
-    and every known secret value is masked (:func:`core.redact.redact`)."""
-    def escape(m: re.Match) -> str:
-        if m.group(1) or m.group(2):
-            return "\\" + (m.group(1) or m.group(2))
-        lead, mark = m.group(3), m.group(4)
-        return lead + (mark + "\\" if mark[0].isdigit() else "\\" + mark)
-
-    return _MARKDOWN.sub(escape, redact(text))
 
 
 @contextmanager
@@ -264,43 +231,8 @@ def sidebar() -> None:
         st.caption("Store")
         st.code(str(s.root), language=None)
         st.caption(f"Device: **{device()}**")
-        running = jobs.list_jobs(s, status="running", limit=5)
-        queued = jobs.list_jobs(s, status="queued", limit=50)
-        st.caption(f"Jobs: {len(running)} running, {len(queued)} queued")
-        from core.run import cluster
-
-        st.caption(cluster.describe_status(cluster.engine_status()))
-        azure = config.setting("VISION_TRAINING_KEY")
-        st.caption(f"Azure Custom Vision key: {config.mask(azure)}")
-
-
-_STEP = re.compile(r"step (\d+)/(\d+)")
-
-
-def _units(job: dict) -> float:
-    """Work done in items, counting the steps of the item in progress (``… step 3/25``)."""
-    m = _STEP.search(job.get("message") or "")
-    part = int(m.group(1)) / max(int(m.group(2)), 1) if m else 0.0
-    return job["done"] + min(part, 1.0)
-
-
-def rate_text(job: dict, first: Optional[tuple[float, float]], clock: float) -> tuple[str, Optional[tuple]]:
-    """Rate and ETA from work only: ``first`` is ``(clock, units)`` of the first poll that saw work under
-    way (None before); a model load is its own phase (the job's message says ``loading …``) and never
-    counts toward the rate. Returns the text and the ``first`` to keep for the next poll."""
-    if (job.get("message") or "").startswith("loading"):
-        return " · loading the model", None
-    units = _units(job)
-    if units <= 0 and first is None:
-        return "", None
-    if first is None:
-        return " · measuring the rate…", (clock, units)
-    elapsed = clock - first[0]
-    if elapsed < 0.5 or units <= first[1]:
-        return " · measuring the rate…", first
-    rate = (units - first[1]) / elapsed
-    remaining = max(job["total"] - units, 0) / rate
-    return f" · {rate:.2f}/s · ETA {remaining:.0f} s", first
+        for line in status_lines.sidebar_lines(s):
+            st.caption(line)
 
 
 def _rate(job: dict) -> str:
@@ -321,20 +253,15 @@ def job_status(job_id: int, *, key: str, on_done: Callable[[dict], None] | None 
         s = store()
         job = jobs.get_job(s, job_id)
         status = job["status"]
-        total = max(job["total"], 1)
         label = f"Job {job_id} ({job['kind']}): {status} — {job['done']}/{job['total']} {plain(job['message'])}"
         if status in jobs.ACTIVE:
-            st.progress(min(job["done"] / total, 1.0), text=label + _rate(job))
+            st.progress(min(job["done"] / max(job["total"], 1), 1.0), text=label + _rate(job))
             if st.button("Cancel", key=f"{key}-cancel-{job_id}"):
                 jobs.cancel(s, job_id)
                 st.rerun(scope="fragment")
             return
-        if status == "done":
-            st.success(label)
-        elif status == "cancelled":
-            st.warning(label)
-        else:
-            st.error(f"Job {job_id} failed: {plain(job['error'])}")
+        ended = {"done": st.success, "cancelled": st.warning}.get(status)
+        ended(label) if ended else st.error(f"Job {job_id} failed: {plain(job['error'])}")
         seen = st.session_state.setdefault("_jobs_seen_finished", set())
         if job_id not in seen:
             seen.add(job_id)
@@ -353,15 +280,6 @@ def progress_bar(bar, what: str) -> Callable[[int, int, str], None]:
     return update
 
 
-def wait_for(job_id: int, timeout: float = 60) -> dict:
-    """Block until a job ends (used where a page must show a result in the same run, and in tests)."""
-    return jobs.wait(store(), job_id, timeout=timeout)
-
-
-def elapsed(since: float) -> str:
-    return f"{time.monotonic() - since:.1f} s"
-
-
 # -- image gallery (Generate page) ---------------------------------------------------------------
 
 def paginate(total: int, *, key: str, page_size: int = 12) -> tuple[int, int]:
@@ -373,28 +291,31 @@ def paginate(total: int, *, key: str, page_size: int = 12) -> tuple[int, int]:
     return (min(page, pages) - 1) * page_size, page_size
 
 
-def image_caption(image: dict) -> str:
-    """Prompt and seed for a generated image; the original file name for an imported one."""
-    p = image.get("provenance") or {}
-    if image["source"] == "synthetic":
-        return f"{p.get('prompt') or '(no prompt)'} · seed {p.get('seed')}"
-    return f"{image['source']}: {p.get('original_name') or image['id'][:12]}"
+def gallery(s: Store, tags: list[str], *, key: str = "gal", columns: int = 4) -> None:
+    """The Generate page's gallery: tag, source and rejected filters over a page of images in a grid, each with
+    its caption and a Reject / Restore button (the file stays on disk)."""
+    from core.store.records import SOURCES
 
-
-def gallery(s: Store, images: list[dict], *, key: str, columns: int = 4) -> None:
-    """Images in a grid, each with its caption and a Reject / Restore button (the file stays on disk)."""
-    if not images:
-        st.info("No images match these filters yet.")
-        return
-    cols = st.columns(columns)
-    for n, image in enumerate(images):
-        with cols[n % columns]:
-            st.image(image["path"], width="stretch")
-            prefix = "**rejected** · " if image["rejected"] else ""
-            st.caption(f"{prefix}{plain(image['tag'])} · {plain(image_caption(image))}")
-            if st.button("Restore" if image["rejected"] else "Reject", key=f"{key}-{image['id']}"):
-                s.set_rejected(image["id"], not image["rejected"])
-                st.rerun()
+    f1, f2, f3 = st.columns(3)
+    tag, source = f1.selectbox("Tag", ["all"] + tags, key="gal_tag"), f2.selectbox("Source", ["all", *SOURCES], key="gal_source")
+    show_rejected = f3.checkbox("Show rejected", value=True, key="gal_rejected")
+    with user_errors():
+        tag_arg, source_arg = (None if tag == "all" else tag), (None if source == "all" else source)
+        total = s.count_images(tag_arg, source_arg, include_rejected=show_rejected)
+        st.caption(f"{total} image(s)")
+        offset, limit = paginate(total, key=f"gal_page_{tag}_{source}_{show_rejected}")
+        images = s.list_images(tag_arg, source_arg, include_rejected=show_rejected, limit=limit, offset=offset)
+        if not images:
+            st.info("No images match these filters yet.")
+        cols = st.columns(columns) if images else []
+        for n, image in enumerate(images):
+            with cols[n % columns]:
+                st.image(image["path"], width="stretch")
+                st.caption(("**rejected** · " if image["rejected"] else "")
+                           + f"{plain(image['tag'])} · {plain(captions.image_caption(image))}")
+                if st.button("Restore" if image["rejected"] else "Reject", key=f"{key}-{image['id']}"):
+                    s.set_rejected(image["id"], not image["rejected"])
+                    st.rerun()
 
 
 # -- Azure Custom Vision (Train page) --------------------------------------------------------------
@@ -407,16 +328,11 @@ def label_issue_gallery(s: Store, issues: list[dict], *, key: str, limit: int = 
         st.caption("No suspected wrong labels.")
         return
     columns = st.columns(4)
-    for n, issue in enumerate(issues[:limit]):
-        image = s.query_one("SELECT id, rejected FROM images WHERE id = ?", (issue["image"],))
-        if image is None:
-            continue
+    for n, issue, rejected, caption in label_issues.gallery_items(s, issues, limit):
         with columns[n % 4]:
-            st.image(str(s.image_file(issue["image"])), width=96,
-                     caption=plain(f"{issue['tag']} → {issue['suggested']}? ({issue['score']:.2f})"
-                                   + (" · rejected" if image["rejected"] else "")))
+            st.image(str(s.image_file(issue["image"])), width=96, caption=plain(caption))
             with user_errors():
-                if st.button("Reject", key=f"{key}-reject-{n}", disabled=bool(image["rejected"])):
+                if st.button("Reject", key=f"{key}-reject-{n}", disabled=rejected):
                     s.set_rejected(issue["image"])
                     st.rerun()
                 if st.button(f"Relabel as {issue['suggested']}", key=f"{key}-relabel-{n}"):
@@ -433,19 +349,12 @@ def azure_panel(s: Store, slice_refs: list, params: dict) -> None:
 
     info = azure_status.panel(s, slice_refs, params)
     connection = info["connection"]
-    if connection["ok"]:
-        st.success(f"Azure Custom Vision: {plain(connection['message'])} · predictions: "
-                   f"{plain(connection['prediction'])}")
-    else:
-        st.error(f"Azure Custom Vision: {plain(connection['message'])}")
+    (st.success if connection["ok"] else st.error)(plain(azure_status.connection_line(connection)))
     plan = info["plan"]
     if info["plan_error"]:
         st.error(plain(info["plan_error"]))
     elif plan:
-        st.caption(f"Quota plan, tier {plan['tier']}: {plan['projects']} new project(s) "
-                   f"(one per nested series), {plan['iterations']} iteration(s), {plan['images']} image(s), "
-                   f"{plan['tags']} tag(s)" + (f"; the resource has {plan['resource_projects']} project(s)"
-                                              if plan["resource_projects"] is not None else ""))
+        st.caption(azure_status.plan_caption(plan))
         for message in plan["errors"]:
             st.error(plain(message))
         for message in plan["warnings"]:
@@ -467,8 +376,6 @@ def azure_panel(s: Store, slice_refs: list, params: dict) -> None:
 def link(page: str, label: str, icon: str | None = None) -> None:
     """A link to another page of the app (``pages/x.py``); a plain caption where the page is run on its own
     (AppTest of one page file has no navigation to link into)."""
-    from streamlit.errors import StreamlitPageNotFoundError
-
     try:
         st.page_link(page, label=label, icon=icon)
     except StreamlitPageNotFoundError:
@@ -477,8 +384,6 @@ def link(page: str, label: str, icon: str | None = None) -> None:
 
 def go(page: str) -> None:
     """Switch to another page of the app; a no-op where the page runs on its own."""
-    from streamlit.errors import StreamlitPageNotFoundError
-
     try:
         st.switch_page(page)
     except StreamlitPageNotFoundError:
@@ -498,3 +403,109 @@ def batch_progress(job_ids: list[int], *, key: str, unit: str = "images") -> Non
         st.progress(min(batch["done"] / max(batch["total"], 1), 1.0), text=text)
 
     _show()
+
+
+# -- page adapters: the Train page's run card and quick test, the Results page's charts and report ---------
+
+def report_box(s: Store, run_ids: list[int], comparisons: list) -> None:
+    """Build the HTML report of these runs (and the comparisons picked for it), then offer its download."""
+    from pathlib import Path
+
+    from core.views.report import default_report_path, write_report
+
+    if st.button("Build report", key="build-report", type="primary"):
+        with user_errors(), st.spinner("Writing the report…"):
+            st.session_state["results-report"] = str(write_report(s, default_report_path(s), run_ids=run_ids,
+                                                                  comparisons=comparisons))
+    if st.session_state.get("results-report"):
+        report = Path(st.session_state["results-report"])
+        st.success(f"Report written to {plain(report)}")
+        st.download_button("Download report (HTML)", lambda: report.read_bytes(), file_name=report.name,
+                           mime="text/html", key="report-download", on_click="ignore", icon=":material/download:")
+
+
+def chart(fig, key: str, **select):
+    """A chart with its HTML download (plotly.js embedded); PNG via the chart toolbar's camera button."""
+    event = st.plotly_chart(fig, key=key, config={"displaylogo": False, "toImageButtonOptions": {"filename": key}},
+                            **select)
+    st.download_button("Download chart (HTML)", lambda: fig.to_html(include_plotlyjs=True), file_name=f"{key}.html",
+                       mime="text/html", key=f"{key}-html", on_click="ignore", icon=":material/download:")
+    return event
+
+
+def run_card(result: dict, figure) -> None:
+    """One scored run: headline numbers, the per-tag table and the confusion ``figure``."""
+    from core.views import run_views
+
+    with st.container(border=True, key="tr_card_box"):
+        for column, (label, value) in zip(st.columns(3), run_views.card_metrics(result)):
+            column.metric(label, value, help="on the test photos" if label == "Accuracy" else None)
+        left, right = st.columns([2, 3])
+        left.dataframe(run_views.card_tag_rows(result), hide_index=True, width="stretch", key="tr_card_tags")
+        right.plotly_chart(figure, key="tr_card_confusion")
+        if result.get("stale"):
+            st.caption("Scored on an older set of test photos; it is scored again automatically.")
+
+
+def quick_test_photo(s: Store) -> str | bytes | None:
+    """The quick test's photo: a stored test photo's id, or an upload's bytes (never stored); None yet."""
+    from core.views import run_views
+
+    if st.radio("Photo", run_views.PHOTO_SOURCES, horizontal=True, key="qt_where") == run_views.PHOTO_SOURCES[1]:
+        upload = st.file_uploader("Drop a photo", type=list(run_views.UPLOAD_TYPES), key="qt_upload")
+        return upload.getvalue() if upload else None
+    labels = run_views.test_photo_labels(s)
+    if not labels:
+        st.info("No test photos: add some on the Data page (role: test), or drop a photo instead.")
+        return None
+    return st.selectbox("Test photo", list(labels), format_func=labels.get, key="qt_image")
+
+
+def local_params(c2, c3) -> dict:
+    """The Train page's local-backend controls (encoder in ``c2``, mode in ``c3``, parameters in an
+    expander) as training parameters."""
+    from core.train.backends.local import MODE_LABELS
+    from core.views import run_views
+
+    choice = c2.selectbox("Encoder", run_views.ENCODER_CHOICES, key="tr_encoder")
+    path = c2.text_input("Folder or hub id", key="tr_encoder_path") if choice == run_views.OTHER else ""
+    params: dict = {"encoder": run_views.encoder_param(choice, path)}
+    cnn = choice == run_views.CNN
+    if not cnn:
+        params["mode"] = c3.selectbox("Mode", list(MODE_LABELS), format_func=MODE_LABELS.get, key="tr_mode")
+    else:
+        st.caption(run_views.CNN_NOTE)
+        if c3.checkbox("Train at the slice's own size (up to 1024 px)", key="tr_native"):
+            params["image_size"] = "native"
+    with st.expander("Parameters"):
+        p1, p2, p3 = st.columns(3)
+        params["seed"] = p1.number_input("Seed", value=0, step=1, key="tr_seed")
+        if cnn or params.get("mode") == "finetune":
+            params["epochs"] = p2.number_input("Epochs", 1, 1000, run_views.default_epochs(choice), key=f"tr_epochs_{cnn}")
+        if not cnn and params.get("mode", "probe") == "probe":
+            params["C"] = p3.number_input("C (inverse regularisation)", 1e-4, 1e4, 1.0, format="%.4g", key="tr_c")
+    return params
+
+
+def image_picker(s: Store, shown: list[dict], flips: dict[str, int], *, key: str) -> None:
+    """The Results page's test images, eight a row, each with its flip count and a Pick button that puts
+    its id in ``st.session_state[key]``."""
+    for row in range(0, len(shown), 8):
+        for col, im in zip(st.columns(8), shown[row:row + 8]):
+            col.image(str(s.image_file(im["image"])), caption=f"{plain(im['tag'])} · {flips.get(im['image'], 0)}×",
+                      width="stretch")
+            picked = im["image"] == st.session_state[key]
+            if col.button("Picked" if picked else "Pick", key=f"pick-{im['image']}",
+                          type="primary" if picked else "secondary", width="stretch"):
+                st.session_state[key] = im["image"]
+                st.rerun()
+
+
+def score_button(s: Store, label: str, key: str, run_ids: list[int] | None = None) -> None:
+    """A button that scores ``run_ids`` (default: every finished run) on the test photos now, then reruns."""
+    from core.analysis import autoeval
+
+    if st.button(label, key=key):
+        with user_errors(), st.spinner("Scoring the test images…"):
+            autoeval.rescore(s, run_ids)
+            st.rerun()

@@ -4,11 +4,10 @@ reject and restore, and what an upload rejected with its reason."""
 import streamlit as st
 
 from core import ui
-from core.analysis import autoeval
-from core.data.ingest import import_uploads
-from core.flows import experiment
+from core.flows import experiment, imports
+from core.redact import plain
+from core.views import captions
 
-FROM_FOLDERS = "(from the zip's tag-named folders)"
 ROLES = {"real": "real (may enter slices)", "test": "test (only scores runs)"}
 THUMBS = 16
 
@@ -21,25 +20,20 @@ tags = store.tag_names()
 with st.container(border=True, key="dv_upload_box"):
     st.subheader("Add photos")
     c1, c2 = st.columns(2)
-    tag = c1.selectbox("Into tag", [FROM_FOLDERS, *tags], index=1 if tags else 0, key="dv_tag")
+    tag = c1.selectbox("Into tag", [imports.FROM_FOLDERS, *tags], index=1 if tags else 0, key="dv_tag")
     role = c2.radio("Role", list(ROLES), format_func=ROLES.get, horizontal=True, key="dv_role")
     upload_key = f"dv_files_{st.session_state.get('dv_round', 0)}"
     files = st.file_uploader("Drop photos here, or a .zip of tag-named folders", accept_multiple_files=True,
                              key=upload_key)
     if st.button("Import", type="primary", disabled=not files, key="dv_import"):
         with ui.user_errors():
-            result = import_uploads(store, [(f.name, f.getvalue()) for f in files],
-                                    None if tag == FROM_FOLDERS else tag, role)
-            if role == "test" and result["imported"]:
-                autoeval.submit_if_needed(store)  # the test set changed: score the finished runs again
-            st.session_state["dv_result"] = {**result, "role": role}
+            st.session_state["dv_result"] = imports.import_photos(store, [(f.name, f.getvalue()) for f in files], tag,
+                                                                  role)
             st.session_state["dv_round"] = st.session_state.get("dv_round", 0) + 1
             st.rerun()
     result = st.session_state.get("dv_result")
     if result:
-        created = f" · created tags: {ui.plain(', '.join(result['created_tags']))}" if result["created_tags"] else ""
-        st.success(f"Imported {result['imported']} {result['role']} photo(s) · duplicates {result['duplicates']} · "
-                   f"rejected {len(result['rejected'])}{created}")
+        st.success(plain(imports.summary(result, with_role=True)))
         if result["rejected"]:
             st.caption("Rejected on upload, with the reason:")
             st.dataframe([{"file": r["path"], "reason": r["reason"]} for r in result["rejected"]],
@@ -58,7 +52,7 @@ st.dataframe([{"tag": t, **{s: c[s]["kept"] for s in c}, "rejected": sum(v["reje
 show_rejected = st.toggle("Show rejected photos", value=True, key="dv_show_rejected")
 for name, by_source in counts.items():
     total = sum(v["kept"] for v in by_source.values())
-    with st.expander(f"{ui.plain(name)} · {total} photo(s)", expanded=len(counts) <= 4):
+    with st.expander(f"{plain(name)} · {total} photo(s)", expanded=len(counts) <= 4):
         for source, n in by_source.items():
             shown_n = n["kept"] + (n["rejected"] if show_rejected else 0)
             if not shown_n:
@@ -70,8 +64,7 @@ for name, by_source in counts.items():
             for n_image, image in enumerate(images):
                 with cols[n_image % 8]:
                     st.image(image["path"], width="stretch")
-                    label = ("rejected · " if image["rejected"] else "") + ui.image_caption(image).rsplit("/", 1)[-1]
-                    st.caption(ui.plain(label[:40]))
+                    st.caption(plain(captions.short_caption(image)))
                     if st.button("Restore" if image["rejected"] else "Reject", key=f"dv_{source}-{image['id']}"):
                         store.set_rejected(image["id"], not image["rejected"])
                         st.rerun()

@@ -6,6 +6,7 @@ import streamlit as st
 from core import config, ui
 from core.analysis import diagnostics
 from core.data.slicing import parse_ints
+from core.redact import plain
 from core.views import diagnostic_views
 
 MAX_CLUSTERS = 12
@@ -43,7 +44,7 @@ if result is None:
     st.stop()
 
 st.subheader("Per tag")
-st.caption(f"Diagnosis {result['job']} ({result.get('finished', '')}), encoder {ui.plain(result['encoder']['name'])}; "
+st.caption(f"Diagnosis {result['job']} ({result.get('finished', '')}), encoder {plain(result['encoder']['name'])}; "
            f"diversity and Fréchet distance at {result['embedding_size']} px.")
 st.dataframe(pd.DataFrame(diagnostic_views.summary_rows(result)), hide_index=True, key="dg_table")
 with st.expander("How to read these numbers"):
@@ -64,7 +65,7 @@ with st.expander("How to read these numbers"):
         "199 permutations), and *trace found* means the AUC lies beyond it.")
 for tag, r in result["tags"].items():
     for metric, reason in r.get("notes", {}).items():
-        st.caption(f"**{ui.plain(tag)}** · {metric}: {ui.plain(reason)}")
+        st.caption(f"**{plain(tag)}** · {metric}: {plain(reason)}")
 
 if result.get("spectrum"):
     st.subheader("Power spectrum")
@@ -94,7 +95,7 @@ for tag, r in result["tags"].items():
     if not clusters:
         continue
     any_cluster = True
-    st.markdown(f"**{ui.plain(tag)}** — {len(clusters)} cluster(s)")
+    st.markdown(f"**{plain(tag)}** — {len(clusters)} cluster(s)")
     for n, cluster in enumerate(clusters[:MAX_CLUSTERS]):
         images = diagnostics.cluster_images(store, cluster)
         if not images:

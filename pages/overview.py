@@ -6,6 +6,7 @@ import streamlit as st
 from core import ui
 from core.data.slicing import parse_ints
 from core.flows import experiment, experiment_run
+from core.redact import plain
 from core.train import training
 
 st.title("Overview")
@@ -72,7 +73,7 @@ def cut_slices() -> None:
     out = experiment.cut_preset(store, preset())
     arms = ", ".join(f"{name}: {a['slices']} slices ({a['created']} new)" for name, a in out["arms"].items())
     st.session_state["ov_message"] = [("success", f"Preset slices ready — {arms}")] + [
-        ("warning", f"{name} not cut: {ui.plain(why)}") for name, why in out["skipped"].items()]
+        ("warning", f"{name} not cut: {plain(why)}") for name, why in out["skipped"].items()]
 
 
 st.subheader("Next")
@@ -81,7 +82,7 @@ go_next = st.button(nxt.label, type="primary", key="ov_next", icon=":material/pl
 with ui.user_errors():
     if add_tags:
         changed = experiment.add_preset_tags(store, preset())
-        st.session_state["ov_message"] = [("success", f"Tags added or given prompts: {ui.plain(', '.join(changed) or 'none')}")]
+        st.session_state["ov_message"] = [("success", f"Tags added or given prompts: {plain(', '.join(changed) or 'none')}")]
         st.rerun()
     if cut:
         cut_slices()

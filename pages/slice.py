@@ -2,15 +2,12 @@
 
 import streamlit as st
 
-from core import config, ui
-from core.analysis import autoeval
-from core.data import filtering, slice_export, slicing
-from core.data.ingest import import_uploads
-from core.data.repeats import overlap_note
+from core import ui
+from core.data import slice_export, slicing
+from core.flows import imports
+from core.redact import plain
 from core.store.imaging import resized
-
-FROM_FOLDERS = "(from the zip's tag-named folders)"
-PREVIEW = 24
+from core.views import slice_form
 
 st.title("Slice")
 ui.link("pages/data.py", "See every photo per tag on the Data page", icon=":material/photo_library:")
@@ -22,7 +19,7 @@ tags = store.tag_names()
 # -- import --------------------------------------------------------------------------------------
 st.subheader("Import photos")
 c1, c2 = st.columns(2)
-tag = c1.selectbox("Tag", [FROM_FOLDERS, *tags], index=1 if tags else 0, key="import_tag")
+tag = c1.selectbox("Tag", [imports.FROM_FOLDERS, *tags], index=1 if tags else 0, key="import_tag")
 source = c2.radio("Role", ["real", "test", "synthetic"], horizontal=True, key="import_source",
                   help="real photos may enter slices; test photos are only used to evaluate; synthetic: "
                        "images made by another tool (ComfyUI, A1111, a cloud API)")
@@ -34,19 +31,14 @@ files = st.file_uploader("Photos, or a .zip of tag-named folders", accept_multip
 if st.button("Import", disabled=not files, key="import"):
     with ui.user_errors():
         bar = st.progress(0.0, text="importing")
-        st.session_state["import_result"] = import_uploads(
-            store, [(f.name, f.getvalue()) for f in files], None if tag == FROM_FOLDERS else tag, source,
-            generator=generator, progress=lambda done, total, label: bar.progress(
-                done / max(total, 1), text=f"importing {done}/{total}"))
-        if source == "test" and st.session_state["import_result"]["imported"]:
-            autoeval.submit_if_needed(store)  # the test set changed: score the finished runs again
+        st.session_state["import_result"] = imports.import_photos(
+            store, [(f.name, f.getvalue()) for f in files], tag, source, generator=generator,
+            progress=lambda done, total, label: bar.progress(done / max(total, 1), text=f"importing {done}/{total}"))
         st.session_state["upload_round"] = st.session_state.get("upload_round", 0) + 1
         st.rerun()
 result = st.session_state.get("import_result")
 if result:
-    created = f" · created tags: {ui.plain(', '.join(result['created_tags']))}" if result["created_tags"] else ""
-    st.success(f"Imported {result['imported']} · duplicates {result['duplicates']} · "
-               f"rejected {len(result['rejected'])}{created}")
+    st.success(plain(imports.summary(result)))
     if result["rejected"]:
         st.dataframe(result["rejected"], hide_index=True, width="stretch")
 
@@ -60,22 +52,9 @@ st.dataframe([{"tag": t["name"], **t["counts"]} for t in store.list_tags()], hid
 
 # -- build a sweep -------------------------------------------------------------------------------
 st.subheader("Build a sweep")
-preset = slicing.EXPERIMENT_PRESET
-defaults = {"sl_name": preset["name"], "sl_counts": "10, 30, 50", "sl_sizes": "256", "sl_real": 0.0,
-            "sl_repeats": 1, "sl_seed": 0, "sl_tags": []}
-for k, v in defaults.items():
+for k, v in slice_form.DEFAULTS.items():
     st.session_state.setdefault(k, v)
-
-
-def use_preset() -> None:
-    st.session_state.update(
-        sl_name=preset["name"], sl_counts=", ".join(map(str, preset["counts"])),
-        sl_sizes=", ".join(map(str, preset["sizes"])), sl_real=preset["real_fraction"],
-        sl_repeats=preset["repeats"], sl_seed=preset["seed"])
-
-
-st.button("Use the experiment's preset: 10, 30, 50, 120, 170, 200 per tag at 1024 and 256 px",
-          on_click=use_preset, key="preset")
+st.button(slice_form.PRESET_LABEL, on_click=lambda: st.session_state.update(slice_form.preset_values()), key="preset")
 c1, c2, c3 = st.columns(3)
 name = c1.text_input("Name", key="sl_name", max_chars=slicing.NAME_MAX)
 counts = c2.text_input("Images per tag", key="sl_counts", help="comma-separated, e.g. 10, 30, 50")
@@ -86,34 +65,27 @@ repeats = c2.number_input("Repeats", 1, slicing.MAX_REPEATS, key="sl_repeats")
 seed = c3.number_input("Seed", 0, 2**31 - 1, key="sl_seed")
 c1, c2, c3 = st.columns(3)
 chosen = c1.multiselect("Tags (none = all)", tags, key="sl_tags")
-fit = c2.selectbox("Fit", ["crop", "pad", "stretch"], key="sl_fit")
-resample = c3.selectbox("Resample", ["lanczos", "bicubic", "bilinear", "box", "hamming", "nearest"],
-                        key="sl_resample")
+fit = c2.selectbox("Fit", slice_form.FIT_CHOICES, key="sl_fit")
+resample = c3.selectbox("Resample", slice_form.RESAMPLE_CHOICES, key="sl_resample")
 
 with st.expander("Filter synthetic images (recorded in the slice's spec)"):
     c1, c2, c3 = st.columns(3)
     dedupe = c1.checkbox("Drop near-duplicates", key="sl_dedupe")
     relabelled = c1.checkbox("Drop suspected wrong labels", key="sl_label_issues")
-    min_p = c2.number_input("Min zero-shot probability of own tag (0 = off)", 0.0, 0.99, step=0.05,
-                            key="sl_min_p")
+    min_p = c2.number_input("Min zero-shot probability of own tag (0 = off)", 0.0, 0.99, step=0.05, key="sl_min_p")
     clip = c3.text_input("CLIP model for the zero-shot filter", key="sl_clip", placeholder="openai/clip-vit-base-patch32 (default)")
-the_filter = filtering.FilterSpec(min_own_tag_probability=min_p or None, drop_near_duplicates=dedupe,
-                                  clip_model=clip or None, drop_label_issues=relabelled) if dedupe or min_p or relabelled else None
 specs = []
 with ui.user_errors():
-    specs = slicing.sweep(name, slicing.parse_ints(counts), slicing.parse_sizes(sizes), fit=fit,
-                          resample=resample, real_fraction=float(real), repeats=int(repeats), seed=int(seed),
-                          tags=tuple(chosen), filter=the_filter)
-    azure = bool(config.setting("VISION_TRAINING_KEY"))  # Azure's floors only matter to those who use it
-    for warning in dict.fromkeys(w for spec in specs for w in slicing.plan_warnings(store, spec, azure=azure)):
-        st.warning(ui.plain(warning))
+    specs = slicing.sweep(name, slicing.parse_ints(counts), slicing.parse_sizes(sizes), fit=fit, resample=resample,
+                          real_fraction=float(real), repeats=int(repeats), seed=int(seed), tags=tuple(chosen),
+                          filter=slice_form.filter_spec(dedupe, min_p, clip, relabelled))
+    for warning in slice_form.warnings(store, specs):
+        st.warning(plain(warning))
 if st.button("Build slices", type="primary", disabled=not specs, key="build"):
     with ui.user_errors():
-        built = slicing.build_sweep(store, specs)
-        new = sum(s["created"] for s in built)
-        st.success(f"{len(built)} slices ready ({new} new, {len(built) - new} already there)")
-        for note in dict.fromkeys(f"{b['count_per_tag']} per tag: {n}" for b in built
-                                  if (n := overlap_note(b.get("repeat_overlap")))):
+        done, notes = slice_form.built_summary(slicing.build_sweep(store, specs))
+        st.success(done)
+        for note in notes:
             st.warning(note)
 
 # -- slices --------------------------------------------------------------------------------------
@@ -123,28 +95,21 @@ if not table:
     st.info("No slices yet.")
     st.stop()
 st.dataframe(table, hide_index=True, width="stretch")
-
-labels = {r["id"]: f"#{r['id']} {r['name']} · {r['count/tag']}/tag · {r['size']} px · repeat {r['repeat']}"
-          for r in table}
+labels = slice_form.preview_labels(table)
 picked = st.selectbox("Preview", list(labels), format_func=labels.get, key="preview")
 members = slicing.slice_members(store, picked)
-shown = members[:PREVIEW]
-st.image([resized(store, m["id"], 128) for m in shown],
-         caption=[f"{ui.plain(m['tag'])} · {m['source']}" for m in shown], width=128)
+shown = members[:slice_form.PREVIEW]
+st.image([resized(store, m["id"], 128) for m in shown], caption=[f"{plain(m['tag'])} · {m['source']}" for m in shown],
+         width=128)
 st.caption(f"{len(shown)} of {len(members)} images shown.")
-chosen_slice = next(r for r in table if r["id"] == picked)
 if st.button("Prepare the export zip", key="export_prepare"):
     bar = st.progress(0.0, text="Exporting…")
     with ui.user_errors():
-        data = slice_export.export_bytes(store, picked, progress=ui.progress_bar(bar, "Exporting"))
-        st.session_state["export_zip"] = (picked, data)
+        st.session_state["export_zip"] = (picked, slice_export.export_bytes(store, picked,
+                                                                             progress=ui.progress_bar(bar, "Exporting")))
     bar.empty()
 ready = st.session_state.get("export_zip")
 if ready and ready[0] == picked:
-    st.download_button(
-        "Download as a Hugging Face imagefolder zip",
-        data=ready[1],
-        file_name=f"slice-{picked}-{chosen_slice['hash']}.zip",
-        mime="application/zip",
-        key="export",
-    )
+    chosen_slice = next(r for r in table if r["id"] == picked)
+    st.download_button("Download as a Hugging Face imagefolder zip", data=ready[1], mime="application/zip",
+                       file_name=f"slice-{picked}-{chosen_slice['hash']}.zip", key="export")

@@ -49,6 +49,27 @@ def submit_if_needed(store: Store) -> Optional[int]:
     return jobs.submit(store, KIND, dict(PARAMS))
 
 
+def after_import(store: Store, role: str, imported: int) -> Optional[int]:
+    """The rule for a changed test set: importing test photos makes every result stale, so the finished runs
+    are queued to be scored again (the follow-on job). Other roles change nothing. Returns the job id, if any."""
+    if role == "test" and imported:
+        return submit_if_needed(store)
+    return None
+
+
+def stale_runs(results: Iterable[dict]) -> list[int]:
+    """The runs of ``results`` scored on an older set of test photos."""
+    return [r["run"] for r in results if r.get("stale")]
+
+
+def rescore(store: Store, run_ids: Optional[Iterable[int]] = None) -> None:
+    """Score these runs (default: every finished run) now, in the foreground, on the current test photos
+    (the Results page's *Evaluate* and *Re-evaluate* for stale results)."""
+    from core.analysis.evaluation import evaluate
+
+    evaluate(store, None if run_ids is None else list(run_ids))
+
+
 def evaluate_runs(store: Store, run_ids: Iterable[int]) -> dict:
     """Score these runs, each on its own, where they are done and not yet scored on the current test
     photos. Returns ``{"evaluated": [run ids], "errors": {run id: message}}``; no test photos, nothing to do."""

@@ -37,6 +37,7 @@ from core.data.similarity import MAX_HAMMING as DUPLICATE_THRESHOLD  # noqa: E40
 from core.data.similarity import MIN_CORRELATION as DUPLICATE_MIN_CORRELATION  # noqa: E402
 from core.errors import InvalidInput, UserError
 from core.progress import Progress
+from core.store.records import DiagnosisRecord
 
 MAX_SIZE = 4096
 
@@ -250,7 +251,7 @@ def check_request(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[i
 def diagnose(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] = (256,),
              encoder: Optional[str] = None, progress: Progress = None, *,
              duplicate_threshold: int = DUPLICATE_THRESHOLD,
-             duplicate_min_correlation: float = DUPLICATE_MIN_CORRELATION, spectrum: bool = True) -> dict:
+             duplicate_min_correlation: float = DUPLICATE_MIN_CORRELATION, spectrum: bool = True) -> DiagnosisRecord:
     """Diagnose the synthetic images of ``tags`` (default: every tag) against the real ones.
 
     Returns ``{"encoder", "sizes", "embedding_size", "duplicate_threshold", "duplicates": {thresholds},
@@ -378,7 +379,7 @@ def run_diagnosis(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[i
     return {"job": job_id, **job["result"]}
 
 
-def latest_diagnosis(store) -> Optional[dict]:
+def latest_diagnosis(store) -> Optional[DiagnosisRecord]:
     """The result of the most recent finished diagnosis (with ``job`` and ``finished``), or None."""
     from core.run import jobs
 

@@ -39,8 +39,8 @@ from core.data import repeats
 from core.errors import InvalidInput, StoreWriteFailed, UserError
 from core.progress import Progress
 from core.store.database import Store, png_bytes
-from core.store.records import now
-from core.train.backends import get_trainer
+from core.store.records import ResultRecord, now
+from core.train.backends.registry import get_trainer
 from core.train.training import get_run, list_runs
 
 NO_TEST_IMAGES = "no test images: import some with `import --source test`"
@@ -181,7 +181,7 @@ def _finished_runs(store: Store, run_ids: Iterable[int] | None) -> list[dict]:
     return runs
 
 
-def evaluate(store: Store, run_ids: list[int] | None = None, progress: Progress = None) -> list[dict]:
+def evaluate(store: Store, run_ids: list[int] | None = None, progress: Progress = None) -> list[ResultRecord]:
     """Score runs (default: every finished run) on all test images; store and return one result per run."""
     images = test_images(store)
     if not images:
@@ -205,7 +205,7 @@ def evaluate(store: Store, run_ids: list[int] | None = None, progress: Progress 
     return out
 
 
-def results(store: Store, run_ids: list[int] | None = None) -> list[dict]:
+def results(store: Store, run_ids: list[int] | None = None) -> list[ResultRecord]:
     """The stored evaluation results (metrics are not recomputed; arm, input size and repeat overlap are
     read fresh from the store), oldest run first; runs never evaluated are left out. ``stale`` is True
     where the test set changed since the run was evaluated."""

@@ -12,7 +12,7 @@ class CliUsageError(UserError):
     pass
 
 
-def _printer(what: str) -> Optional[Callable[[int, int, str], None]]:
+def progress_printer(what: str) -> Optional[Callable[[int, int, str], None]]:
     """Progress on stderr when it is a terminal (stdout stays for results and the JSON line)."""
     if not sys.stderr.isatty():
         return None

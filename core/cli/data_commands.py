@@ -33,7 +33,7 @@ def cmd_import(store: Store, a: argparse.Namespace) -> dict:
     from core.data.ingest import import_paths
 
     report = import_paths(store, a.paths, tag=a.tag, source=a.source, generator=a.generator,
-                          progress=common._printer("import"))
+                          progress=common.progress_printer("import"))
     print(f"imported {report['imported']}, duplicates {report['duplicates']}, rejected {len(report['rejected'])}")
     if report["created_tags"]:
         print(f"created tags (empty prompts): {', '.join(report['created_tags'])}")
@@ -46,7 +46,7 @@ def cmd_sample_clothing(store: Store, a: argparse.Namespace) -> dict:
     from core.data.samples import load_clothing_sample
 
     result = load_clothing_sample(store, per_tag=a.per_tag, test_per_tag=a.test_per_tag, size=a.size,
-                                  progress=common._printer("sample"), more_shoes=a.more_shoes, more_shirts=a.more_shirts)
+                                  progress=common.progress_printer("sample"), more_shoes=a.more_shoes, more_shirts=a.more_shirts)
     print(f"clothing sample from {result['source']}: imported {result['imported']}, "
           f"already there {result['duplicates']}; tags {', '.join(t['name'] for t in result['tags'])}")
     return result
@@ -93,6 +93,6 @@ def cmd_slice(store: Store, a: argparse.Namespace) -> dict:
 def cmd_slice_export(store: Store, a: argparse.Namespace) -> dict:
     from core.data.slice_export import export_slice
 
-    path = export_slice(store, a.slice, a.out, progress=common._printer("export"))
+    path = export_slice(store, a.slice, a.out, progress=common.progress_printer("export"))
     print(f"wrote {path}")
     return {"export": str(path)}

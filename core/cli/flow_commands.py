@@ -11,7 +11,7 @@ from core.store.database import Store
 
 def _stage_printer():
     """Each stage on its own stderr line (any stream); a terminal also gets the live counter."""
-    live = common._printer("experiment")
+    live = common.progress_printer("experiment")
     last = {"stage": None}
 
     def show(done: int, total: int, message: str = "") -> None:

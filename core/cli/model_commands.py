@@ -20,7 +20,7 @@ def cmd_generate(store: Store, a: argparse.Namespace) -> dict:
         strength=a.strength, expansion=a.expansion, scheduler=a.scheduler, fast_decode=a.fast_decode,
         compile=a.compile,
     )
-    result = generate(store, spec, progress=common._printer("generate"), workers=a.workers or 0)
+    result = generate(store, spec, progress=common.progress_printer("generate"), workers=a.workers or 0)
     print(f"generated {result['generated']}, skipped {result['skipped']} (job {result['job']})")
     return result
 
@@ -51,7 +51,7 @@ def cmd_train(store: Store, a: argparse.Namespace) -> dict:
     from core.run.cluster import engine
 
     with embedding_workers(a.workers):
-        runs = train(store, a.slices, backend=a.backend, params=params, progress=common._printer("train"))
+        runs = train(store, a.slices, backend=a.backend, params=params, progress=common.progress_printer("train"))
         runs = _with_accuracy(store, runs)
     for r in runs:
         score = f" accuracy {r['accuracy']:.3f}" if r.get("accuracy") is not None else ""
@@ -74,7 +74,7 @@ def _with_accuracy(store: Store, runs: list[dict]) -> list[dict]:
 def cmd_evaluate(store: Store, a: argparse.Namespace) -> dict:
     from core.analysis.evaluation import evaluate
 
-    results = evaluate(store, a.runs or None, progress=common._printer("evaluate"))
+    results = evaluate(store, a.runs or None, progress=common.progress_printer("evaluate"))
     for r in results:
         f1 = f"{r['macro_f1']:.3f}" if r.get("macro_f1") is not None else "-"
         lo, hi = r.get("accuracy_ci") or (float("nan"), float("nan"))
@@ -119,7 +119,7 @@ def cmd_diagnose(store: Store, a: argparse.Namespace) -> dict:
     from core.run.cluster import engine
 
     with embedding_workers(a.workers):
-        result = run_diagnosis(store, a.tags or None, a.sizes or [256], a.encoder, progress=common._printer("diagnose"))
+        result = run_diagnosis(store, a.tags or None, a.sizes or [256], a.encoder, progress=common.progress_printer("diagnose"))
     result = {**result, "engine": engine(a.workers or 0)}
 
     def aucs(values: dict, intervals: dict) -> str:

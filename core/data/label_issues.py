@@ -133,3 +133,14 @@ def label_issues_or_why(store, tags: Sequence[str], encoder: str | None, size: i
         return store_label_issues(store, tags, encoder, size), None
     except NotEnoughImages as exc:
         return [], str(exc)
+
+
+def gallery_items(store, issues: list[dict], limit: int) -> list[tuple[int, dict, bool, str]]:
+    """The first ``limit`` issues whose image is still stored, as ``(position, issue, rejected, caption)``."""
+    items = []
+    for n, issue in enumerate(issues[:limit]):
+        image = store.query_one("SELECT id, rejected FROM images WHERE id = ?", (issue["image"],))
+        if image is not None:
+            caption = f"{issue['tag']} → {issue['suggested']}? ({issue['score']:.2f})" + (" · rejected" if image["rejected"] else "")
+            items.append((n, issue, bool(image["rejected"]), caption))
+    return items

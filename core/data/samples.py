@@ -16,12 +16,12 @@ the sample again imports nothing new.
 from __future__ import annotations
 
 import gzip
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from core import config
 from core.errors import InvalidInput, SampleUnavailable
 from core.progress import Progress
 from core.run import demo_limits
@@ -66,7 +66,7 @@ def sample_tags(more_shoes: bool = False, more_shirts: bool = False) -> tuple[Sa
 
 
 def debian_dir() -> Path:
-    return Path(os.environ.get("SYNTHLAB_FASHION_DIR") or DEBIAN_DIR)
+    return Path(config.setting("SYNTHLAB_FASHION_DIR") or DEBIAN_DIR)
 
 
 def _debian_split(split: str) -> tuple[np.ndarray, np.ndarray] | None:

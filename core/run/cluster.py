@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from core import config
 from core.errors import UserError
 
 ADDRESS_SETTING = "SYNTHLAB_RAY_ADDRESS"
@@ -56,7 +57,7 @@ def available() -> bool:
 
 def address() -> Optional[str]:
     """The cluster to join (``SYNTHLAB_RAY_ADDRESS``), or None for a local Ray per job."""
-    value = (os.environ.get(ADDRESS_SETTING) or "").strip()
+    value = (config.setting(ADDRESS_SETTING) or "").strip()
     return value or None
 
 
@@ -211,7 +212,7 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 def local_cpus() -> int:
     """CPUs a local Ray gets: ``SYNTHLAB_RAY_CPUS`` or this machine's count."""
-    text = os.environ.get(CPUS_SETTING)
+    text = config.setting(CPUS_SETTING)
     if text:
         try:
             return max(1, int(text))
@@ -364,7 +365,7 @@ def size_workers(workers: int, resources: dict) -> Sizing:
     """One GPU each when the cluster has GPUs (and ``SYNTHLAB_DEVICE`` does not force the CPU), else the
     cluster's CPUs split evenly between the workers."""
     gpus = float(resources.get("GPU", 0) or 0)
-    forced = (os.environ.get("SYNTHLAB_DEVICE") or "").lower()
+    forced = (config.setting("SYNTHLAB_DEVICE") or "").lower()
     cpus = float(resources.get("CPU", 0) or 0)
     if gpus >= 1 and not forced.startswith("cpu"):
         if workers > gpus:
@@ -386,7 +387,7 @@ def _cpu_threads(share: float) -> int:
     the same pixels whatever the number of workers. ``SYNTHLAB_RAY_THREADS=share`` uses the share instead
     (faster when the share is larger; the pixels may then differ from a local run's in the last bit).
     """
-    text = (os.environ.get("SYNTHLAB_RAY_THREADS") or "").strip()
+    text = (config.setting("SYNTHLAB_RAY_THREADS") or "").strip()
     if text == "share":
         return max(1, int(share))
     if text.isdigit() and int(text) > 0:

@@ -23,6 +23,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
+from core import config
 from core.errors import JobCancelled, NotFound, UserError
 from core.redact import redact
 from core.run import registry, timeslice
@@ -62,7 +63,7 @@ def set_actor(name: Optional[str]) -> None:
 
 def actor() -> str:
     """Who is starting a job: the app's signed-in user, else ``SYNTHLAB_USER``, else the OS user."""
-    name = _actor.get() or os.environ.get("SYNTHLAB_USER")
+    name = _actor.get() or config.setting("SYNTHLAB_USER")
     if name:
         return name
     try:

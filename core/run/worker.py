@@ -25,12 +25,6 @@ from core.errors import UserError
 from core.run import jobs, workspaces
 
 LOCK_NAME = "worker.lock"
-
-
-class WorkerRunning(UserError):
-    """Another worker process already serves this home."""
-
-
 WORKER_KINDS = ("thread", "process")
 
 
@@ -38,10 +32,17 @@ def worker_kind() -> str:
     """``SYNTHLAB_WORKER``, else ``process`` for the hosted modes (many visitors: bench/visitors.py measured
     a thread worker losing over half its images/s to 50 polling sessions) and ``thread`` for one local user."""
     default = "process" if workspaces.mode() in ("demo", "team") else "thread"
-    kind = (os.environ.get("SYNTHLAB_WORKER") or default).strip().lower()
+    kind = (config.setting("SYNTHLAB_WORKER") or default).strip().lower()
     if kind not in WORKER_KINDS:
         raise UserError(f"SYNTHLAB_WORKER must be one of {', '.join(WORKER_KINDS)}, not {kind!r}")
     return kind
+
+
+class WorkerRunning(UserError):
+    """Another worker process already serves this home."""
+
+
+WORKER_KINDS = ("thread", "process")
 
 
 def lock_path(home: str | os.PathLike | None = None) -> Path:

@@ -70,7 +70,7 @@ def is_demo() -> bool:
 # -- quotas --------------------------------------------------------------------------------------
 
 def _env_int(name: str, default: int) -> int:
-    text = os.environ.get(name, "").strip()
+    text = (config.setting(name) or "").strip()
     if not text:
         return default
     try:
@@ -97,7 +97,7 @@ class Quotas:
     @classmethod
     def from_env(cls) -> "Quotas":
         d = cls()
-        models = tuple(m.strip() for m in os.environ.get("SYNTHLAB_DEMO_MODELS", "").split(",") if m.strip())
+        models = tuple(m.strip() for m in (config.setting("SYNTHLAB_DEMO_MODELS") or "").split(",") if m.strip())
         return cls(
             images_per_job=_env_int("SYNTHLAB_DEMO_IMAGES_PER_JOB", d.images_per_job),
             total_images=_env_int("SYNTHLAB_DEMO_TOTAL_IMAGES", d.total_images),

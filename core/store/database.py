@@ -131,7 +131,7 @@ class Store(Tags, ImageFiles):
                     conn.execute("ROLLBACK")
                 raise
         except sqlite3.OperationalError as exc:
-            if failures._is_storage_error(exc):
+            if failures.is_storage_error(exc):
                 raise InvalidInput(f"cannot write to the store at {self.root}: {exc} — free some space (or make "
                                    "it writable) and run again; everything saved before is kept") from exc
             raise

@@ -32,7 +32,7 @@ def store_damage(store, exc: BaseException) -> Optional[StoreDamaged]:
     return None
 
 
-def _is_storage_error(exc: sqlite3.Error) -> bool:
+def is_storage_error(exc: sqlite3.Error) -> bool:
     """A full, failing or read-only disk under ``lab.db`` (not a bug in a query)."""
     name = getattr(exc, "sqlite_errorname", "") or ""
     return name.startswith(("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN")) or \
@@ -43,7 +43,7 @@ def storage_failure(root, exc: BaseException) -> Optional[UserError]:
     """The user-facing error for an SQLite error that means the disk under the store is full, failing or
     read-only — raised anywhere, not only inside a write transaction (a full disk can fail the read that
     follows a write as ``disk I/O error``) — else None."""
-    if root is None or not isinstance(exc, sqlite3.Error) or not _is_storage_error(exc):
+    if root is None or not isinstance(exc, sqlite3.Error) or not is_storage_error(exc):
         return None
     return UserError(f"cannot write to the store at {root}: {exc} — free some space (or make it writable) "
                      "and run again; everything saved before is kept")

@@ -24,8 +24,8 @@ from core.progress import Progress
 from core.redact import redact
 from core.run import jobs
 from core.store.database import Store
-from core.store.records import now
-from core.train.backends import get_trainer
+from core.store.records import RunRecord, now
+from core.train.backends.registry import get_trainer
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 
@@ -55,7 +55,7 @@ def _seconds(start: Optional[str], end: Optional[str]) -> Optional[float]:
     return round((t1 - t0).total_seconds(), 1)
 
 
-def _view(row: dict) -> dict:
+def _view(row: dict) -> RunRecord:
     params = json.loads(row.pop("params") or "{}")
     metrics = json.loads(row.pop("metrics") or "{}")
     spec = json.loads(row.pop("slice_spec") or "{}")
@@ -83,7 +83,7 @@ def _view(row: dict) -> dict:
     return view
 
 
-def get_run(store: Store, run_id: int) -> dict:
+def get_run(store: Store, run_id: int) -> RunRecord:
     """One run: ``id``, ``slice`` (id or None), ``slice_name``, ``count_per_tag``, ``size``, ``fit``,
     ``resample``, ``real_fraction``, ``repeat``, ``backend``, ``params``, ``encoder``, ``mode``, ``status``,
     ``job_id``, ``artifact``, ``metrics``, ``tags``, ``error``, ``accuracy`` (None until evaluated),
@@ -99,7 +99,7 @@ def get_run(store: Store, run_id: int) -> dict:
 
 
 def list_runs(store: Store, run_ids: Iterable[int] | None = None, *, status: str | None = None,
-              slice_name: str | None = None, backend: str | None = None) -> list[dict]:
+              slice_name: str | None = None, backend: str | None = None) -> list[RunRecord]:
     """Runs (as :func:`get_run` gives them), oldest first, optionally filtered."""
     sql, params = _RUN_SQL + " WHERE 1 = 1", []
     if run_ids is not None:

@@ -8,7 +8,7 @@ store. Figures are plotly, drawn from :func:`core.analysis.evaluation.quick_test
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from typing import Callable, MutableMapping, Sequence
 
 import plotly.graph_objects as go
 
@@ -24,6 +24,16 @@ def photo_key(image: str | bytes) -> str:
     if isinstance(image, (bytes, bytearray)):
         return "upload-" + hashlib.sha256(bytes(image)).hexdigest()[:16]
     return str(image)
+
+
+def cached(state: MutableMapping, name: str, key: tuple, compute: Callable[[], object]):
+    """``compute()`` kept in ``state`` (the session) under ``name`` for one ``key`` at a time, so a rerun
+    with the same photo and runs reuses it."""
+    cache = state.setdefault(name, {})
+    if key not in cache:
+        cache.clear()
+        cache[key] = compute()
+    return cache[key]
 
 
 def bars_figure(rows: Sequence[dict]) -> go.Figure:

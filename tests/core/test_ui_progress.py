@@ -4,7 +4,7 @@ across a batch of jobs."""
 from __future__ import annotations
 
 from core.run import jobs
-from core.ui import rate_text
+from core.views.job_rate import rate_text
 
 
 def _job(done: int, total: int, message: str) -> dict:

@@ -24,7 +24,7 @@ def open_page(name: str, timeout: float = 60) -> AppTest:
 
 def texts(elements) -> str:
     """The values of a list of AppTest elements, one per line, as a reader sees them: the backslash escapes
-    that keep user text from rendering as markdown (:func:`core.ui.plain`) are undone."""
+    that keep user text from rendering as markdown (:func:`core.redact.plain`) are undone."""
     return "\n".join(shown(str(e.value)) for e in elements)
 
 

@@ -99,11 +99,11 @@ class AzureTrainer:
         try:
             return self._train(store, slice, params, progress)
         except UserError as exc:
-            raise azure_projects._scrubbed(exc) from None
+            raise azure_projects.scrubbed(exc) from None
 
     def _train(self, store: Store, slice: dict, params: dict, progress: Progress) -> dict:
         params = self.validate(store, params)
-        slice_ = azure_projects._complete_slice(store, slice)
+        slice_ = azure_projects.complete_slice(store, slice)
         azure_images.check_min_side(store, slice_)
         settings = load_settings()
         api = AzureApi(settings, params["tier"])
@@ -128,13 +128,13 @@ class AzureTrainer:
             "iteration_id": iteration.id, "iteration_name": iteration.name, "series": key, "layout": layout,
             "training_type": params["training_type"], "budget_hours": params["budget_hours"],
             "training_minutes": getattr(iteration, "training_time_in_minutes", None),
-            "images": len(slice_["members"]), **azure_projects._performance(performance),
+            "images": len(slice_["members"]), **azure_projects.performance_metrics(performance),
         }}}
 
     def _ensure_project(self, store: Store, api: AzureApi, key: str, spec: dict, layout: str,
                         count: Optional[int]) -> dict:
         endpoint = api.settings.training_endpoint
-        row = azure_projects._project_row(store, endpoint, key)
+        row = azure_projects.project_row(store, endpoint, key)
         if row is not None and row["project_id"]:
             try:
                 api.training("checking the project", "get_project", row["project_id"])
@@ -147,7 +147,7 @@ class AzureTrainer:
                     conn.execute("DELETE FROM azure_projects WHERE id = ?", (row["id"],))
                 row = None
         if row is None:
-            row = azure_projects._reserve_project(store, endpoint, key, spec, layout, count)
+            row = azure_projects.reserve_project(store, endpoint, key, spec, layout, count)
         name = row["name"]
 
         def find() -> Optional[Any]:
@@ -155,11 +155,11 @@ class AzureTrainer:
 
         project = find() or api.training(
             "creating a project", "create_project", name,
-            description=f"Synthlab series {azure_projects._series_label(spec, layout, count)}",
+            description=f"Synthlab series {azure_projects.series_label(spec, layout, count)}",
             classification_type="Multiclass", recover=find)
         with store.tx() as conn:
             conn.execute("UPDATE azure_projects SET project_id = ? WHERE id = ?", (project.id, row["id"]))
-        return azure_projects._project_row(store, endpoint, key)
+        return azure_projects.project_row(store, endpoint, key)
 
     def _ensure_tags(self, store: Store, api: AzureApi, row: dict, tags: list[str]) -> dict[str, str]:
         known = {r["tag"]: r["tag_id"] for r in store.query(
@@ -204,7 +204,7 @@ class AzureTrainer:
         done = {r["image_id"] for r in store.query("SELECT image_id FROM azure_images WHERE project = ?",
                                                    (row["id"],))}
         todo = [m for m in slice_["members"] if m["id"] not in done]
-        view = azure_images._view(slice_)
+        view = azure_images.slice_view(slice_)
         problems: list[str] = []
         sent = 0
         batch: list[tuple[dict, bytes]] = []
@@ -219,7 +219,7 @@ class AzureTrainer:
             batch, size = [], 0
 
         for member in todo:
-            data = azure_images._training_bytes(store, member["id"], view)
+            data = azure_images.training_bytes(store, member["id"], view)
             if batch and (len(batch) >= api.settings.batch or size + len(data) > azure_images.MAX_BATCH_BYTES):
                 flush()
             batch.append((member, data))
@@ -280,7 +280,7 @@ class AzureTrainer:
 
     def _ensure_iteration(self, store: Store, api: AzureApi, row: dict, slice_: dict, params: dict,
                           report: Callable) -> Any:
-        params_key = azure_projects._params_key(params)
+        params_key = azure_projects.training_params_key(params)
         slice_id = int(slice_["id"])
         project_id = row["project_id"]
         self._adopt_orphans(store, api, row)
@@ -366,7 +366,7 @@ class AzureTrainer:
         try:
             return self._predict(store, run, images)
         except UserError as exc:
-            raise azure_projects._scrubbed(exc) from None
+            raise azure_projects.scrubbed(exc) from None
 
     def _predict(self, store: Store, run: dict, images: list[dict]) -> list[dict[str, float]]:
         azure = (run.get("metrics") or {}).get("azure") or {}
@@ -378,14 +378,14 @@ class AzureTrainer:
             raise BackendError(f"run {run.get('id')} was trained on {azure['endpoint']}, but "
                                f"VISION_TRAINING_ENDPOINT is {settings.training_endpoint}")
         api = AzureApi(settings, (run.get("params") or {}).get("tier", "S0"))
-        view = azure_images._run_view(store, run)
+        view = azure_images.run_view(store, run)
         project_id, iteration_id = azure["project_id"], azure["iteration_id"]
         out = []
         try:
             published = self._ensure_published(store, api, project_id, iteration_id) if settings.can_publish else None
             for image in images:
                 if published:
-                    data = azure_images._prediction_bytes(store, image, view, az.MAX_PREDICTION_BYTES)
+                    data = azure_images.prediction_bytes(store, image, view, az.MAX_PREDICTION_BYTES)
                     try:
                         result = api.prediction("classifying a test image", "classify_image_with_no_store",
                                                 project_id, published, data)
@@ -396,7 +396,7 @@ class AzureTrainer:
                         result = api.prediction("classifying a test image", "classify_image_with_no_store",
                                                 project_id, published, data)
                 else:
-                    data = azure_images._prediction_bytes(store, image, view, az.MAX_TRAINING_BYTES)
+                    data = azure_images.prediction_bytes(store, image, view, az.MAX_TRAINING_BYTES)
                     result = api.training("quick-testing a test image", "quick_test_image", project_id, data,
                                           iteration_id=iteration_id, store=False)
                 out.append(azure_projects.normalise({p.tag_name: p.probability for p in result.predictions}, tags))

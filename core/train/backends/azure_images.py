@@ -17,7 +17,7 @@ JPEG_QUALITIES = (95, 90, 85, 80, 70, 60, 50, 40)
 MAX_BATCH_BYTES = 48 * 1024 * 1024   # raw bytes per upload call (the JSON body is base64, a third larger)
 
 
-def _tiny_png() -> bytes:
+def tiny_png() -> bytes:
     return png_bytes(Image.new("RGB", (az.MIN_SIDE, az.MIN_SIDE), (128, 128, 128)))
 
 
@@ -44,12 +44,12 @@ def encode_within(image: Image.Image, limit: int, png: Optional[bytes] = None) -
                          Image.Resampling.LANCZOS)
 
 
-def _view(slice_: dict) -> tuple[Optional[int], str, str]:
+def slice_view(slice_: dict) -> tuple[Optional[int], str, str]:
     spec = slice_.get("spec") or {}
     return slice_.get("size", spec.get("size")), spec.get("fit", "crop"), spec.get("resample", "lanczos")
 
 
-def _training_bytes(store: Store, image_id: str, view: tuple) -> bytes:
+def training_bytes(store: Store, image_id: str, view: tuple) -> bytes:
     from core.store import imaging
 
     size, fit, resample = view
@@ -59,7 +59,7 @@ def _training_bytes(store: Store, image_id: str, view: tuple) -> bytes:
     return encode_within(imaging.resized(store, image_id, size, fit, resample), az.MAX_TRAINING_BYTES, png)
 
 
-def _prediction_bytes(store: Store, image: dict, view: tuple, limit: int) -> bytes:
+def prediction_bytes(store: Store, image: dict, view: tuple, limit: int) -> bytes:
     from core.store import imaging
 
     size, fit, resample = view
@@ -79,7 +79,7 @@ def _prediction_bytes(store: Store, image: dict, view: tuple, limit: int) -> byt
 
 def min_side(store: Store, slice_: dict) -> int:
     """The shorter side, in px, of the smallest image the slice would upload."""
-    size = _view(slice_)[0]
+    size = slice_view(slice_)[0]
     if size is not None:
         return int(size)
     ids = list(slice_.get("images") or [m["id"] for m in slice_.get("members", [])])
@@ -104,13 +104,13 @@ def check_min_side(store: Store, slice_: dict) -> None:
                            f"slice at --size {az.MIN_SIDE} or more")
 
 
-def _run_view(store: Store, run: dict) -> tuple:
+def run_view(store: Store, run: dict) -> tuple:
     """(size, fit, resample) the run was trained at: test images are shown to Azure the same way."""
     if "fit" not in run and run.get("slice"):
         try:
             from core.data.slicing import get_slice
 
-            return _view(get_slice(store, run["slice"]))
+            return slice_view(get_slice(store, run["slice"]))
         except NotFound:
             pass
     return run.get("size"), run.get("fit") or "crop", run.get("resample") or "lanczos"

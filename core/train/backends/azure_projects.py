@@ -34,22 +34,22 @@ def series_of(slice_: dict, layout: str = "nested") -> tuple[str, dict]:
     return "series:" + hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest(), spec
 
 
-def _series_label(spec: dict, layout: str, count: Optional[int] = None) -> str:
+def series_label(spec: dict, layout: str, count: Optional[int] = None) -> str:
     size = spec.get("size")
     label = (f"{spec.get('name')} · {size or 'original'} px · real {float(spec.get('real_fraction') or 0):g} · "
              f"repeat {spec.get('repeat', 0)}")
     return label + (f" · n={count}" if layout == "plain" and count is not None else "")
 
 
-def _project_row(store: Store, endpoint: str, key: str) -> Optional[dict]:
+def project_row(store: Store, endpoint: str, key: str) -> Optional[dict]:
     return store.query_one("SELECT * FROM azure_projects WHERE endpoint = ? AND series_key = ?", (endpoint, key))
 
 
-def _reserve_project(store: Store, endpoint: str, key: str, spec: dict, layout: str,
+def reserve_project(store: Store, endpoint: str, key: str, spec: dict, layout: str,
                      count: Optional[int]) -> dict:
     """The project's record, created with its final name before Azure is asked (so a killed create
     is found again by name)."""
-    label = _series_label(spec, layout, count)
+    label = series_label(spec, layout, count)
     name = re.sub(r"\s+", " ", f"synthlab {label} {secrets.token_hex(4)}")[-256:]
     with store.tx() as conn:
         conn.execute(
@@ -58,10 +58,10 @@ def _reserve_project(store: Store, endpoint: str, key: str, spec: dict, layout: 
             (endpoint, key, str(spec.get("name") or ""), name, json.dumps({**spec, "layout": layout}, default=str),
              now()),
         )
-    return _project_row(store, endpoint, key)
+    return project_row(store, endpoint, key)
 
 
-def _params_key(params: dict) -> str:
+def training_params_key(params: dict) -> str:
     return json.dumps({"training_type": params.get("training_type", "Regular"),
                        "budget_hours": int(params.get("budget_hours") or 0)}, sort_keys=True)
 
@@ -92,7 +92,7 @@ def normalise_params(params: dict) -> dict:
     return {"training_type": training_type, "budget_hours": budget, "tier": tier, "layout": layout}
 
 
-def _scrubbed(exc: UserError) -> UserError:
+def scrubbed(exc: UserError) -> UserError:
     """``exc`` itself, or — should a key value have slipped into its text — a copy without it."""
     text = str(exc)
     clean = scrub(text)
@@ -110,14 +110,14 @@ def normalise(probabilities: dict[str, float], tags: list[str]) -> dict[str, flo
     return {t: v / total for t, v in values.items()}
 
 
-def _performance(perf: Any) -> dict:
+def performance_metrics(perf: Any) -> dict:
     per_tag = {t.name: {"precision": t.precision, "recall": t.recall, "average_precision": t.average_precision}
                for t in (perf.per_tag_performance or [])}
     return {"precision": perf.precision, "recall": perf.recall, "average_precision": perf.average_precision,
             "per_tag": per_tag}
 
 
-def _complete_slice(store: Store, slice_: dict) -> dict:
+def complete_slice(store: Store, slice_: dict) -> dict:
     """The slice with ``spec`` and ``members`` (image dicts with id and tag), whatever the caller passed."""
     out = dict(slice_)
     if not out.get("spec") or "hash" not in out:
@@ -144,12 +144,12 @@ def plan_sweep(store: Store, slices: list[dict], params: dict, *, online: bool =
     layout = params.get("layout", "nested")
     tier = params.get("tier") or config.setting("SYNTHLAB_AZURE_TIER") or "S0"
     endpoint = settings.training_endpoint if settings else (config.setting("VISION_TRAINING_ENDPOINT") or "").rstrip("/")
-    params_key = _params_key(params)
+    params_key = training_params_key(params)
     groups: dict[str, dict] = {}
     for s in slices:
-        s = _complete_slice(store, s)
+        s = complete_slice(store, s)
         key, spec = series_of(s, layout)
-        g = groups.setdefault(key, {"key": key, "name": _series_label(spec, layout, s["count_per_tag"]),
+        g = groups.setdefault(key, {"key": key, "name": series_label(spec, layout, s["count_per_tag"]),
                                     "size": s.get("size"), "repeat": s.get("repeat"), "counts": [],
                                     "images_set": set(), "tags": set(), "min_side": None, "slices": []})
         g["slices"].append(s["id"])
@@ -157,7 +157,7 @@ def plan_sweep(store: Store, slices: list[dict], params: dict, *, online: bool =
         g["tags"].update(m["tag"] for m in s["members"])
         side = azure_images.min_side(store, s)
         g["min_side"] = side if g["min_side"] is None else min(g["min_side"], side)
-        row = _project_row(store, endpoint, key) if endpoint else None
+        row = project_row(store, endpoint, key) if endpoint else None
         trained = row and store.query_one(
             "SELECT 1 FROM azure_iterations WHERE project = ? AND slice_id = ? AND params_key = ? AND status = 'done'",
             (row["id"], s["id"], params_key))
@@ -165,7 +165,7 @@ def plan_sweep(store: Store, slices: list[dict], params: dict, *, online: bool =
             g["counts"].append(s["count_per_tag"])
     series = []
     for key, g in groups.items():
-        row = _project_row(store, endpoint, key) if endpoint else None
+        row = project_row(store, endpoint, key) if endpoint else None
         exists = bool(row and row["project_id"])
         uploaded = store.query_one("SELECT COUNT(*) AS n FROM azure_images WHERE project = ?", (row["id"],))["n"] \
             if row else 0

@@ -27,7 +27,7 @@ def check_connection(settings: Optional[AzureSettings] = None, *, retry_seconds:
     if settings.prediction_endpoint and settings.prediction_key:
         try:  # an unknown project: a valid key gets 404 (any refusal but 401/403 means the key passed)
             api.prediction("checking the prediction key", "classify_image_with_no_store",
-                           "00000000-0000-0000-0000-000000000000", "synthlab-check", azure_images._tiny_png())
+                           "00000000-0000-0000-0000-000000000000", "synthlab-check", azure_images.tiny_png())
         except AzureRequestError:
             pass
         prediction = ("ok: runs are published to the prediction resource and classified there"
@@ -97,5 +97,19 @@ def panel(store: Store, slice_refs: Iterable[int | str], params: dict, *, max_ag
                               resource_projects=connection.get("projects"))
             out["plan"] = plan.as_dict()
     except UserError as exc:
-        out["plan_error"] = str(azure_projects._scrubbed(exc))
+        out["plan_error"] = str(azure_projects.scrubbed(exc))
     return out
+
+
+def plan_caption(plan: dict) -> str:
+    """The quota plan in one line: what a sweep would create on the resource."""
+    return (f"Quota plan, tier {plan['tier']}: {plan['projects']} new project(s) (one per nested series), "
+            f"{plan['iterations']} iteration(s), {plan['images']} image(s), {plan['tags']} tag(s)"
+            + (f"; the resource has {plan['resource_projects']} project(s)" if plan["resource_projects"] is not None else ""))
+
+
+def connection_line(connection: dict) -> str:
+    """The connection status in one line (with the prediction side when the training side answered)."""
+    if connection["ok"]:
+        return f"Azure Custom Vision: {connection['message']} · predictions: {connection['prediction']}"
+    return f"Azure Custom Vision: {connection['message']}"

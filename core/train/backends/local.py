@@ -49,6 +49,10 @@ from core.store.database import Store
 from core.train.backends import local_cnn, local_common, local_finetune, local_probe
 
 MODES = ("probe", "tiles", "finetune", "zeroshot")
+MODE_LABELS = {"probe": "frozen encoder + logistic regression",
+               "tiles": "frozen encoder on native-resolution tiles + logistic regression",
+               "finetune": "fine-tune the last blocks",
+               "zeroshot": "zero-shot CLIP (no training)"}
 DEFAULTS: dict[str, dict[str, Any]] = {
     "probe": {"C": 1.0, "seed": 0},
     "tiles": {"C": 1.0, "seed": 0},
@@ -146,8 +150,8 @@ class LocalTrainer:
         started = time.perf_counter()
         key = hashlib.sha256(json.dumps([slice.get("hash"), self.name, params], sort_keys=True).encode()).hexdigest()[:20]
         with _ArtifactWriter(store, key) as folder:
-            trainer = {"probe": local_probe._train_probe, "tiles": local_probe._train_probe, "finetune": local_finetune._train_finetune,
-                       "scratch": local_cnn._train_cnn, "zeroshot": local_probe._train_zeroshot}[mode]
+            trainer = {"probe": local_probe.train_probe, "tiles": local_probe.train_probe, "finetune": local_finetune.train_finetune,
+                       "scratch": local_cnn.train_cnn, "zeroshot": local_probe.train_zeroshot}[mode]
             metrics = trainer(store, folder, tags, members, view, params, progress or _silent)
             if metrics.get("input_px") is None:
                 ref_px = (metrics.get("encoder") or {}).get("input_px")
@@ -184,11 +188,11 @@ class LocalTrainer:
                 raise BackendError(f"encoder {ref.name!r} changed since run {run.get('id')} was trained "
                                    f"(revision {meta['encoder']['revision']} → {ref.revision}): retry the run")
             x = embedding_cache.embed_images(store, ref, images, view)
-            probs = local_probe._linear_predict(Path(artifact), x)
+            probs = local_probe.linear_predict(Path(artifact), x)
         elif meta["kind"] == "cnn":
-            probs = local_cnn._cnn_predict(store, Path(artifact), meta, images, view)
+            probs = local_cnn.cnn_predict(store, Path(artifact), meta, images, view)
         elif meta["kind"] == "finetune":
-            probs = local_finetune._finetune_predict(store, Path(artifact), images, view)
+            probs = local_finetune.finetune_predict(store, Path(artifact), images, view)
         else:
             raise BackendError(f"run {run.get('id')}: unknown model kind {meta['kind']!r}")
         return as_dicts(meta["tags"], probs)

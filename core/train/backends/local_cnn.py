@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +47,7 @@ def _cnn_tensor(store: Store, images: list[dict], view: View, px: int):
 
 def _memory_budget(device: str) -> int:
     """Bytes a batch's activations may take: half the free GPU memory, else 1 GiB (``SYNTHLAB_CNN_MEMORY_MB``)."""
-    forced = os.environ.get("SYNTHLAB_CNN_MEMORY_MB")
+    forced = config.setting("SYNTHLAB_CNN_MEMORY_MB")
     if forced:
         return int(float(forced) * 2**20)
     if device.startswith("cuda"):
@@ -102,12 +101,12 @@ def _augment(batch, generator, hflip: bool):
     return out * gain
 
 
-def _train_cnn(store, folder, tags, members, view, params, progress) -> dict:
+def train_cnn(store, folder, tags, members, view, params, progress) -> dict:
     import torch
     from safetensors.torch import save_file
 
     device = config.device()
-    local_common._deterministic(device, params["seed"])
+    local_common.deterministic(device, params["seed"])
     generator = torch.Generator().manual_seed(params["seed"])
     px = _cnn_input_size(view, params, local_common.native_px(store, members, view))
     x = _cnn_pixels(store, members, view, px)
@@ -148,7 +147,7 @@ def _train_cnn(store, folder, tags, members, view, params, progress) -> dict:
             "final_loss": float(loss.item())}
 
 
-def _cnn_predict(store: Store, folder: Path, meta: dict, images: list[dict], view: View) -> np.ndarray:
+def cnn_predict(store: Store, folder: Path, meta: dict, images: list[dict], view: View) -> np.ndarray:
     import torch
     from safetensors.torch import load_file
 
@@ -160,7 +159,7 @@ def _cnn_predict(store: Store, folder: Path, meta: dict, images: list[dict], vie
         model.load_state_dict(load_file(str(folder / "model.safetensors")))
         return model.to(device).eval()
 
-    model = local_common._cached_model(folder, build)
+    model = local_common.cached_model(folder, build)
     px = int(meta.get("input_px") or _cnn_input_size(view, params))
     chunk = cnn_batch_size(px, params["width"], 256, device, training=False)
     out = []

@@ -38,18 +38,18 @@ def native_px(store: Store, images: list[dict], view: View) -> int | None:
     return best or None
 
 
-def _normalize(x: np.ndarray) -> np.ndarray:
+def normalize(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def _save_linear(folder: Path, weights: np.ndarray, bias: np.ndarray) -> None:
+def save_linear(folder: Path, weights: np.ndarray, bias: np.ndarray) -> None:
     np.savez(folder / "head.npz", weights=weights.astype(np.float64), bias=bias.astype(np.float64))
 
 
 _threadpools = None
 
 
-def _one_thread():
+def one_thread():
     global _threadpools
     if _threadpools is None:
         from threadpoolctl import ThreadpoolController
@@ -58,7 +58,7 @@ def _one_thread():
     return _threadpools.limit(limits=1)
 
 
-def _deterministic(device: str, seed: int) -> None:
+def deterministic(device: str, seed: int) -> None:
     import torch
 
     torch.manual_seed(seed)
@@ -73,7 +73,7 @@ _loaded: dict[tuple, Any] = {}
 _loaded_lock = threading.Lock()
 
 
-def _cached_model(folder: Path, build):
+def cached_model(folder: Path, build):
     stamp = (folder / "meta.json").stat().st_mtime_ns
     key = (str(folder), stamp)
     with _loaded_lock:

@@ -52,11 +52,11 @@ def _augment_pil(picture, rng: np.random.Generator):
     return picture
 
 
-def _train_finetune(store, folder, tags, members, view, params, progress) -> dict:
+def train_finetune(store, folder, tags, members, view, params, progress) -> dict:
     import torch
 
     device = config.device()
-    local_common._deterministic(device, params["seed"])
+    local_common.deterministic(device, params["seed"])
     rng = np.random.default_rng(params["seed"])
     ref = encoder_resolution.resolve_encoder(params["encoder"])
     model = encoders.load_vision_model(ref, device, trainable=True)
@@ -92,17 +92,17 @@ def _train_finetune(store, folder, tags, members, view, params, progress) -> dic
             progress(step, total, f"step {step}/{total} loss {loss.item():.3f}")
     model.eval()
     encoders.save_encoder(ref, model, folder / "encoder")
-    local_common._save_linear(folder, head.weight.detach().cpu().double().numpy(), head.bias.detach().cpu().double().numpy())
+    local_common.save_linear(folder, head.weight.detach().cpu().double().numpy(), head.bias.detach().cpu().double().numpy())
     return {"kind": "finetune", "encoder": ref.describe(), "trainable_parameters": trainable,
             "final_loss": float(loss.item()), "steps": step}
 
 
-def _finetune_predict(store: Store, folder: Path, images: list[dict], view: View) -> np.ndarray:
+def finetune_predict(store: Store, folder: Path, images: list[dict], view: View) -> np.ndarray:
     import torch
 
     device = config.device()
     ref = encoder_resolution.resolve_encoder(str(folder / "encoder"))
-    model = local_common._cached_model(folder, lambda: encoders.load_vision_model(ref, device, trainable=True).eval())
+    model = local_common.cached_model(folder, lambda: encoders.load_vision_model(ref, device, trainable=True).eval())
     with np.load(folder / "head.npz") as head:
         w, b = head["weights"], head["bias"]
     out = []

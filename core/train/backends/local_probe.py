@@ -10,21 +10,21 @@ from core.models import embedding_cache, encoder_resolution, encoders
 from core.train.backends import local_common
 
 
-def _linear_predict(folder: Path, x: np.ndarray) -> np.ndarray:
+def linear_predict(folder: Path, x: np.ndarray) -> np.ndarray:
     with np.load(folder / "head.npz") as head:
-        return local_common.softmax(local_common._normalize(x.astype(np.float64)) @ head["weights"].T + head["bias"])
+        return local_common.softmax(local_common.normalize(x.astype(np.float64)) @ head["weights"].T + head["bias"])
 
 
-def _train_probe(store, folder, tags, members, view, params, progress) -> dict:
+def train_probe(store, folder, tags, members, view, params, progress) -> dict:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     ref = encoder_resolution.resolve_encoder(params["encoder"])
     stats = embedding_cache.CacheStats()
-    x = local_common._normalize(embedding_cache.embed_images(store, ref, members, view, progress, stats=stats).astype(np.float64))
+    x = local_common.normalize(embedding_cache.embed_images(store, ref, members, view, progress, stats=stats).astype(np.float64))
     y = np.array([tags.index(m["tag"]) for m in members])
     scaler = StandardScaler().fit(x)
-    with local_common._one_thread():  # a small fit: BLAS threads only fight each other (up to 10× slower)
+    with local_common.one_thread():  # a small fit: BLAS threads only fight each other (up to 10× slower)
         head = LogisticRegression(C=params["C"], solver="newton-cg", max_iter=1000).fit(scaler.transform(x), y)
     coef = head.coef_ / scaler.scale_
     bias = head.intercept_ - coef @ scaler.mean_
@@ -34,7 +34,7 @@ def _train_probe(store, folder, tags, members, view, params, progress) -> dict:
     full_b = np.full(len(tags), -1e9)
     for row, cls in enumerate(head.classes_):
         full_w[cls], full_b[cls] = coef[row], bias[row]
-    local_common._save_linear(folder, full_w, full_b)
+    local_common.save_linear(folder, full_w, full_b)
     train_acc = float((local_common.softmax(x @ full_w.T + full_b).argmax(1) == y).mean())
     progress(1, 1, "head fitted")
     out = {"kind": "linear", "encoder": ref.describe(), "embedding_cache": stats.as_dict(), "train_accuracy": train_acc}
@@ -45,10 +45,10 @@ def _train_probe(store, folder, tags, members, view, params, progress) -> dict:
     return out
 
 
-def _train_zeroshot(store, folder, tags, members, view, params, progress) -> dict:
+def train_zeroshot(store, folder, tags, members, view, params, progress) -> dict:
     ref = encoder_resolution.resolve_encoder(params["encoder"])
     texts = [params["prompt"].format(tag=t) for t in tags]
     emb, scale = encoders.text_features(ref, texts)
-    local_common._save_linear(folder, scale * local_common._normalize(emb.astype(np.float64)), np.zeros(len(tags)))
+    local_common.save_linear(folder, scale * local_common.normalize(emb.astype(np.float64)), np.zeros(len(tags)))
     progress(1, 1, "text prompts embedded")
     return {"kind": "linear", "encoder": ref.describe(), "prompts": texts}

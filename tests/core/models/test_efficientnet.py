@@ -14,7 +14,7 @@ from PIL import Image
 from core import config
 from core.models import embedding_cache, encoder_ref, encoder_resolution, encoders, hub
 from core.models.embedding_cache import View
-from core.train.backends import get_trainer
+from core.train.backends.registry import get_trainer
 from core.train.training import slice_for_run
 from tests.datasets import fashion_available
 from tests.reliability.conftest import cli

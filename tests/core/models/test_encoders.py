@@ -94,7 +94,7 @@ def tiny_vit(tmp_path_factory) -> str:
 
 def test_any_hf_image_encoder_loads_through_automodel(digits, tiny_vit):
     from core.errors import InvalidInput
-    from core.train.backends import get_trainer
+    from core.train.backends.registry import get_trainer
     from core.train.training import train
 
     ref = encoder_resolution.resolve_encoder(tiny_vit)

@@ -304,7 +304,7 @@ def test_a_killed_create_is_found_again_not_repeated(env, store):
     trainer = azure.AzureTrainer()
     settings = load_settings()
     key, spec = azure_projects.series_of(s)
-    row = azure_projects._reserve_project(store, settings.training_endpoint, key, spec, "nested", 5)
+    row = azure_projects.reserve_project(store, settings.training_endpoint, key, spec, "nested", 5)
     client = azure_api.training_client(settings)
     client.create_project(row["name"], classification_type="Multiclass")  # created, id never recorded
     params = trainer.validate(store, {})
@@ -316,7 +316,7 @@ def test_a_killed_create_is_found_again_not_repeated(env, store):
                     lambda *a: None)
     with store.tx() as conn:  # the training was requested, its id never recorded
         conn.execute("INSERT INTO azure_iterations(project, slice_id, params_key, status, created) "
-                     "VALUES (?, ?, ?, 'requested', 'now')", (project["id"], s["id"], azure_projects._params_key(params)))
+                     "VALUES (?, ?, ?, 'requested', 'now')", (project["id"], s["id"], azure_projects.training_params_key(params)))
     client.train_project(project["project_id"])
     [done] = training.train(store, ["sw"], backend="azure")
     assert done["status"] == "done"

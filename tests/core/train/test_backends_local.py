@@ -11,7 +11,8 @@ import pytest
 from core.errors import InvalidInput, ModelNotFound
 from core.models import embedding_cache, encoder_resolution
 from core.models.embedding_cache import View
-from core.train.backends import Trainer, get_trainer
+from core.train.backends.base import Trainer
+from core.train.backends.registry import get_trainer
 from core.train.training import slice_for_run
 
 
