@@ -226,9 +226,12 @@ def requeue_orphans(store: Store) -> list[int]:
 
 
 def _claim_next(store: Store) -> Optional[int]:
+    """Claim the oldest queued job, kinds in :data:`core.run.registry.FIRST` (follow-on scoring) before the rest."""
     me = owner_id()
     with store.tx() as conn:
-        row = conn.execute("SELECT id FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 1").fetchone()
+        first = ", ".join("?" * len(registry.FIRST)) or "NULL"
+        row = conn.execute(f"SELECT id FROM jobs WHERE status = 'queued' ORDER BY kind IN ({first}) DESC, id LIMIT 1",
+                           registry.FIRST).fetchone()
         if row is None:
             return None
         conn.execute(
