@@ -17,9 +17,11 @@ def cmd_jobs_list(store: Store, a: argparse.Namespace) -> dict:
 
 
 def cmd_jobs_cancel(store: Store, a: argparse.Namespace) -> dict:
-    from core.run.jobs import cancel
+    from core.run.cancel_watch import cancel_and_wait
 
-    return {"job": cancel(store, a.id)}
+    job = cancel_and_wait(store, a.id)
+    print(job["message"], flush=True)
+    return {"job": job}
 
 
 def cmd_azure_status(store: Store, a: argparse.Namespace) -> dict:
