@@ -10,7 +10,7 @@ from core.analysis import arms, compare
 from core.analysis.evaluation import evaluate
 from core.analysis.evaluation import results as stored_results
 from core.flows import experiment_run
-from core.views import charts, result_labels, tables
+from core.views import axes, charts, result_labels, tables
 from core.views.report import default_report_path, write_report
 
 st.title("Results")
@@ -44,6 +44,8 @@ def show(fig, key: str, **select):
     """A chart with its HTML download (plotly.js embedded); PNG via the chart toolbar's camera button."""
     event = st.plotly_chart(fig, key=key, config={"displaylogo": False, "toImageButtonOptions": {"filename": key}},
                             **select)
+    for note in axes.figure_notes(fig):  # warnings under the chart, never over its axis
+        st.caption(ui.plain(note))
     st.download_button("Download chart (HTML)", lambda: fig.to_html(include_plotlyjs=True), file_name=f"{key}.html",
                        mime="text/html", key=f"{key}-html", on_click="ignore", icon=":material/download:")
     return event

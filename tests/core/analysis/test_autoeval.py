@@ -109,7 +109,7 @@ def test_a_finished_runs_score_does_not_wait_behind_queued_training(digits):
         assert checked == len(ids) - 1
     finally:
         worker.stop()
-    scoring = jobs.list_jobs(digits, kind=autoeval.KIND)
-    trains = [training.get_run(digits, i)["job_id"] for i in ids]
-    assert any(job["id"] < max(trains) or job["started"] < jobs.get_job(digits, max(trains))["started"]
-               for job in scoring)
+    last_train = jobs.get_job(digits, training.get_run(digits, ids[-1])["job_id"])
+    first_scoring = min(jobs.list_jobs(digits, kind=autoeval.KIND), key=lambda j: j["id"])
+    assert first_scoring["id"] > min(training.get_run(digits, i)["job_id"] for i in ids)  # queued after…
+    assert first_scoring["started"] is not None and first_scoring["started"] <= last_train["started"]  # …ran before
