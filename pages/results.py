@@ -141,8 +141,9 @@ with comparing:
         st.info("Compare needs two arms (lines): train another sweep or configuration first.")
     else:
         c1, c2 = st.columns(2)
-        arm_a = c1.selectbox("Arm a", arm_ids, format_func=arm_names.get, key="compare-a")
-        arm_b = c2.selectbox("Arm b", arm_ids, index=1, format_func=arm_names.get, key="compare-b")
+        pa, pb = arms.proposed_pair(all_results)  # synthetic vs its real-only twin at equal counts
+        arm_a = c1.selectbox("Arm a", arm_ids, index=arm_ids.index(pa), format_func=arm_names.get, key="compare-a")
+        arm_b = c2.selectbox("Arm b", arm_ids, index=arm_ids.index(pb), format_func=arm_names.get, key="compare-b")
         st.caption("Paired difference in accuracy (a − b) on the same test images, with a 95% interval from a "
                    "bootstrap over test images and repeats. 'within noise' when the interval contains 0.")
         with ui.user_errors():
