@@ -3,6 +3,7 @@
 import streamlit as st
 
 from core import config, ui
+from core.data import samples
 from core.data.samples import load_clothing_sample
 from core.errors import ModelNotFound, UserError
 from core.generate import planning
@@ -26,11 +27,11 @@ names = [t["name"] for t in tags]
 if not tags and not store.count_images():
     st.info("An empty store. Start with real photos: the clothing sample makes the four tags of the original "
             "experiment (jeans, shoes, shirts, other) with real and test photos from Fashion-MNIST.")
-    per_tag = st.number_input("Real photos per tag (half as many test photos)", 2, 6000, 100, key="gen_sample_n")
+    per_tag = st.number_input("Real photos per tag", 2, 6000, samples.DEFAULT_PER_TAG, key="gen_sample_n")
     if st.button("Load the clothing sample", type="primary", key="gen_sample"):
         with ui.user_errors(), st.spinner("Loading the clothing sample…"):
             bar = st.progress(0.0, text="clothing sample")
-            loaded = load_clothing_sample(store, per_tag=int(per_tag), test_per_tag=int(per_tag) // 2, progress=lambda done, total, message: bar.progress(
+            loaded = load_clothing_sample(store, per_tag=int(per_tag), test_per_tag=samples.DEFAULT_TEST_PER_TAG, progress=lambda done, total, message: bar.progress(
                 min(done / max(total, 1), 1.0), text=message))
             st.session_state["gen_sample_loaded"] = loaded["imported"]
             st.rerun()
