@@ -5,8 +5,8 @@ a report (a model fit, a big embedding batch) would run on for minutes. :func:`w
 it polls the job's ``cancel_requested`` flag and, once it is set and the job still runs after a short
 grace, raises an exception inside the job's thread (CPython's asynchronous exception, delivered at the
 next bytecode, so a long C call still finishes first) that surfaces as :class:`core.errors.JobCancelled`. ``with`` blocks and ``finally``
-clauses unwind as for any exception, so transactions roll back. :func:`cancel_and_wait` is what
-``jobs cancel`` does: ask, then wait a bounded time for the job to say it stopped.
+clauses unwind as for any exception, so transactions roll back. ``jobs cancel`` asks, then waits a
+bounded time for the job to say it stopped (:func:`core.cli.service_commands.cancel_and_wait`).
 """
 
 from __future__ import annotations
@@ -87,29 +87,3 @@ def watch(store, job_id: int, *, poll: float = POLL_SECONDS, grace: float = GRAC
         done.set()
     if state["injected"]:
         raise JobCancelled(f"job {job_id} was cancelled")
-
-
-def cancel_and_wait(store, job_id: int, timeout: float = 5.0, poll: float = 0.1) -> dict:
-    """Ask a job to stop and wait up to ``timeout`` seconds for it to end. Returns the job row, with
-    ``message`` saying what happened in one line."""
-    from core.run import jobs
-
-    before = jobs.get_job(store, job_id)
-    if before["status"] not in jobs.ACTIVE and before["status"] != "interrupted":
-        job = jobs.get_job(store, job_id)
-        job["message"] = f"job {job_id} is already {job['status']}: nothing to cancel"
-        return job
-    jobs.cancel(store, job_id)
-    deadline = time.monotonic() + timeout
-    job = jobs.get_job(store, job_id)
-    while job["status"] in jobs.ACTIVE and time.monotonic() < deadline:
-        time.sleep(poll)
-        job = jobs.get_job(store, job_id)
-    if job["status"] == "cancelled":
-        job["message"] = f"job {job_id} ({job['kind']}) cancelled"
-    elif job["status"] in jobs.ACTIVE:
-        job["message"] = (f"job {job_id} ({job['kind']}): cancel requested; still {job['status']} after "
-                          f"{timeout:.0f} s (it stops when its current step ends)")
-    else:
-        job["message"] = f"job {job_id} ({job['kind']}) ended {job['status']} before the cancel took effect"
-    return job
