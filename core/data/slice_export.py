@@ -75,15 +75,20 @@ def metadata_parquet(rows: list[dict], names: list[str]) -> bytes:
     """``rows`` as parquet bytes with the ``datasets`` features in the schema metadata (``label`` as a
     ``ClassLabel`` index)."""
     import pyarrow as pa
+    import pyarrow.json as pa_json  # from JSON lines: building arrays from Python lists would import pandas
     import pyarrow.parquet as pq
 
     arrow = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64(), "class_label": pa.int64()}
     features = {name: ({"names": list(names), "_type": "ClassLabel"} if kind == "class_label"
                        else {"dtype": kind, "_type": "Value"}) for name, kind in COLUMNS}
-    schema = pa.schema([(name, arrow[kind]) for name, kind in COLUMNS],
-                       metadata={"huggingface": json.dumps({"info": {"features": features}})})
+    schema = pa.schema([(name, arrow[kind]) for name, kind in COLUMNS])
     index = {name: i for i, name in enumerate(names)}
-    table = pa.Table.from_pylist([{**r, "label": index[r["label"]]} for r in rows], schema=schema)
+    lines = "".join(json.dumps({**r, "label": index[r["label"]]}, ensure_ascii=False) + "\n" for r in rows)
+    table = pa_json.read_json(io.BytesIO(lines.encode()), parse_options=pa_json.ParseOptions(explicit_schema=schema))
+    if table.num_rows != len(rows):  # an empty slice: read_json gives no rows and may lose the columns
+        table = schema.empty_table()
+    table = table.select([name for name, _ in COLUMNS]).replace_schema_metadata(
+        {"huggingface": json.dumps({"info": {"features": features}})})
     buf = io.BytesIO()
     pq.write_table(table, buf)
     return buf.getvalue()
