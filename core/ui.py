@@ -7,7 +7,7 @@ wrap calls into core in :func:`user_errors`, and show a running job with :func:`
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Callable, Iterator, Optional
 
 import streamlit as st
@@ -18,7 +18,7 @@ from core.errors import NotFound, UserError
 from core.redact import plain, redact
 from core.run import jobs, workspaces
 from core.store.database import Store
-from core.views import captions, status_lines
+from core.views import axes, captions, status_lines
 from core.views.job_rate import rate_text
 
 
@@ -153,9 +153,7 @@ def _auth_settings() -> Optional[dict]:
         auth = st.secrets.get("auth")
     except Exception:  # noqa: BLE001 - no secrets.toml
         return None
-    if not auth or not auth.get("redirect_uri") or not auth.get("cookie_secret"):
-        return None
-    return dict(auth)
+    return dict(auth) if auth and auth.get("redirect_uri") and auth.get("cookie_secret") else None
 
 
 def _team_gate() -> str:
@@ -171,10 +169,7 @@ def _team_gate() -> str:
     import importlib.util
 
     if importlib.util.find_spec("authlib") is None:
-        def authlib_missing() -> None:
-            st.error("Team mode's login needs the Authlib package: pip install Authlib (see requirements.txt).")
-
-        _only_page(authlib_missing)
+        _only_page(lambda: st.error("Team mode's login needs the Authlib package: pip install Authlib (see requirements.txt)."))
     if not st.user.is_logged_in:
         def sign_in() -> None:
             st.title("Synthlab")
@@ -285,9 +280,7 @@ def progress_bar(bar, what: str) -> Callable[[int, int, str], None]:
 def paginate(total: int, *, key: str, page_size: int = 12) -> tuple[int, int]:
     """A page picker under a list of ``total`` items; returns ``(offset, limit)``."""
     pages = max((total + page_size - 1) // page_size, 1)
-    page = 1
-    if pages > 1:
-        page = int(st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, key=key))
+    page = int(st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, key=key)) if pages > 1 else 1
     return (min(page, pages) - 1) * page_size, page_size
 
 
@@ -317,8 +310,6 @@ def gallery(s: Store, tags: list[str], *, key: str = "gal", columns: int = 4) ->
                     s.set_rejected(image["id"], not image["rejected"])
                     st.rerun()
 
-
-# -- Azure Custom Vision (Train page) --------------------------------------------------------------
 
 def label_issue_gallery(s: Store, issues: list[dict], *, key: str, limit: int = 24) -> None:
     """Suspected wrong labels as thumbnails, each with one-click *Reject* and *Relabel as …*."""
@@ -355,10 +346,8 @@ def azure_panel(s: Store, slice_refs: list, params: dict) -> None:
         st.error(plain(info["plan_error"]))
     elif plan:
         st.caption(azure_status.plan_caption(plan))
-        for message in plan["errors"]:
-            st.error(plain(message))
-        for message in plan["warnings"]:
-            st.warning(plain(message))
+        for show, message in [(st.error, m) for m in plan["errors"]] + [(st.warning, m) for m in plan["warnings"]]:
+            show(plain(message))
     with st.expander("Azure settings and projects"):
         st.table([{"setting": k, "value": redact(v)} for k, v in connection["settings"].items()])
         if info["projects"]:
@@ -371,8 +360,6 @@ def azure_panel(s: Store, slice_refs: list, params: dict) -> None:
                     st.success(f"Deleted {len(done['deleted'])} Azure project(s) of {plain(sweep)}")
 
 
-# -- links and batches ------------------------------------------------------------------------------
-
 def link(page: str, label: str, icon: str | None = None) -> None:
     """A link to another page of the app (``pages/x.py``); a plain caption where the page is run on its own
     (AppTest of one page file has no navigation to link into)."""
@@ -384,10 +371,8 @@ def link(page: str, label: str, icon: str | None = None) -> None:
 
 def go(page: str) -> None:
     """Switch to another page of the app; a no-op where the page runs on its own."""
-    try:
+    with suppress(StreamlitPageNotFoundError):
         st.switch_page(page)
-    except StreamlitPageNotFoundError:
-        pass
 
 
 def batch_progress(job_ids: list[int], *, key: str, unit: str = "images") -> None:
@@ -428,6 +413,8 @@ def chart(fig, key: str, **select):
     """A chart with its HTML download (plotly.js embedded); PNG via the chart toolbar's camera button."""
     event = st.plotly_chart(fig, key=key, config={"displaylogo": False, "toImageButtonOptions": {"filename": key}},
                             **select)
+    for note in axes.figure_notes(fig):  # warnings under the chart, never over its axis
+        st.caption(plain(note))
     st.download_button("Download chart (HTML)", lambda: fig.to_html(include_plotlyjs=True), file_name=f"{key}.html",
                        mime="text/html", key=f"{key}-html", on_click="ignore", icon=":material/download:")
     return event

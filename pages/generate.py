@@ -3,6 +3,7 @@
 import streamlit as st
 
 from core import config, ui
+from core.data import samples
 from core.data.samples import load_clothing_sample
 from core.errors import ModelNotFound, UserError
 from core.generate import planning
@@ -23,13 +24,13 @@ names = [t["name"] for t in tags]
 
 if not tags and not store.count_images():
     st.info(form.EMPTY_STORE)
-    per_tag = st.number_input("Real photos per tag (half as many test photos)", 2, form.SAMPLE_MAX_PER_TAG, 100,
+    per_tag = st.number_input("Real photos per tag", 2, form.SAMPLE_MAX_PER_TAG, samples.DEFAULT_PER_TAG,
                               key="gen_sample_n")
     if st.button("Load the clothing sample", type="primary", key="gen_sample"):
         with ui.user_errors(), st.spinner("Loading the clothing sample…"):
             bar = st.progress(0.0, text="clothing sample")
-            loaded = load_clothing_sample(store, per_tag=int(per_tag), test_per_tag=int(per_tag) // 2, progress=lambda
-                                          done, total, message: bar.progress(min(done / max(total, 1), 1.0), text=message))
+            loaded = load_clothing_sample(store, per_tag=int(per_tag), test_per_tag=samples.DEFAULT_TEST_PER_TAG,
+                                          progress=ui.progress_bar(bar, "clothing sample"))
             st.session_state["gen_sample_loaded"] = loaded["imported"]
             st.rerun()
 if st.session_state.get("gen_sample_loaded"):

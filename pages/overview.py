@@ -4,6 +4,7 @@ experiment as a preset, and the clothing sample for an empty store."""
 import streamlit as st
 
 from core import ui
+from core.data import samples
 from core.data.slicing import parse_ints
 from core.flows import experiment, experiment_run
 from core.redact import plain
@@ -50,8 +51,8 @@ if nxt.action == "sample":
     st.caption("Real photos of jeans, shoes, shirts and other (Fashion-MNIST, upscaled) as real and test photos, "
                "with a prompt per tag — enough to train the real-only baseline before generating anything.")
     c1, c2 = st.columns(2)
-    per_tag = c1.number_input("Real photos per tag", 1, 6000, max(experiment.PRESET.counts), key="ov_per_tag")
-    test_per_tag = c2.number_input("Test photos per tag", 0, 1000, 50, key="ov_test_per_tag")
+    per_tag = c1.number_input("Real photos per tag", 1, 6000, samples.DEFAULT_PER_TAG, key="ov_per_tag")
+    test_per_tag = c2.number_input("Test photos per tag", 0, 1000, samples.DEFAULT_TEST_PER_TAG, key="ov_test_per_tag")
 
 preset_box = st.expander("The original experiment (preset)", expanded=nxt.action == "cut")
 with preset_box:

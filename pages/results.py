@@ -13,15 +13,10 @@ from core.views import charts, result_tabs, tables
 st.title("Results")
 s = ui.store()
 all_results = charts.with_slice_names(s, stored_results(s))
-verdict = experiment_run.answer(s)
 with st.container(border=True, key="answer"):
     st.subheader("The answer so far")
-    for line in verdict["sentences"]:
-        st.markdown(f"- {plain(line)}")
-    for line in verdict["missing"] + verdict["todo"]:
-        st.warning(f"The question is still open — {plain(line)}")
-    for line in verdict["notes"]:
-        st.caption(plain(line))
+    for kind, line in experiment_run.answer_lines(s):  # the verdicts, what is missing, the upscale notes
+        getattr(st, kind)(plain(line))
 
 if not all_results:
     st.info(result_tabs.NO_RESULTS)
@@ -83,8 +78,10 @@ with comparing:
         st.info("Compare needs two arms (lines): train another sweep or configuration first.")
     else:
         c1, c2 = st.columns(2)
-        arm_a = c1.selectbox("Arm a", list(arm_names), format_func=arm_names.get, key="compare-a")
-        arm_b = c2.selectbox("Arm b", list(arm_names), index=1, format_func=arm_names.get, key="compare-b")
+        arm_ids = list(arm_names)
+        pa, pb = arms.proposed_pair(all_results)  # synthetic vs its real-only twin at equal counts
+        arm_a = c1.selectbox("Arm a", arm_ids, index=arm_ids.index(pa), format_func=arm_names.get, key="compare-a")
+        arm_b = c2.selectbox("Arm b", arm_ids, index=arm_ids.index(pb), format_func=arm_names.get, key="compare-b")
         st.caption(result_tabs.COMPARE_CAPTION)
         with ui.user_errors():
             compared = compare.compare_results(all_results, arm_a, arm_b)

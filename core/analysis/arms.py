@@ -153,6 +153,27 @@ def real_only_match(results: Sequence[dict], arm: str) -> Optional[str]:
     return None
 
 
+def proposed_pair(results: Sequence[dict]) -> Optional[tuple[str, str]]:
+    """The comparison that answers Synthlab's question, for Compare's default: a synthetic arm against its
+    real-only twin (:func:`real_only_match`), else against any real-only arm, on the most shared counts;
+    else the first two arms. None with fewer than two arms."""
+    table = arm_table(results)
+    counts = {row["id"]: set(row["counts"]) - {0} for row in table}
+    real_only = [row["id"] for row in table if row["real_fraction"] == 1.0]
+    best: Optional[tuple] = None
+    for row in table:
+        if row["real_fraction"] is None or row["real_fraction"] >= 1.0:
+            continue
+        twin = real_only_match(results, row["id"])
+        for other in [twin] if twin else real_only:
+            key = (twin is not None, len(counts[row["id"]] & counts.get(other, set())))
+            if key[1] and (best is None or key > best[0]):
+                best = (key, (row["id"], other))
+    if best:
+        return best[1]
+    return (table[0]["id"], table[1]["id"]) if len(table) >= 2 else None
+
+
 def _real_only_twin(spec: dict, other: dict) -> bool:
     s, o = spec.get("slice") or {}, other.get("slice") or {}
     if not o or o.get("real_fraction") != 1.0:

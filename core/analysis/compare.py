@@ -101,6 +101,9 @@ def sentence(c: dict) -> str:
     """What a person reads: ``n=30: a 0.9 vs b 0.85, difference +0.051 [+0.012, +0.094], p = 0.012 → a better``,
     then the design advice (the smallest difference the design could detect; within noise, what would resolve it)."""
     lo, hi = c["ci"]
+    if lo == hi:  # every run of both arms scored alike on every image: there is no spread to put a bound on
+        return (f"n={c['count_per_tag']}: a {c['a']:.3f} vs b {c['b']:.3f}, difference {c['difference']:+.3f} — "
+                "identical repeats — no spread to measure" + (f". {c['advice']}" if c.get("advice") else ""))
     return (f"n={c['count_per_tag']}: a {c['a']:.3f} vs b {c['b']:.3f}, difference {c['difference']:+.3f} "
             f"[{lo:+.3f}, {hi:+.3f}], p = {c['p_value']:.3g} → {c['verdict']}"
             + (f" ({c['note']})" if c.get("note") else "") + (f". {c['advice']}" if c.get("advice") else ""))

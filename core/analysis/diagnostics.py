@@ -110,7 +110,7 @@ def _round(value: Optional[float], digits: int = 4) -> Optional[float]:
 
 
 def _tag_report(store, tag: str, images: dict[str, list[dict]], ref, sizes: tuple[int, ...],
-                rule, step: Callable[[str], None], progress: Progress, cache: dict) -> dict:
+                rule, step: Callable[[str, int], None], progress: Progress, cache: dict) -> dict:
     from core.analysis.calibrated_probe import calibrated_probe
     from core.analysis.fingerprint import stored_features
 
@@ -118,10 +118,11 @@ def _tag_report(store, tag: str, images: dict[str, list[dict]], ref, sizes: tupl
     notes: dict[str, str] = {}
     vectors: dict[int, dict[str, np.ndarray]] = {}
     both = min(len(synthetic), len(real)) >= diagnostic_metrics.MIN_PER_CLASS_FOR_AUC
+    n = len(synthetic) + len(real)
     for size in sizes:
-        step(f"{tag}: embedding at {size} px")
-        vectors[size] = {source: embeddings(store, ref, images[source], size, progress, cache["embeddings"])
-                         for source in ("synthetic", "real")}
+        step(f"{tag}: embedding at {size} px", n)
+        vectors[size] = {source: embeddings(store, ref, images[source], size, _share(progress, images, source),
+                                            cache["embeddings"]) for source in ("synthetic", "real")}
     first = vectors[sizes[0]]
 
     diversity = {}
@@ -153,9 +154,10 @@ def _tag_report(store, tag: str, images: dict[str, list[dict]], ref, sizes: tupl
             continue
         encoded = diagnostic_metrics.probe_with_interval(vectors[size]["synthetic"], vectors[size]["real"])
         auc[key], auc_ci[key] = _round(encoded["auc"]), [_round(v) for v in encoded["ci"]]
-        step(f"{tag}: pixel probe at {size} px")
-        feats = {source: stored_features(store, [im["id"] for im in images[source]], size, progress,
-                                         cache["pixel_features"]) for source in ("synthetic", "real")}
+        step(f"{tag}: pixel probe at {size} px", n)
+        feats = {source: stored_features(store, [im["id"] for im in images[source]], size,
+                                         _share(progress, images, source), cache["pixel_features"])
+                 for source in ("synthetic", "real")}
         pixel = calibrated_probe(feats["synthetic"], feats["real"])
         pixel_auc[key], pixel_auc_ci[key] = _round(pixel["auc"]), [_round(v) for v in pixel["ci"]]
         pixel_null[key] = {"band": [_round(v) for v in pixel["null_band"]], "p_value": _round(pixel["p_value"]),
@@ -165,7 +167,7 @@ def _tag_report(store, tag: str, images: dict[str, list[dict]], ref, sizes: tupl
         notes["auc"] = (f"needs at least {diagnostic_metrics.MIN_PER_CLASS_FOR_AUC} synthetic and {diagnostic_metrics.MIN_PER_CLASS_FOR_AUC} real "
                         f"images, tag has {len(synthetic)} and {len(real)}")
 
-    step(f"{tag}: near-duplicates")
+    step(f"{tag}: near-duplicates", n)
     clusters = find_duplicate_clusters(store, [im["id"] for im in synthetic + real], rule.max_hamming,
                                        rule.min_correlation, progress, cache["duplicates"])
     return {
@@ -182,6 +184,20 @@ def _tag_report(store, tag: str, images: dict[str, list[dict]], ref, sizes: tupl
         "probe_n": probe_n,
         "notes": notes,
     }
+
+
+def _share(progress: Progress, images: dict[str, list[dict]], source: str) -> Progress:
+    """``progress`` for one source's part of a phase over both (synthetic first, then real)."""
+    if progress is None:
+        return None
+    before = len(images["synthetic"]) if source == "real" else 0
+    whole = max(len(images["synthetic"]) + len(images["real"]), 1)
+    part = len(images[source])
+
+    def report(i: int, n: int, text: str) -> None:
+        progress(int((before + part * min(i, n) / max(n, 1)) * 1000 / whole), 1000, text)
+
+    return report
 
 
 def embeddings(store, ref, images: list[dict], size: Optional[int], progress: Progress = None,
@@ -277,20 +293,27 @@ def diagnose(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] =
     ref = encoder_resolution.resolve_encoder(request["encoder"])
     chosen = request["tags"]
     rule = DuplicateRule(int(duplicate_threshold), float(duplicate_min_correlation))
-    total = len(chosen) * (2 * len(sizes) + 1) + (len(sizes) if spectrum else 0)
+    work = _work_plan(store, chosen, sizes, spectrum)
+    total = max(sum(work.values()), 1)
     done = 0
+    span = 0
     message = ""
 
-    def step(text: str) -> None:
-        nonlocal done, message
-        message = text
+    def step(text: str, units: int = 1) -> None:
+        """A phase of ``units`` of work begins (units ~ images handled, so the rate and ETA settle)."""
+        nonlocal done, span, message
+        done += span
+        message, span = text, max(int(units), 0)
         if progress:
             progress(done, total, text)
-        done += 1
+
+    reported = 0
 
     def inner(i: int, n: int, text: str) -> None:
+        nonlocal reported  # a phase's second pass (hashes, then the search) never moves the bar back
+        reported = max(reported, done + int(span * min(i, n) / max(n, 1)))
         if progress:
-            progress(max(done - 1, 0), total, f"{message} · {text}")
+            progress(reported, total, f"{message} · {text}")
 
     from core.models import embedding_cache
 
@@ -311,13 +334,14 @@ def diagnose(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] =
         report["tags"][tag] = _tag_report(store, tag, images, ref, sizes, rule, step, inner, cache)
     from core.data.label_issues import label_issues_or_why
 
-    report["label_issues"], note = label_issues_or_why(store, chosen, request["encoder"], sizes[0])
+    step("suspected wrong labels", work["label_issues"])
+    report["label_issues"], note = label_issues_or_why(store, chosen, request["encoder"], sizes[0], inner)
     if note:
         report["label_issues_note"] = note
     if spectrum:
         report["spectrum"] = {}
         for size in sizes:
-            step(f"power spectrum at {size} px")
+            step(f"power spectrum at {size} px", work["spectrum"] // max(len(sizes), 1))
             report["spectrum"].update(spectra(store, pooled, [size]))
     report["cache"] = {"embeddings": cache["embeddings"].as_dict(), "pixel_features": cache["pixel_features"],
                        "signatures": {"hits": cache["duplicates"].signatures_cached,
@@ -328,6 +352,25 @@ def diagnose(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] =
     if progress:
         progress(total, total, "done")
     return report
+
+
+def _work_plan(store, tags: Sequence[str], sizes: Sequence[int], spectrum: bool) -> dict[str, int]:
+    """The work of a diagnosis in units of about one image handled: per tag, its images once per size for
+    embeddings and (with both sources) for pixel features, once for the duplicate search; then the
+    label-issue fits and the spectra. Progress moves through these, so its rate is steady."""
+    from core.data.label_issues import work_units
+
+    out: dict[str, int] = {}
+    everything = 0
+    for tag in tags:
+        syn = store.count_images(tag, "synthetic", include_rejected=False)
+        real = store.count_images(tag, "real", include_rejected=False)
+        both = min(syn, real) >= diagnostic_metrics.MIN_PER_CLASS_FOR_AUC
+        out[tag] = (syn + real) * (len(sizes) * (2 if both else 1) + 1)
+        everything += syn + real
+    out["label_issues"] = work_units(everything)
+    out["spectrum"] = min(everything, 200) * len(sizes) if spectrum else 0
+    return out
 
 
 # -- jobs: the page runs a diagnosis in the worker, the CLI in the foreground --------------------

@@ -14,6 +14,7 @@ from typing import Sequence
 
 from core import config
 from core.cli import common, data_commands, flow_commands, model_commands, service_commands
+from core.data import samples
 from core.errors import UserError
 from core.store.database import Store
 
@@ -99,8 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
         dest="sample_cmd", required=True)
     sc = sm.add_parser("clothing", parents=[common],
                        help="jeans, shoes, shirts, other: real and test photos from Fashion-MNIST")
-    sc.add_argument("--per-tag", type=int, default=100, help="real photos per tag (default 100)")
-    sc.add_argument("--test-per-tag", type=int, default=50, help="test photos per tag (default 50)")
+    sc.add_argument("--per-tag", type=int, default=samples.DEFAULT_PER_TAG,
+                    help=f"real photos per tag (default {samples.DEFAULT_PER_TAG})")
+    sc.add_argument("--test-per-tag", type=int, default=samples.DEFAULT_TEST_PER_TAG,
+                    help=f"test photos per tag (default {samples.DEFAULT_TEST_PER_TAG})")
     sc.add_argument("--size", type=int, default=256, help="stored side in px, upscaled bicubic (default 256)")
     sc.add_argument("--more-shoes", action="store_true", help="shoes also from Sandal and Ankle boot")
     sc.add_argument("--more-shirts", action="store_true", help="shirts also from T-shirt/top")

@@ -17,9 +17,37 @@ def cmd_jobs_list(store: Store, a: argparse.Namespace) -> dict:
 
 
 def cmd_jobs_cancel(store: Store, a: argparse.Namespace) -> dict:
-    from core.run.jobs import cancel
+    job = cancel_and_wait(store, a.id)
+    print(job["message"], flush=True)
+    return {"job": job}
 
-    return {"job": cancel(store, a.id)}
+
+def cancel_and_wait(store, job_id: int, timeout: float = 5.0, poll: float = 0.1) -> dict:
+    """Ask a job to stop and wait up to ``timeout`` seconds for it to end. Returns the job row, with
+    ``message`` saying what happened in one line."""
+    import time
+
+    from core.run import jobs
+
+    before = jobs.get_job(store, job_id)
+    if before["status"] not in jobs.ACTIVE and before["status"] != "interrupted":
+        job = jobs.get_job(store, job_id)
+        job["message"] = f"job {job_id} is already {job['status']}: nothing to cancel"
+        return job
+    jobs.cancel(store, job_id)
+    deadline = time.monotonic() + timeout
+    job = jobs.get_job(store, job_id)
+    while job["status"] in jobs.ACTIVE and time.monotonic() < deadline:
+        time.sleep(poll)
+        job = jobs.get_job(store, job_id)
+    if job["status"] == "cancelled":
+        job["message"] = f"job {job_id} ({job['kind']}) cancelled"
+    elif job["status"] in jobs.ACTIVE:
+        job["message"] = (f"job {job_id} ({job['kind']}): cancel requested; still {job['status']} after "
+                          f"{timeout:.0f} s (it stops when its current step ends)")
+    else:
+        job["message"] = f"job {job_id} ({job['kind']}) ended {job['status']} before the cancel took effect"
+    return job
 
 
 def cmd_azure_status(store: Store, a: argparse.Namespace) -> dict:

@@ -30,13 +30,19 @@ class NotEnoughImages(ValueError):
     """Cross-validation needs a few images of every tag."""
 
 
+def work_units(n: int) -> int:
+    """The work of finding label issues among ``n`` images, in units of about one image embedded: the
+    embedding (often cached) and the probe fits of the cross-validation."""
+    return n + n * FOLDS * (CV_REPEATS if n <= LARGE else 1) // 4
+
+
 def out_of_fold_probabilities(embeddings: np.ndarray, labels: Sequence[int], folds: int = FOLDS,
-                              seed: int = 0, repeats: int = CV_REPEATS) -> np.ndarray:
+                              seed: int = 0, repeats: int = CV_REPEATS, progress=None) -> np.ndarray:
     """``n × K`` probabilities, each row from logistic-regression probes (standardised embeddings, as the
     local backend's probe) fitted without that row: stratified k-fold, averaged over ``repeats`` shuffles
     (one split's luck decides less: with one split, clean tags drew up to 5 of 30 flags; averaged over 5, 1–2)."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -47,10 +53,15 @@ def out_of_fold_probabilities(embeddings: np.ndarray, labels: Sequence[int], fol
     x = np.asarray(embeddings, dtype=np.float64)
     repeats = repeats if len(y) <= LARGE else 1  # thousands of images: one split is already stable
     total = np.zeros((len(y), len(counts)))
+    splits = int(min(folds, counts.min()))
     for r in range(repeats):
-        cv = StratifiedKFold(n_splits=int(min(folds, counts.min())), shuffle=True, random_state=seed * 1000 + r)
-        model = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=2000))
-        total += cross_val_predict(model, x, y, cv=cv, method="predict_proba")
+        cv = StratifiedKFold(n_splits=splits, shuffle=True, random_state=seed * 1000 + r)
+        for k, (fit, held) in enumerate(cv.split(x, y)):  # cross_val_predict's folds, one report per fit
+            if progress:
+                progress(r * splits + k, repeats * splits, f"label-issue probe fit {r * splits + k + 1}/{repeats * splits}")
+            model = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=2000))
+            model.fit(x[fit], y[fit])
+            total[np.ix_(held, model.classes_)] += model.predict_proba(x[held])
     return total / repeats
 
 
@@ -74,13 +85,14 @@ def issues_from_probabilities(image_ids: Sequence[str], labels: Sequence[int], p
 
 
 def find_issues(image_ids: Sequence[str], tag_of: Sequence[str], embeddings: np.ndarray,
-                tags: Sequence[str] | None = None, seed: int = 0) -> list[dict]:
+                tags: Sequence[str] | None = None, seed: int = 0, progress=None) -> list[dict]:
     """:func:`issues_from_probabilities` on :func:`out_of_fold_probabilities` of ``embeddings`` (one row per
     image, ``tag_of`` its given tag)."""
     tags = list(tags or sorted(set(tag_of)))
     index = {t: i for i, t in enumerate(tags)}
     labels = [index[t] for t in tag_of]
-    return issues_from_probabilities(image_ids, labels, out_of_fold_probabilities(embeddings, labels, seed=seed), tags)
+    return issues_from_probabilities(image_ids, labels,
+                                     out_of_fold_probabilities(embeddings, labels, seed=seed, progress=progress), tags)
 
 
 def relabel(store, image_id: str, tag: str) -> dict:
@@ -122,15 +134,27 @@ def store_label_issues(store, tags: Sequence[str] | None = None, encoder: str | 
     if len(counts) < 2 or min(counts.values()) < MIN_PER_TAG:
         raise NotEnoughImages(f"label issues need at least {MIN_PER_TAG} images of each of at least 2 tags")
     ref = encoder_resolution.resolve_encoder(encoder)
-    vectors = embedding_cache.embed_images(store, ref, images, embedding_cache.View.of(size), progress=progress)
+    n = len(images)
+    share = n / max(work_units(n), 1)  # one progress scale over the embedding, then the fits
+
+    def embedding(i: int, m: int, text: str) -> None:
+        if progress:
+            progress(int(i / max(m, 1) * share * 1000), 1000, text)
+
+    def fitting(i: int, m: int, text: str) -> None:
+        if progress:
+            progress(int((share + i / max(m, 1) * (1 - share)) * 1000), 1000, text)
+
+    vectors = embedding_cache.embed_images(store, ref, images, embedding_cache.View.of(size), progress=embedding)
     return find_issues([im["id"] for im in images], [im["tag"] for im in images], vectors,
-                       sorted({im["tag"] for im in images}))
+                       sorted({im["tag"] for im in images}), progress=fitting)
 
 
-def label_issues_or_why(store, tags: Sequence[str], encoder: str | None, size: int | None) -> tuple[list[dict], str | None]:
+def label_issues_or_why(store, tags: Sequence[str], encoder: str | None, size: int | None,
+                        progress=None) -> tuple[list[dict], str | None]:
     """:func:`store_label_issues`, or ``([], why)`` when the tags have too few images to look (for diagnose)."""
     try:
-        return store_label_issues(store, tags, encoder, size), None
+        return store_label_issues(store, tags, encoder, size, progress), None
     except NotEnoughImages as exc:
         return [], str(exc)
 

@@ -148,7 +148,15 @@ def _check(name: str, value: int, lo: int, hi: int) -> int:
     return number
 
 
-def load_clothing_sample(store: Store, per_tag: int = 100, test_per_tag: int = 50, size: int = 256,
+# The sample's one set of defaults (Overview, Generate, the CLI): enough real photos for the experiment's
+# largest slice (200 per tag), and 50 test photos per tag.
+DEFAULT_PER_TAG = 200
+DEFAULT_TEST_PER_TAG = 50
+DEFAULT_SIZE = 256
+
+
+def load_clothing_sample(store: Store, per_tag: int = DEFAULT_PER_TAG, test_per_tag: int = DEFAULT_TEST_PER_TAG,
+                         size: int = DEFAULT_SIZE,
                          progress: Progress = None, *, more_shoes: bool = False,
                          more_shirts: bool = False) -> dict:
     """Create the tags ``jeans``, ``shoes``, ``shirts``, ``other`` (existing ones keep their prompts)

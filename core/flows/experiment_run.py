@@ -211,6 +211,15 @@ def answer(store: Store) -> dict:
             "comparisons": found, "notes": upscale_notes(store, results(store))}
 
 
+def answer_lines(store: Store) -> list[tuple[str, str]]:
+    """:func:`answer` as ``(kind, text)`` lines for a page: ``markdown`` verdicts, ``warning`` gaps, ``caption``
+    notes."""
+    found = answer(store)
+    return ([("markdown", f"- {line}") for line in found["sentences"]]
+            + [("warning", f"The question is still open — {line}") for line in found["missing"] + found["todo"]]
+            + [("caption", line) for line in found["notes"]])
+
+
 def upscale_notes(store: Store, evaluated: list[dict]) -> list[str]:
     """One sentence per (size, tags) of the scored runs with synthetic images that were upscaled to it."""
     views = {(r.get("size"), tuple(sorted(r.get("tags") or ()))) for r in evaluated

@@ -26,7 +26,7 @@ from typing import Any, Callable, Optional, Sequence
 from core import config
 from core.errors import JobCancelled, NotFound, UserError
 from core.redact import redact
-from core.run import registry, timeslice
+from core.run import cancel_watch, registry, timeslice
 from core.store.database import Store
 from core.store.records import now
 
@@ -193,14 +193,16 @@ def submit(store: Store, kind: str, params: dict, *, claim: bool = False) -> int
 
 
 def cancel(store: Store, job_id: int) -> dict:
-    """Ask a job to stop. A queued job is cancelled at once; a running one at its next progress report."""
-    get_job(store, job_id)
+    """Ask a job to stop. A queued (or interrupted) job is cancelled at once; a running one within about a
+    second (:func:`core.run.cancel_watch.watch`), at the latest when its current C call returns."""
+    job = _interrupted(get_job(store, job_id))
     with store.tx() as conn:
         conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND status IN ('queued', 'running')",
                      (job_id,))
-        conn.execute(
-            "UPDATE jobs SET status = 'cancelled', finished = ? WHERE id = ? AND status = 'queued'",
-            (now(), job_id),
+        conn.execute(  # queued, or running in a process that is gone: nothing will run it, so it ends now
+            "UPDATE jobs SET status = 'cancelled', finished = ?, owner = NULL WHERE id = ? "
+            "AND (status = 'queued' OR (status = 'running' AND ?))",
+            (now(), job_id, job["status"] == "interrupted"),
         )
     return get_job(store, job_id)
 
@@ -220,17 +222,24 @@ def requeue_orphans(store: Store) -> list[int]:
     """Put back in the queue the running jobs whose owning process is gone."""
     requeued = []
     with store.tx() as conn:
-        for row in conn.execute("SELECT id, owner FROM jobs WHERE status = 'running'").fetchall():
+        for row in conn.execute("SELECT id, owner, cancel_requested FROM jobs WHERE status = 'running'").fetchall():
             if not _owner_alive(row["owner"]):
+                if row["cancel_requested"]:  # the user asked it to stop: it ends cancelled, not resumed
+                    conn.execute("UPDATE jobs SET status = 'cancelled', owner = NULL, finished = ? WHERE id = ?",
+                                 (now(), row["id"]))
+                    continue
                 conn.execute("UPDATE jobs SET status = 'queued', owner = NULL WHERE id = ?", (row["id"],))
                 requeued.append(row["id"])
     return requeued
 
 
 def _claim_next(store: Store) -> Optional[int]:
+    """Claim the oldest queued job, kinds in :data:`core.run.registry.FIRST` (follow-on scoring) before the rest."""
     me = owner_id()
     with store.tx() as conn:
-        row = conn.execute("SELECT id FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 1").fetchone()
+        first = ", ".join("?" * len(registry.FIRST)) or "NULL"
+        row = conn.execute(f"SELECT id FROM jobs WHERE status = 'queued' ORDER BY kind IN ({first}) DESC, id LIMIT 1",
+                           registry.FIRST).fetchone()
         if row is None:
             return None
         conn.execute(
@@ -256,7 +265,8 @@ def run_job(store: Store, job_id: int) -> dict:
     ctx = JobContext(store, job_id, job["kind"], job["params"])
     try:
         ctx.check_cancelled()
-        result = registry.handler(job["kind"])(ctx)
+        with cancel_watch.watch(store, job_id):
+            result = registry.handler(job["kind"])(ctx)
     except timeslice.JobYielded as why:
         with store.tx() as conn:  # back in the queue, progress kept: it resumes at its next turn
             conn.execute("UPDATE jobs SET status = 'queued', owner = NULL, message = ? WHERE id = ?", (str(why), job_id))

@@ -26,6 +26,10 @@ FOLLOW_ONS: dict[str, list[str]] = {
     "train": ["core.analysis.autoeval:submit_if_needed"],
 }
 
+# Kinds a worker claims before any queued job of another kind: short follow-ons whose result someone is
+# waiting for (a run's score must not wait behind thirty queued training runs).
+FIRST: tuple[str, ...] = ("evaluate",)
+
 
 def register(kind: str, target: str) -> None:
     """Map a job kind to ``"module:function"`` (resolved when the first job of that kind runs)."""

@@ -78,7 +78,8 @@ def _view(row: dict) -> RunRecord:
         "tags": metrics.get("tags") or params.get("tags") or spec.get("tags") or [],
         "accuracy": evaluation.get("accuracy"), "accuracy_ci": evaluation.get("accuracy_ci"),
         "time": _seconds(view.get("started"), view.get("finished")),
-        "input_px": metrics.get("input_px") or view.get("size"),
+        # what the model saw; a queued or running run has not seen anything yet (not the slice's size)
+        "input_px": metrics.get("input_px") or (view.get("size") if view.get("status") == "done" else None),
     })
     return view
 

@@ -28,7 +28,7 @@ from plotly.colors import qualitative
 from core.analysis import arms, stats
 from core.data import repeats
 from core.errors import InvalidInput, NotFound
-from core.views import bars, result_labels
+from core.views import axes, bars, result_labels
 
 METRICS = {"accuracy": "accuracy", "macro_f1": "macro F1", "average_precision": "average precision (macro)"}
 ERRORS = {"combined": "95% interval: repeat spread and test-set uncertainty combined",
@@ -216,14 +216,25 @@ def _line_figure(points: list[dict], *, keys: list[str], title: str, yaxis: str,
         template="plotly_white", hovermode="closest",
         legend_title_text="line = arm (runs alike but for the repeat)" if colour_by_variant
         else "line = tag · arm (runs alike but for the repeat)",
-        margin={"t": 90, "b": 80 + 22 * len(notes)}, meta={"notes": notes, "error": error},
+        margin={"t": 90, "b": 80}, meta={"notes": notes, "error": error},
         xaxis={"title": {"text": "images per tag"}, "tickmode": "array", "tickvals": counts},
-        yaxis={"title": {"text": yaxis}, "range": [-0.02, 1.02]},
+        yaxis={"title": {"text": yaxis}, "range": axes.fitted_range(_drawn_values(fig))},
     )
-    for i, note in enumerate(notes):
-        fig.add_annotation(text=note, xref="paper", yref="paper", x=0, y=-0.16 - 0.07 * i, showarrow=False,
-                           xanchor="left", yanchor="top", font={"size": 12, "color": "#92400e"})
-    return fig
+    return fig  # the notes are the chart's caption (axes.figure_notes), never text over the axis title
+
+
+def _drawn_values(fig: go.Figure) -> list:
+    """Every y a chart draws: the means and both ends of each error bar."""
+    out: list = []
+    for trace in fig.data:
+        ys = list(trace.y or [])
+        bar = trace.error_y
+        plus = list(bar.array or []) if bar is not None and bar.array is not None else [0] * len(ys)
+        minus = list(bar.arrayminus or plus) if bar is not None and bar.arrayminus is not None else plus
+        for y, up, down in zip(ys, plus, minus):
+            if y is not None:
+                out += [y, y + (up or 0), y - (down or 0)]
+    return out
 
 
 def _real_only(lines: dict, aid: str) -> bool:
@@ -429,7 +440,8 @@ def image_history(results: Sequence[dict], image_id: str) -> go.Figure:
     flips = sum(a != b for a, b in zip(predicted, predicted[1:]))
     fig.update_layout(
         title=f"Test image {image_id[:12]} across runs (true tag: {true_tag}, prediction changes {flips}×)",
-        template="plotly_white", xaxis={"title": {"text": "run"}, "type": "category", "tickangle": -35},
+        template="plotly_white",
+        xaxis={"title": {"text": "run"}, "type": "category", "tickangle": -35, **axes.thinned_ticks(x)},
         yaxis={"title": {"text": "predicted probability"}, "range": [-0.02, 1.02]},
     )
     return fig

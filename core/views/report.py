@@ -148,7 +148,10 @@ def _e(value) -> str:
 def _figure(fig: go.Figure, height: int = 460) -> str:
     div = fig.to_html(full_html=False, include_plotlyjs=False, default_height=f"{height}px",
                       config={"displaylogo": False, "responsive": True})
-    return f"<div class='chart'>{div}</div>"
+    from core.views.axes import figure_notes
+
+    notes = "".join(f"<p class='note'>{html.escape(n)}</p>" for n in figure_notes(fig))
+    return f"<div class='chart'>{div}{notes}</div>"
 
 
 def _table(df: pd.DataFrame) -> str:

@@ -24,3 +24,23 @@ def refuse(ctx):
 
 def crash(ctx):
     raise RuntimeError("boom")
+
+
+def busy_silent(ctx):
+    """Pure-Python work that never reports progress (as a long model fit): cancel must still stop it."""
+    deadline = time.monotonic() + float(ctx.params.get("seconds", 60))
+    n = 0
+    while time.monotonic() < deadline:
+        n = (n * 31 + 7) % 1_000_003
+    return {"n": n}
+
+
+def swallows_errors(ctx):
+    """A loop that catches every Exception (as careless handler code might): cancel must still win."""
+    deadline = time.monotonic() + float(ctx.params.get("seconds", 60))
+    while time.monotonic() < deadline:
+        try:
+            sum(range(1000))
+        except Exception:  # noqa: BLE001 - on purpose
+            pass
+    return {}

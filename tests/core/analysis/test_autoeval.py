@@ -84,3 +84,32 @@ def test_train_json_carries_each_finished_runs_accuracy(digits, capsys):
     assert {r["id"]: r["accuracy"] for r in runs} == stored and all(0 <= a <= 1 for a in stored.values())
     assert "accuracy_ci" in runs[0]
     assert jobs.list_jobs(digits, kind=autoeval.KIND) == []  # the CLI scores in the foreground, no job left over
+
+
+def test_a_finished_runs_score_does_not_wait_behind_queued_training(digits):
+    """Several training runs queued: each run is scored before the next queued run finishes (the follow-on
+    ``evaluate`` job is claimed before the queued ``train`` jobs)."""
+    import time
+
+    ids = training.submit_training(digits, ["digits"], "local", {"encoder": "cnn-small", "epochs": 1})
+    assert len(ids) >= 3
+    worker = jobs.Worker(digits, poll_seconds=0.05)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 120
+        checked = 0
+        while checked < len(ids) - 1 and time.monotonic() < deadline:
+            runs = {r["id"]: r for r in training.list_runs(digits, ids)}
+            for earlier, later in zip(ids, ids[1:]):
+                if runs[later]["status"] == "done" and earlier in ids[checked:checked + 1]:
+                    # the later run has finished: the earlier one's accuracy must already be stored
+                    assert runs[earlier]["accuracy"] is not None, (earlier, later)
+                    checked += 1
+            time.sleep(0.02)
+        assert checked == len(ids) - 1
+    finally:
+        worker.stop()
+    last_train = jobs.get_job(digits, training.get_run(digits, ids[-1])["job_id"])
+    first_scoring = min(jobs.list_jobs(digits, kind=autoeval.KIND), key=lambda j: j["id"])
+    assert first_scoring["id"] > min(training.get_run(digits, i)["job_id"] for i in ids)  # queued after…
+    assert first_scoring["started"] is not None and first_scoring["started"] <= last_train["started"]  # …ran before

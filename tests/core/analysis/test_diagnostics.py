@@ -300,3 +300,17 @@ def test_a_foreground_diagnosis_reports_progress_to_its_caller_and_the_job(lab, 
 
     job = jobs.get_job(lab, out["job"])
     assert job["done"] == job["total"] > 0
+
+
+def test_diagnosis_progress_is_one_steady_scale_through_every_phase(lab, tiny_clip):
+    """Progress counts images handled (not phases of very different cost), never goes back, keeps one
+    total, and moves inside the label-issue fits too — so the rate and the ETA settle."""
+    seen = []
+    dg.diagnose(lab, ["jeans", "shoes"], [32], tiny_clip, progress=lambda d, t, m: seen.append((d, t, m)))
+    assert len({t for _, t, _ in seen}) == 1
+    done = [d for d, _, _ in seen]
+    assert done == sorted(done) and done[-1] == seen[-1][1]
+    fits = [d for d, _, m in seen if "label-issue probe fit" in m]
+    assert len(fits) >= 5 and fits[-1] > fits[0]  # moves within the fits, not only around them
+    phases = {m.split(" · ")[0] for _, _, m in seen}
+    assert {"jeans: embedding at 32 px", "jeans: near-duplicates", "suspected wrong labels"} <= phases

@@ -265,29 +265,45 @@ def test_export_reads_back_as_an_imagefolder_dataset(store, filled, tmp_path):
         z.extractall(folder)
     assert names[-1] == "train/shoes/" + sorted(
         m["id"] for m in slicing.slice_members(store, s["id"]) if m["tag"] == "shoes")[-1] + ".png"
-    assert "train/metadata.jsonl" in names and len(names) == 13
+    assert "train/metadata.parquet" in names and len(names) == 13
     tags = {m["id"]: m["tag"] for m in slicing.slice_members(store, s["id"])}
     ds = datasets.load_dataset("imagefolder", data_dir=str(folder), cache_dir=str(tmp_path / "hf"))["train"]
     assert ds.num_rows == 12
+    names = ds.features["label"].names
+    assert names == ["jeans", "shoes"]  # an image-classification set: label is a ClassLabel of the tags
+    assert ds.features["seed"] == datasets.Value("int64") and ds.features["guidance"] == datasets.Value("float64")
     for row in ds:
-        assert row["label"] == tags[row["image_id"]]
+        assert names[row["label"]] == tags[row["image_id"]]
         assert row["image"].size == (32, 32)
         assert row["slice_hash"] == s["hash"]
         if row["source"] == "synthetic":
-            assert row["model_id"] == "tiny-sd" and row["prompt"] == f"a photo of {row['label']}"
+            assert row["model_id"] == "tiny-sd" and row["prompt"] == f"a photo of {names[row['label']]}"
             assert isinstance(row["seed"], int)
         else:
             assert row["seed"] is None
-    encoded = ds.class_encode_column("label")  # the usual step to a ClassLabel for training
-    names = encoded.features["label"].names
-    assert names == ["jeans", "shoes"]
-    assert [names[i] for i in encoded["label"]] == [tags[i] for i in encoded["image_id"]]
+    assert [names[i] for i in ds["label"]] == [tags[i] for i in ds["image_id"]]
     # an existing folder gets a named zip inside it; the same slice exports to the same bytes
     (tmp_path / "dir").mkdir()
     again = slice_export.export_slice(store, s["hash"][:8], tmp_path / "dir")
     assert again.parent == tmp_path / "dir" and again.name.startswith("export_me-n6-32px-r0-")
     assert again.read_bytes() == out.read_bytes() == slice_export.export_bytes(store, s["id"])
     assert not list(tmp_path.rglob(".tmp-*"))
+
+
+def test_a_real_only_export_has_typed_generation_columns(store, filled, tmp_path):
+    import datasets
+
+    (s,) = build_slices(store, SliceSpec("real only", (3,), size=16, real_fraction=1.0))
+    folder = tmp_path / "unzipped"
+    with zipfile.ZipFile(slice_export.export_slice(store, s["id"], tmp_path / "real.zip")) as z:
+        z.extractall(folder)
+    ds = datasets.load_dataset("imagefolder", data_dir=str(folder), cache_dir=str(tmp_path / "hf"))["train"]
+    assert ds.features["label"].names == ["jeans", "shoes"]
+    for column in ("model_id", "prompt", "negative_prompt", "scheduler", "model_revision"):
+        assert ds.features[column] == datasets.Value("string"), column  # typed, not null-typed
+    for column in ("seed", "steps"):
+        assert ds.features[column] == datasets.Value("int64"), column
+    assert set(ds["source"]) == {"real"} and set(ds["seed"]) == {None}
 
 
 def test_export_of_an_unknown_slice_writes_nothing(store, filled, tmp_path):

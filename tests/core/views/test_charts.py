@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from core.errors import InvalidInput, NotFound
-from core.views import charts, tables
+from core.views import axes, charts, tables
 
 TAGS = ["jeans", "shoes"]
 
@@ -229,7 +229,7 @@ def test_chart_says_when_slice_sizes_never_reached_the_model_and_warns_on_overla
     assert any("repeats overlap 80% at n=10" in n for n in notes)
     assert any("identical repeats at n=30" in n for n in notes)
     texts = [a.text for a in fig.layout.annotations]
-    assert all(n in texts for n in notes)
+    assert not any(n in texts for n in notes) and axes.figure_notes(fig) == notes  # a caption, not over the axis
     for r in results:
         r["input_px"] = r["size"]
         r.pop("repeat_overlap", None)
@@ -262,3 +262,36 @@ def test_accuracy_bars_near_1_stay_inside_0_1_and_the_chart_says_the_test_set_is
     results[0]["test_set"] = "another-set"
     assert not any("same 200 test photos" in n for n in charts.metrics_vs_count(results, "accuracy").layout.meta["notes"])
     assert not any("same" in n for n in charts.metrics_vs_count(results, "accuracy", error="std").layout.meta["notes"])
+
+
+def test_metric_axis_fits_the_data_and_its_intervals_not_zero_to_one(results):
+    for r in results:
+        r["accuracy"] = 0.95 + 0.01 * (r["run"] % 3)
+        r["accuracy_ci"] = [r["accuracy"] - 0.02, min(r["accuracy"] + 0.02, 1.0)]
+    fig = charts.metrics_vs_count(results, "accuracy", error="std")
+    low, high = fig.layout.yaxis.range
+    drawn = [v for t in fig.data for v in t.y]
+    ends = [y + up for t in fig.data for y, up in zip(t.y, t.error_y.array)]
+    ends += [y - down for t in fig.data for y, down in zip(t.y, t.error_y.arrayminus or t.error_y.array)]
+    assert low > 0.5 and high <= 1.03  # near 1.0: not a flat line on a 0–1 axis
+    assert low <= min(drawn + ends) and max(drawn + ends) <= high  # every mean and interval end is visible
+    assert high - low >= axes.MIN_SPAN
+
+
+def test_axis_helpers_on_planted_values():
+    assert axes.fitted_range([0.97, 0.99, 1.0])[1] <= 1.03 and axes.fitted_range([0.97, 1.0])[0] >= 0.85
+    assert axes.fitted_range([0.0, 1.0]) == [-0.02, 1.02]
+    assert axes.fitted_range([]) == [-0.02, 1.02]
+    low, high = axes.fitted_range([0.5])
+    assert low < 0.5 < high and high - low >= axes.MIN_SPAN
+    labels = [f"run {i}" for i in range(36)]
+    ticks = axes.thinned_ticks(labels)
+    assert len(ticks["ticktext"]) <= axes.MAX_LABELS and ticks["tickvals"][0] == "run 0"
+    assert ticks["tickvals"][-1] == "run 35"
+    assert axes.thinned_ticks(labels[:5])["ticktext"] == labels[:5]
+
+
+def test_image_history_of_many_runs_draws_at_most_twenty_labels(results):
+    many = [dict(results[0], run=100 + i, repeat=i) for i in range(36)]
+    fig = charts.image_history(many, A)
+    assert len(fig.data[0].x) == 36 and len(fig.layout.xaxis.ticktext) <= axes.MAX_LABELS
