@@ -32,9 +32,12 @@ def test_runs_finished_by_the_worker_are_scored_by_a_follow_on_job(digits):
     last_train = training.get_run(digits, ids[-1])["job_id"]
     _run_worker(digits, last_train)
     scoring = jobs.list_jobs(digits, kind=autoeval.KIND)
-    assert len(scoring) == 1  # one follow-on job for the whole sweep, not one per run
-    job = _run_worker(digits, scoring[0]["id"])
-    assert job["status"] == "done" and sorted(job["result"]["evaluated"]) == sorted(ids)
+    # scoring jumps the queue (issue 25): a follow-on job per finished run at most, never one per run twice
+    assert 1 <= len(scoring) <= len(ids)
+    for job in scoring:
+        assert _run_worker(digits, job["id"])["status"] == "done"
+    evaluated = [i for job in jobs.list_jobs(digits, kind=autoeval.KIND) for i in job["result"]["evaluated"]]
+    assert sorted(evaluated) == sorted(ids)
     runs = training.list_runs(digits, ids)
     assert all(r["accuracy"] is not None and 0 <= r["accuracy"] <= 1 for r in runs)
     assert autoeval.pending_runs(digits) == [] and autoeval.submit_if_needed(digits) is None

@@ -55,7 +55,7 @@ def _tiny_image(path):
         (["--tag", "jeans", "--count", "0"], "count must be between 1 and 100000, not 0"),
         (["--tag", "jeans", "--count", "-3"], "count must be between 1 and 100000, not -3"),
         (["--tag", "jeans", "--count", "2", "--width", "100"], "width must be a multiple of 8, not 100"),
-        (["--tag", "jeans", "--count", "2", "--height", "8192"], "height must be between 64 and 2048"),
+        (["--tag", "jeans", "--count", "2", "--height", "8192"], "height must be between 32 and 2048"),
         (["--tag", "jeans", "--count", "2", "--model", "{tmp}/no-such-folder"], "no model folder at"),
         (["--tag", "jeans", "--count", "2", "--model", "{tmp}"], "has no model_index.json"),
         (["--tag", "jeans", "--count", "2", "--model", "nobody/no-such-model"], "not in the local Hugging Face cache"),
