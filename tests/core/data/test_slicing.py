@@ -220,7 +220,11 @@ def test_get_resolve_and_list(store, filled):
 
 
 def test_plan_warnings(store, filled):
-    assert slicing.plan_warnings(store, SliceSpec("ok", (5, 10), size=256)) == []
+    # the only note at 256 px: the fixture's 20 px synthetic images would be upscaled (its planted truth)
+    (note,) = slicing.plan_warnings(store, SliceSpec("ok", (5, 10), size=256))
+    assert note.startswith("60 synthetic image(s) are at most 20 px and will be upscaled to 256 px")
+    assert not any("upscaled" in w for w in slicing.plan_warnings(store, SliceSpec("ok", (5, 10), size=20)))
+    assert slicing.upscale_note(store, 256, ["jeans", "shoes"], real_fraction=1.0) is None  # real-only: no note
     warnings = slicing.plan_warnings(store, SliceSpec("w", (3, 40), size=128, real_fraction=1.0))
     text = "\n".join(warnings)
     assert "tag 'jeans' has 25 real images, a slice of 40 per tag at real fraction 1 needs 40" in text
