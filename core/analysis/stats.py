@@ -56,12 +56,6 @@ def repeat_scale(repeats: int) -> float:
     return math.sqrt(repeats / (repeats - 1)) * t_factor(repeats)
 
 
-def _weights(rng, resamples: int, n: int):
-    """``resamples × n`` bootstrap multiplicities (each row sums to n)."""
-    np = _np()
-    return rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64)
-
-
 def percentile_interval(values, level: float = LEVEL) -> list[float]:
     np = _np()
     lo, hi = np.percentile(np.asarray(values, dtype=np.float64), [50 * (1 - level), 50 * (1 + level)])
@@ -82,8 +76,10 @@ def run_intervals(truth: Sequence[str], predicted: Sequence[str], scores: Option
     n = len(truth)
     if n == 0:
         return {"accuracy_ci": None, "macro_f1_ci": None, "average_precision_ci": None}
+    from core.analysis.intervals import bootstrap_weights, weighted_macro_ap
+
     rng = np.random.default_rng([seed, n, 1])
-    w = _weights(rng, resamples, n)
+    w = bootstrap_weights(rng, resamples, n)
     truth_a, pred_a = np.asarray(truth, dtype=object), np.asarray(predicted, dtype=object)
     accuracy = w @ (truth_a == pred_a).astype(np.float64) / n
     labels = list(dict.fromkeys(list(tags) + sorted(set(truth) - set(tags))))
@@ -101,33 +97,10 @@ def run_intervals(truth: Sequence[str], predicted: Sequence[str], scores: Option
     out = {"accuracy_ci": percentile_interval(accuracy), "macro_f1_ci": percentile_interval(macro_f1),
            "average_precision_ci": None}
     if scores is not None and len(scores) == n:
-        ap = _macro_average_precision(w, truth_a, np.asarray(scores, dtype=np.float64), list(tags))
+        ap = weighted_macro_ap(w, truth_a, np.asarray(scores, dtype=np.float64), list(tags))
         if ap is not None:
             out["average_precision_ci"] = percentile_interval(ap)
     return out
-
-
-def _macro_average_precision(w, truth, scores, tags):
-    """Per resample, the mean over tags with positives of the weighted average precision."""
-    np = _np()
-    total, counted = np.zeros(w.shape[0]), np.zeros(w.shape[0])
-    for j, tag in enumerate(tags):
-        positive = (truth == tag)
-        if not positive.any():
-            continue
-        order = np.argsort(-scores[:, j], kind="stable")
-        wo, pos = w[:, order], positive[order].astype(np.float64)
-        hits = np.cumsum(wo * pos, axis=1)
-        seen = np.cumsum(wo, axis=1)
-        precision = np.divide(hits, seen, out=np.zeros_like(hits), where=seen > 0)
-        weight_pos = (wo * pos).sum(axis=1)
-        ap = np.divide((wo * pos * precision).sum(axis=1), weight_pos, out=np.zeros(w.shape[0]),
-                       where=weight_pos > 0)
-        total += np.where(weight_pos > 0, ap, 0.0)
-        counted += weight_pos > 0
-    if not counted.any():
-        return None
-    return total / np.maximum(counted, 1)
 
 
 def standard_error(interval: Optional[Sequence[float]]) -> float:
@@ -189,6 +162,8 @@ def paired_difference(correct_a, correct_b, *, resamples: int = RESAMPLES, seed:
     ``correct_a``: ``repeats_a × images`` of 0/1 (1 = that repeat's model got that image right), and
     the same for b with the same image columns. Returns ``{"a", "b", "difference", "ci", "p_value",
     "verdict", "repeats": [Ra, Rb], "test_images"}`` and a ``note`` when an arm has one repeat."""
+    from core.analysis.intervals import bootstrap_weights
+
     np = _np()
     a = np.atleast_2d(np.asarray(correct_a, dtype=np.float64))
     b = np.atleast_2d(np.asarray(correct_b, dtype=np.float64))
@@ -207,7 +182,7 @@ def paired_difference(correct_a, correct_b, *, resamples: int = RESAMPLES, seed:
     draws = []
     for start in range(0, resamples, _CHUNK):
         k = min(_CHUNK, resamples - start)
-        w = _weights(rng, k, n)
+        w = bootstrap_weights(rng, k, n)
         va = rng.multinomial(a.shape[0], np.full(a.shape[0], 1.0 / a.shape[0]), size=k) / a.shape[0]
         vb = rng.multinomial(b.shape[0], np.full(b.shape[0], 1.0 / b.shape[0]), size=k) / b.shape[0]
         per_image = va @ sa - vb @ sb
