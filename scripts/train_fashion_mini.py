@@ -125,15 +125,10 @@ def to_pixels(images: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- tokenizer
 
 def _bytes_to_unicode() -> dict[int, str]:
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, (chr(c) for c in cs)))
+    """GPT-2's reversible byte → printable character map (what byte-level BPE vocabularies use)."""
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    return bytes_to_unicode()
 
 
 def learn_bpe(texts: list[str], merges: int) -> tuple[dict[str, int], list[tuple[str, str]]]:

@@ -17,15 +17,9 @@ EOS = "<|endoftext|>"
 
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible byte → printable character map (what byte-level BPE vocabularies use)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, (chr(c) for c in cs)))
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    return bytes_to_unicode()
 
 
 def byte_level_clip_vocab() -> dict[str, int]:
