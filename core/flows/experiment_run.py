@@ -97,13 +97,12 @@ def answer_sentence(c: dict, labels: dict[str, str] | None = None) -> str:
     a, b = labels.get(c["sweep_a"], c["sweep_a"]), labels.get(c["sweep_b"], c["sweep_b"])
     points = 100 * c["difference"]
     lo, hi = (100 * x for x in c["ci"])
+    span = f"[{lo:+.1f}, {hi:+.1f}]"
     if c["verdict"] == "within noise":
-        how = f"is within noise of {b} ({points:+.1f} points"
+        how = f"is within noise of {b} ({points:+.1f} points {span})"
     else:
-        how = f"is {abs(points):.1f} points {'better' if points > 0 else 'worse'} than {b} ("
-        how = how[:-2]
-    return f"at {c['count_per_tag']} per tag, {a} {how} [{lo:+.1f}, {hi:+.1f}]" + (
-        ")" if c["verdict"] == "within noise" else "") + f", p = {c['p_value']:.2g}"
+        how = f"is {abs(points):.1f} points {'better' if points > 0 else 'worse'} than {b} {span}"
+    return f"at {c['count_per_tag']} per tag, {a} {how}, p = {c['p_value']:.2g}"
 
 
 def _sample_short(store: Store, spec: ExperimentRun) -> bool:
@@ -201,14 +200,14 @@ def active_job(store: Store) -> Optional[int]:
 def answer(store: Store) -> dict:
     """``{"sentences", "missing", "todo"}`` from the scored runs of the three arms: the answer in words, what
     is missing, and what to do about it (``todo`` is empty when both comparisons exist)."""
-    scored = [r for r in results(store) if r.get("slice_name") in {a.name for a in ARMS}]
-    found, missing = comparisons(scored)
+    evaluated = results(store)
+    found, missing = comparisons([r for r in evaluated if r.get("slice_name") in {a.name for a in ARMS}])
     todo = []
     if missing:
         todo.append("run the whole experiment from the Overview (or `python -m core experiment run`): it loads the "
                     "sample, generates with the built-in fashion-mini offline, cuts the three arms, trains and scores")
     return {"sentences": [answer_sentence(c) for c in found], "missing": missing, "todo": todo,
-            "comparisons": found, "notes": upscale_notes(store, results(store))}
+            "comparisons": found, "notes": upscale_notes(store, evaluated)}
 
 
 def answer_lines(store: Store) -> list[tuple[str, str]]:
