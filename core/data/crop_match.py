@@ -18,8 +18,12 @@ move. This stage works on the same cached 64 px thumbnails:
    only if the registered thumbnails' aligned correlation (:mod:`core.data.alignment`: the same band-pass and
    taper) reaches the rule's ``min_correlation``, the threshold of the same-scale search.
 
-Measured on Fashion-MNIST photos at 256 px (``tests/core/data/test_crop_match.py``): crops of 6, 8 and 10 %
-per side, symmetric, from one corner or uneven per side, are found; 200 distinct T-shirts give no cluster.
+Measured on Fashion-MNIST photos (``tests/core/data/test_crop_match.py``): crops of 6, 8 and 10 % per side,
+symmetric, from one corner or uneven per side, are found at 64 and 256 px (T-shirts, the hardest class: 202
+of 203 planted source–crop pairs found directly, all 29 clusters whole through crop–crop pairs); registered
+correlations of true crops ≥ 0.999 (also after a JPEG re-save at quality 75), of distinct T-shirts ≤ 0.992;
+200 distinct T-shirts give no cluster. Known limit: one scale for both axes, so a crop that changes the
+aspect ratio (a cut from one side only) is found reliably only up to ~2 %.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ MIN_SIMILARITY = 0.85
 SCAN_BYTES = 32 << 20
 DESCRIBE_BATCH = 256
 PAIR_BATCH = 128
-COARSE_STEPS = (0.96, 0.98, 1.0, 1.02, 1.04)
+COARSE_STEPS = (0.97, 1.0, 1.03)
 COARSE_SHIFT = 8
 FINE_STEPS = (0.01, 0.005)
 FINE_SHIFT = 3

@@ -22,6 +22,11 @@ always agree on what a near-duplicate is.
    (quality 50–75) and 1–2 px shifts caught at 128 px and up; at 64 px a 2 px shift (3 % of the side)
    of a photo that fills its frame can fall below the correlation threshold.
 
+4. **Crops** (``DuplicateRule.crops``, on by default): a crop of up to ~10 % per side, resized back, is
+   magnified 1.1–1.25× and moved — neither hash nor fixed-scale correlation sees it; :mod:`core.data.crop_match`
+   finds those pairs on the same thumbnails (candidates by a translation-invariant descriptor, confirmed by
+   registering scale and position at the stricter :func:`core.data.crop_match.crop_threshold`).
+
 Clusters are connected components of confirmed pairs. The clusters of one set of images under one
 rule are kept under ``cache/duplicates`` (keyed by the ids and the rule; ids are content hashes, so
 an entry never goes stale), so a second diagnosis of an unchanged store does not search again.
