@@ -25,6 +25,33 @@ def home(tmp_path, monkeypatch):
     return path
 
 
+@pytest.fixture(autouse=True)
+def _stop_job_workers_a_test_started():
+    """A page test's ``ui.store()`` starts a job worker thread in this process, and Streamlit's resource
+    cache keeps it alive after the test. Stop the workers a test started (cancelling a job one still runs),
+    so no later test shares this interpreter with a hundred pollers or with another test's training."""
+    import threading
+
+    from core.run import jobs
+
+    before = set(threading.enumerate())
+    yield
+    started = [t for t in threading.enumerate()
+               if t not in before and isinstance(t, (jobs.Worker, jobs.FairWorker)) and t.is_alive()]
+    for worker in started:
+        current = worker.current
+        store, job_id = ((worker.store, current) if isinstance(worker, jobs.Worker)
+                         else (None, None))  # a FairWorker's store is one of its workspaces; it stops between jobs
+        if store is not None and job_id is not None:
+            try:
+                jobs.cancel(store, job_id)
+            except Exception:  # noqa: BLE001 - the job ended meanwhile, or its store is gone
+                pass
+        worker._stop_event.set()
+    for worker in started:
+        worker.join(15)
+
+
 @pytest.fixture
 def store(home):
     s = Store(home)
