@@ -39,9 +39,9 @@ with st.container(border=True, key="dv_upload_box"):
             st.dataframe([{"file": r["path"], "reason": r["reason"]} for r in result["rejected"]],
                          hide_index=True, width="stretch", key="dv_rejected")
 
+ui.sample_box(store, key="dv")  # on an empty store, while it loads, or when it stopped half way
 if not tags:
-    st.info("No tags yet: drop a zip of tag-named folders above, or start from the Overview's clothing sample.")
-    ui.link("pages/overview.py", "Load the clothing sample on the Overview", icon=":material/checklist:")
+    st.info("No tags yet: drop a zip of tag-named folders above, or load the clothing sample.")
     st.stop()
 
 # -- counts and thumbnails ---------------------------------------------------------------------------

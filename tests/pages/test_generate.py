@@ -79,7 +79,7 @@ def test_submit_runs_a_job_and_the_gallery_shows_its_images(home, store, tiny_sd
     assert at.number_input(key=f"gen_w_{tiny_sd}").value == 64  # the folder's native size
     at.number_input(key=f"gen_steps_{tiny_sd}").set_value(2)
     at.number_input(key="gen_count").set_value(3)
-    at.number_input(key="gen_batch").set_value(2)
+    at.number_input(key=f"gen_batch_{tiny_sd}").set_value(2)
     at.button(key="gen_submit").click().run()
     assert not at.exception and not at.error, (at.exception, at.error)
     job_id = jobs.list_jobs(store, kind="generate")[0]["id"]
