@@ -49,7 +49,7 @@ counts = experiment.image_counts(store)
 st.subheader("Photos per tag")
 st.dataframe([{"tag": t, **{s: c[s]["kept"] for s in c}, "rejected": sum(v["rejected"] for v in c.values())}
               for t, c in counts.items()], hide_index=True, key="dv_counts")
-show_rejected = st.toggle("Show rejected photos", value=True, key="dv_show_rejected")
+show_rejected = st.toggle("Show rejected photos", value=False, key="dv_show_rejected")
 for name, by_source in counts.items():
     total = sum(v["kept"] for v in by_source.values())
     with st.expander(f"{plain(name)} · {total} photo(s)", expanded=len(counts) <= 4):
