@@ -20,6 +20,7 @@ from core.run import jobs, workspaces
 from core.store.database import Store
 from core.views import axes, captions, status_lines
 from core.views.job_rate import rate_text
+from core.views.tables import MISSING
 
 
 def _secret_lookup(name: str) -> Optional[str]:
@@ -247,14 +248,6 @@ def job_status(job_id: int, *, key: str, on_done: Callable[[dict], None] | None 
     _show()
 
 
-def progress_bar(bar, what: str) -> Callable[[int, int, str], None]:
-    """A core ``progress(done, total, message)`` callback that moves an ``st.progress`` bar."""
-    def update(done: int, total: int, message: str = "") -> None:
-        bar.progress(min(done / max(total, 1), 1.0), text=f"{what}: {done}/{total} {plain(message)}")
-
-    return update
-
-
 def sample_box(s: Store, *, key: str, found=None, button: bool = True, pressed: bool = False) -> None:
     """The clothing sample wherever a page offers it (Overview, Data, Generate): a load's bar while it runs (it
     goes on when the page is left), what is missing of one that stopped half way, or the sizes on an empty store;
@@ -360,7 +353,7 @@ def azure_panel(s: Store, slice_refs: list, params: dict) -> None:
     with st.expander("Azure settings and projects"):
         st.table([{"setting": k, "value": redact(v)} for k, v in connection["settings"].items()])
         if info["projects"]:
-            st.dataframe(info["projects"], hide_index=True, key="az_projects")
+            st.dataframe(info["projects"], hide_index=True, key="az_projects", placeholder=MISSING)
             sweeps = sorted({p["sweep"] for p in info["projects"]})
             sweep = st.selectbox("Delete the Azure projects of", sweeps, key="az_cleanup_sweep")
             if st.button("Delete these Azure projects", key="az_cleanup"):
@@ -437,7 +430,7 @@ def run_card(result: dict, figure) -> None:
         for column, (label, value) in zip(st.columns(3), run_views.card_metrics(result)):
             column.metric(label, value, help="on the test photos" if label == "Accuracy" else None)
         left, right = st.columns([2, 3])
-        left.dataframe(run_views.card_tag_rows(result), hide_index=True, width="stretch", key="tr_card_tags")
+        left.dataframe(run_views.card_tag_rows(result), hide_index=True, key="tr_card_tags", placeholder=MISSING)
         right.plotly_chart(figure, key="tr_card_confusion")
         if result.get("stale"):
             st.caption("Scored on an older set of test photos; it is scored again automatically.")

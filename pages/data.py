@@ -7,6 +7,7 @@ from core import ui
 from core.flows import experiment, imports
 from core.redact import plain
 from core.views import captions
+from core.views.tables import MISSING
 
 ROLES = {"real": "real (may enter slices)", "test": "test (only scores runs)"}
 THUMBS = 16
@@ -37,7 +38,7 @@ with st.container(border=True, key="dv_upload_box"):
         if result["rejected"]:
             st.caption("Rejected on upload, with the reason:")
             st.dataframe([{"file": r["path"], "reason": r["reason"]} for r in result["rejected"]],
-                         hide_index=True, width="stretch", key="dv_rejected")
+                         hide_index=True, width="stretch", key="dv_rejected", placeholder=MISSING)
 
 ui.sample_box(store, key="dv")  # on an empty store, while it loads, or when it stopped half way
 if not tags:
@@ -48,7 +49,7 @@ if not tags:
 counts = experiment.image_counts(store)
 st.subheader("Photos per tag")
 st.dataframe([{"tag": t, **{s: c[s]["kept"] for s in c}, "rejected": sum(v["rejected"] for v in c.values())}
-              for t, c in counts.items()], hide_index=True, key="dv_counts")
+              for t, c in counts.items()], hide_index=True, key="dv_counts", placeholder=MISSING)
 show_rejected = st.toggle("Show rejected photos", value=False, key="dv_show_rejected")
 for name, by_source in counts.items():
     total = sum(v["kept"] for v in by_source.values())

@@ -13,6 +13,7 @@ from core.run import cluster
 from core.views import generate_form as form
 from core.views import status_lines
 from core.views.generate_form import NEW_TAG, OTHER
+from core.views.tables import MISSING
 
 st.title("Generate")
 st.caption("Each tag has a prompt template — `{blue|black|ripped} jeans on {a white background|a street}` — "
@@ -25,7 +26,7 @@ ui.sample_box(store, key="gen")  # on an empty store, while it loads, or when it
 
 st.subheader("Tags")
 if tags:
-    st.dataframe(form.tag_rows(tags), hide_index=True, width="stretch")
+    st.dataframe(form.tag_rows(tags), hide_index=True, width="stretch", placeholder=MISSING)
 
 
 with st.expander("Add or edit a tag", expanded=not tags or "gen_form_used" in st.session_state):

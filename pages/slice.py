@@ -8,6 +8,7 @@ from core.flows import imports
 from core.redact import plain
 from core.store.imaging import resized
 from core.views import slice_form
+from core.views.tables import MISSING
 
 st.title("Slice")
 ui.link("pages/data.py", "See every photo per tag on the Data page", icon=":material/photo_library:")
@@ -40,7 +41,7 @@ result = st.session_state.get("import_result")
 if result:
     st.success(plain(imports.summary(result)))
     if result["rejected"]:
-        st.dataframe(result["rejected"], hide_index=True, width="stretch")
+        st.dataframe(result["rejected"], hide_index=True, width="stretch", placeholder=MISSING)
 
 if not tags:
     st.info("No tags yet: add them on the Generate page, import a zip of tag-named folders, or load the "
@@ -48,7 +49,7 @@ if not tags:
     ui.link("pages/generate.py", "Add tags on the Generate page", icon=":material/palette:")
     ui.link("pages/overview.py", "Load the clothing sample on the Overview", icon=":material/checklist:")
     st.stop()
-st.dataframe([{"tag": t["name"], **t["counts"]} for t in store.list_tags()], hide_index=True)
+st.dataframe([{"tag": t["name"], **t["counts"]} for t in store.list_tags()], hide_index=True, placeholder=MISSING)
 
 # -- build a sweep -------------------------------------------------------------------------------
 st.subheader("Build a sweep")
@@ -94,7 +95,7 @@ table = slicing.slice_table(store)
 if not table:
     st.info("No slices yet.")
     st.stop()
-st.dataframe(table, hide_index=True, width="stretch")
+st.dataframe(table, hide_index=True, width="stretch", placeholder=MISSING)
 labels = slice_form.preview_labels(table)
 picked = st.selectbox("Preview", list(labels), format_func=labels.get, key="preview")
 members = slicing.slice_members(store, picked)
@@ -102,14 +103,11 @@ shown = members[:slice_form.PREVIEW]
 st.image([resized(store, m["id"], 128) for m in shown], caption=[f"{plain(m['tag'])} · {m['source']}" for m in shown],
          width=128)
 st.caption(f"{len(shown)} of {len(members)} images shown.")
-if st.button("Prepare the export zip", key="export_prepare"):
-    bar = st.progress(0.0, text="Exporting…")
+if st.button("Prepare the export zip", key="export_prepare"):  # a job: it goes on if the page is left
     with ui.user_errors():
-        st.session_state["export_zip"] = (picked, slice_export.export_bytes(store, picked,
-                                                                             progress=ui.progress_bar(bar, "Exporting")))
-    bar.empty()
-ready = st.session_state.get("export_zip")
-if ready and ready[0] == picked:
-    chosen_slice = next(r for r in table if r["id"] == picked)
-    st.download_button("Download as a Hugging Face imagefolder zip", data=ready[1], mime="application/zip",
-                       file_name=f"slice-{picked}-{chosen_slice['hash']}.zip", key="export")
+        st.session_state["export_job"] = slice_export.submit_export(store, picked)
+if st.session_state.get("export_job"):
+    ui.job_status(st.session_state["export_job"], key="export_job")
+if ready := slice_export.finished_export(store, picked):
+    st.download_button("Download as a Hugging Face imagefolder zip", data=ready.read_bytes, mime="application/zip",
+                       file_name=ready.name, key="export", on_click="ignore", icon=":material/download:")

@@ -21,6 +21,7 @@ HANDLERS: dict[str, str] = {
     "evaluate": "core.analysis.autoeval:run_evaluate_job",
     "experiment": "core.flows.experiment_run:run_experiment_job",
     "sample": "core.data.sample_jobs:run_sample_job",
+    "export": "core.data.slice_export:run_export_job",
 }
 
 FOLLOW_ONS: dict[str, list[str]] = {

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import zipfile
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from core.run import jobs
 from core.store.database import Store
 from tests.pages.apptest import open_page, texts
 
@@ -119,8 +121,14 @@ def test_build_a_sweep_table_preview_and_export(home, monkeypatch):
     assert not at.download_button
     at.button(key="export_prepare").click().run()
     assert not at.exception, at.exception
+    [job] = jobs.list_jobs(store, kind="export")  # a job: it goes on if the page is left
+    assert jobs.wait(store, job["id"], timeout=120)["status"] == "done"
+    at.run()
     (download,) = at.download_button
     assert download.label == "Download as a Hugging Face imagefolder zip"
+    made = Path(jobs.get_job(store, job["id"])["result"]["zip"])
+    assert made.parent == store.root / "exports" and made.name.endswith(".zip") and zipfile.is_zipfile(made)
+    assert f"Job {job['id']} (export): done — 12/12" in texts(at.success)
     members = store.query("SELECT image_id FROM slice_images WHERE slice_id = ?", (six,))
     assert all((store.cache_dir / "resized" / "128-crop-lanczos" / m["image_id"][:2]).is_dir() for m in members)
 
