@@ -45,6 +45,10 @@ def test_upload_into_a_tag_and_role_then_reject_and_restore(home):
     at.button(key=f"dv_test-{first['id']}").click().run()
     assert store.get_image(first["id"])["rejected"]
     assert "**test** · 1 kept · 1 rejected" in texts(at.markdown)
+    assert at.toggle(key="dv_show_rejected").value is False  # rejected photos are hidden until asked for
+    assert not any(b.key == f"dv_test-{first['id']}" for b in at.button)
+    at.toggle(key="dv_show_rejected").set_value(True).run()
+    assert at.button(key=f"dv_test-{first['id']}").label == "Restore"
     at.button(key=f"dv_test-{first['id']}").click().run()
     assert not store.get_image(first["id"])["rejected"]
 
