@@ -26,13 +26,16 @@ with st.container(border=True, key="dv_upload_box"):
     upload_key = f"dv_files_{st.session_state.get('dv_round', 0)}"
     files = st.file_uploader("Drop photos here, or a .zip of tag-named folders", accept_multiple_files=True,
                              key=upload_key)
-    if st.button("Import", type="primary", disabled=not files, key="dv_import"):
+    if st.button("Import", type="primary", disabled=not files, key="dv_import"):  # a job: goes on if the page is left
         with ui.user_errors():
-            st.session_state["dv_result"] = imports.import_photos(store, [(f.name, f.getvalue()) for f in files], tag,
-                                                                  role)
+            st.session_state["dv_job"] = imports.submit_import(store, [(f.name, f.getvalue()) for f in files], tag, role)
             st.session_state["dv_round"] = st.session_state.get("dv_round", 0) + 1
             st.rerun()
-    result = st.session_state.get("dv_result")
+    running, result, error = imports.followed(store, st.session_state.get("dv_job"))
+    if running:
+        ui.job_status(running, key="dv_import_job")
+    if error:
+        st.error(plain(error), icon="⚠️")
     if result:
         st.success(plain(imports.summary(result, with_role=True)))
         if result["rejected"]:

@@ -29,15 +29,17 @@ generator = st.text_input("Generator (the tool that made them)", key="import_gen
                           "found in the files") if source == "synthetic" else None
 upload_key = f"uploads-{st.session_state.get('upload_round', 0)}"
 files = st.file_uploader("Photos, or a .zip of tag-named folders", accept_multiple_files=True, key=upload_key)
-if st.button("Import", disabled=not files, key="import"):
+if st.button("Import", disabled=not files, key="import"):  # a job: it goes on if the page is left
     with ui.user_errors():
-        bar = st.progress(0.0, text="importing")
-        st.session_state["import_result"] = imports.import_photos(
-            store, [(f.name, f.getvalue()) for f in files], tag, source, generator=generator,
-            progress=lambda done, total, label: bar.progress(done / max(total, 1), text=f"importing {done}/{total}"))
+        st.session_state["import_job"] = imports.submit_import(store, [(f.name, f.getvalue()) for f in files], tag,
+                                                               source, generator=generator)
         st.session_state["upload_round"] = st.session_state.get("upload_round", 0) + 1
         st.rerun()
-result = st.session_state.get("import_result")
+running, result, error = imports.followed(store, st.session_state.get("import_job"))
+if running:
+    ui.job_status(running, key="import_job")
+if error:
+    st.error(plain(error), icon="⚠️")
 if result:
     st.success(plain(imports.summary(result)))
     if result["rejected"]:

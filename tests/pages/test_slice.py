@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.run import jobs
 from core.store.database import Store
-from tests.pages.apptest import open_page, texts
+from tests.pages.apptest import finish_jobs, open_page, texts
 
 
 def png(color, size=(40, 36)) -> bytes:
@@ -44,6 +44,7 @@ def test_upload_zip_then_files_with_a_rejection(home):
     at.run()
     at.button(key="import").click().run()
     assert not at.exception, at.exception
+    finish_jobs(at, home, "import")
     assert "Imported 12 · duplicates 0 · rejected 0 · created tags: jeans, shoes" in texts(at.success)
     store = Store(home)
     assert store.tag_counts("jeans")["real"] == 6
@@ -56,6 +57,7 @@ def test_upload_zip_then_files_with_a_rejection(home):
     at.run()
     at.button(key="import").click().run()
     assert not at.exception, at.exception
+    finish_jobs(at, home, "import")
     assert "Imported 1 · duplicates 0 · rejected 2" in texts(at.success)
     rejected = at.dataframe[0].value
     assert set(rejected["path"]) == {"b.png", "notes.txt"}
@@ -199,6 +201,7 @@ def test_import_synthetic_images_from_another_tool_and_a_corrupt_avif_is_one_rej
     at.run()
     at.button(key="import").click().run()
     assert not at.exception, at.exception
+    finish_jobs(at, home, "import")
     assert "Imported 1 · duplicates 0 · rejected 1" in texts(at.success)
     rejected = at.dataframe[0].value
     assert list(rejected["path"]) == ["fuzzed.avif"]
