@@ -20,6 +20,8 @@ from core.run import jobs
 from core.store.database import Store
 
 JOB_KIND = "sample"
+LOADERS = ("experiment",)
+"""Job kinds that load the sample as one of their stages (``experiment run``)."""
 SOURCES = ("real", "test")
 
 _echo = threading.local()
@@ -113,6 +115,7 @@ class SampleState:
     have: dict[str, dict[str, int]]
     job: Optional[int] = None
     empty: bool = False
+    busy: bool = False  # another job that loads the sample itself (:data:`LOADERS`) runs: nothing to offer now
 
     def short(self) -> dict[str, dict[str, int]]:
         """``{tag: {source: wanted}}`` for each tag and source with fewer photos than the plan."""
@@ -122,7 +125,7 @@ class SampleState:
 
     @property
     def incomplete(self) -> bool:
-        return not self.empty and (self.job is not None or bool(self.short()))
+        return not self.empty and (self.job is not None or (not self.busy and bool(self.short())))
 
     def missing(self) -> str:
         """``jeans 120/200 real, 0/50 test · shoes 0/200 real, 0/50 test``."""
@@ -181,7 +184,9 @@ def state(store: Store) -> SampleState:
     tags = store.tag_names()
     found = dict(last["params"]) if last else _implied_plan(store)
     active = last["id"] if last and last["status"] in jobs.ACTIVE else None
+    busy = active is None and any(j["status"] in jobs.ACTIVE for kind in LOADERS
+                                  for j in jobs.list_jobs(store, kind=kind, limit=1))
     if found is None:
-        return SampleState(plan=plan(), have={}, job=active, empty=not tags)
+        return SampleState(plan=plan(), have={}, job=active, empty=not tags and active is None and not busy)
     return SampleState(plan=plan(**found), have=_have(store, _names(found), found["size"]), job=active,
-                       empty=not tags and active is None)
+                       empty=not tags and active is None and not busy, busy=busy)

@@ -149,3 +149,17 @@ def test_submitting_the_same_load_again_queues_the_interrupted_job_once_more(sto
     assert jobs.list_jobs(store, kind="sample")[0]["status"] == "interrupted"
     assert sample_jobs.submit_sample(store, per_tag=2, test_per_tag=0, size=32) == job_id
     assert jobs.get_job(store, job_id)["status"] == "queued"
+
+
+def test_while_the_whole_experiment_loads_the_sample_nothing_else_offers_to(store):
+    """The experiment job loads the sample as its first stage: a half-loaded sample then is its work, not a
+    dead end to finish."""
+    samples.load_clothing_sample(store, per_tag=3, test_per_tag=0, size=32)
+    assert sample_jobs.state(store).incomplete  # no test photos
+    with store.tx() as conn:
+        conn.execute("INSERT INTO jobs(kind, params, params_key, status, created) VALUES "
+                     "('experiment', '{}', 'experiment:{}', 'running', '')")
+    with store.tx() as conn:
+        conn.execute("UPDATE jobs SET owner = ? WHERE kind = 'experiment'", (jobs.owner_id(),))
+    busy = sample_jobs.state(store)
+    assert busy.busy and not busy.incomplete and not busy.empty and busy.job is None
