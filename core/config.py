@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 DEFAULT_HOME = "synthlab-data"
 DEFAULT_MODEL = "stabilityai/sd-turbo"  # the default where a CUDA device is present (outside demo mode)
@@ -98,6 +98,16 @@ def default_model() -> str:
     if (setting("SYNTHLAB_MODE") or "").strip().lower() == "demo":
         return BUILTIN_MODEL
     return DEFAULT_MODEL if device().startswith("cuda") else BUILTIN_MODEL
+
+
+def login_settings(section: Callable[[], Any]) -> Optional[dict]:
+    """The ``[auth]`` section (``section()``, e.g. from ``st.secrets``) when it has what ``st.login`` needs, else
+    None — also when reading it fails (no secrets file)."""
+    try:
+        auth = section()
+    except Exception:  # noqa: BLE001 - no secrets.toml, or a malformed one
+        return None
+    return dict(auth) if auth and auth.get("redirect_uri") and auth.get("cookie_secret") else None
 
 
 def auth_providers(auth: dict) -> list[Optional[str]]:

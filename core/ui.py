@@ -20,6 +20,7 @@ from core.run import jobs, workspaces
 from core.store.database import Store
 from core.views import axes, captions, status_lines
 from core.views.job_rate import rate_text
+from core.views.tables import MISSING
 
 
 def _secret_lookup(name: str) -> Optional[str]:
@@ -147,17 +148,8 @@ def _demo_gate() -> None:
 
 # -- team mode: Streamlit's OIDC login ------------------------------------------------------------------
 
-def _auth_settings() -> Optional[dict]:
-    """The ``[auth]`` section of ``st.secrets`` when it has what ``st.login`` needs, else None."""
-    try:
-        auth = st.secrets.get("auth")
-    except Exception:  # noqa: BLE001 - no secrets.toml
-        return None
-    return dict(auth) if auth and auth.get("redirect_uri") and auth.get("cookie_secret") else None
-
-
 def _team_gate() -> str:
-    auth = _auth_settings()
+    auth = config.login_settings(lambda: st.secrets.get("auth"))
     if auth is None:
         def login_not_configured() -> None:
             st.title("Synthlab · team mode")
@@ -196,20 +188,6 @@ def gate() -> None:
         _demo_gate()
 
 
-def _hosting_sidebar(s: Store) -> None:
-    current = workspaces.mode()
-    if current == "demo":
-        lines = status_lines.demo_lines(st.session_state.get("_workspace", ""))
-        for line in lines[:2]:
-            st.caption(line)
-        st.button("New workspace", key="ws_new_sidebar", on_click=_start_new_workspace)
-        for line in lines[2:]:
-            st.caption(line)
-    elif current == "team":
-        st.caption("Signed in as " + plain(st.session_state.get('_user', '?')))
-        st.button("Log out", key="auth_logout", on_click=st.logout)
-
-
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Show a core :class:`UserError` as ``st.error`` (as plain text, secrets masked) instead of a traceback."""
@@ -220,20 +198,21 @@ def user_errors() -> Iterator[None]:
 
 
 def sidebar() -> None:
-    s = store()
+    """Where the store is (never shown to a public demo visitor), who is signed in or which demo workspace this
+    is, the device, the jobs, Ray and Azure (named once)."""
+    s, current = store(), workspaces.mode()
     with st.sidebar:
-        _hosting_sidebar(s)
-        st.caption("Store")
-        st.code(str(s.root), language=None)
-        st.caption(f"Device: **{device()}**")
-        for line in status_lines.sidebar_lines(s):
+        if current != "demo":
+            st.caption("Store")
+            st.code(str(s.root), language=None)
+        lines = status_lines.sidebar_lines(s, current, workspace_id=st.session_state.get("_workspace", ""),
+                                           user=st.session_state.get("_user", "?"), device=device())
+        for n, line in enumerate(lines):
             st.caption(line)
-
-
-def _rate(job: dict) -> str:
-    starts = st.session_state.setdefault("_job_rate_start", {})
-    text, starts[job["id"]] = rate_text(job, starts.get(job["id"]), time.monotonic())
-    return text
+            if n == 0 and current == "demo":
+                st.button("New workspace", key="ws_new_sidebar", on_click=_start_new_workspace)
+            elif n == 0 and current == "team":
+                st.button("Log out", key="auth_logout", on_click=st.logout)
 
 
 def job_status(job_id: int, *, key: str, on_done: Callable[[dict], None] | None = None) -> None:
@@ -250,7 +229,9 @@ def job_status(job_id: int, *, key: str, on_done: Callable[[dict], None] | None 
         status = job["status"]
         label = f"Job {job_id} ({job['kind']}): {status} — {job['done']}/{job['total']} {plain(job['message'])}"
         if status in jobs.ACTIVE:
-            st.progress(min(job["done"] / max(job["total"], 1), 1.0), text=label + _rate(job))
+            starts = st.session_state.setdefault("_job_rate_start", {})
+            rate, starts[job_id] = rate_text(job, starts.get(job_id), time.monotonic())
+            st.progress(min(job["done"] / max(job["total"], 1), 1.0), text=label + rate)
             if st.button("Cancel", key=f"{key}-cancel-{job_id}"):
                 jobs.cancel(s, job_id)
                 st.rerun(scope="fragment")
@@ -267,12 +248,33 @@ def job_status(job_id: int, *, key: str, on_done: Callable[[dict], None] | None 
     _show()
 
 
-def progress_bar(bar, what: str) -> Callable[[int, int, str], None]:
-    """A core ``progress(done, total, message)`` callback that moves an ``st.progress`` bar."""
-    def update(done: int, total: int, message: str = "") -> None:
-        bar.progress(min(done / max(total, 1), 1.0), text=f"{what}: {done}/{total} {plain(message)}")
+def sample_box(s: Store, *, key: str, found=None, button: bool = True, pressed: bool = False) -> None:
+    """The clothing sample wherever a page offers it (Overview, Data, Generate): a load's bar while it runs (it
+    goes on when the page is left), what is missing of one that stopped half way, or the sizes on an empty store;
+    and the button that loads or finishes it (``pressed``: the page's own button was)."""
+    from core.data import sample_jobs
+    from core.data.samples import MAX_PER_TAG
 
-    return update
+    found = found or sample_jobs.state(s)
+    if ended := sample_jobs.ended(s, st.session_state.get("_sample_job")):  # the load this session started
+        st.session_state.pop("_sample_job")
+        {"success": st.success, "warning": st.warning}.get(ended[0], st.error)(plain(ended[1]))
+    if not (found.empty or found.incomplete):
+        return
+    st.subheader(found.title)
+    if found.job:
+        return job_status(found.job, key=f"{key}_sample_job")
+    st.caption(found.why)
+    plan = dict(found.plan)
+    if found.empty:
+        c1, c2 = st.columns(2)
+        plan["per_tag"] = c1.number_input("Real photos per tag", 1, MAX_PER_TAG["train"], plan["per_tag"], key=f"{key}_per_tag")
+        plan["test_per_tag"] = c2.number_input("Test photos per tag", 0, MAX_PER_TAG["t10k"], plan["test_per_tag"],
+                                               key=f"{key}_test_per_tag")
+    if pressed or (button and st.button(found.label, type="primary", key=f"{key}_sample")):
+        with user_errors():
+            st.session_state["_sample_job"] = sample_jobs.submit_sample(s, **plan)
+            st.rerun()
 
 
 # -- image gallery (Generate page) ---------------------------------------------------------------
@@ -291,7 +293,7 @@ def gallery(s: Store, tags: list[str], *, key: str = "gal", columns: int = 4) ->
 
     f1, f2, f3 = st.columns(3)
     tag, source = f1.selectbox("Tag", ["all"] + tags, key="gal_tag"), f2.selectbox("Source", ["all", *SOURCES], key="gal_source")
-    show_rejected = f3.checkbox("Show rejected", value=True, key="gal_rejected")
+    show_rejected = f3.checkbox("Show rejected", value=False, key="gal_rejected")
     with user_errors():
         tag_arg, source_arg = (None if tag == "all" else tag), (None if source == "all" else source)
         total = s.count_images(tag_arg, source_arg, include_rejected=show_rejected)
@@ -351,7 +353,7 @@ def azure_panel(s: Store, slice_refs: list, params: dict) -> None:
     with st.expander("Azure settings and projects"):
         st.table([{"setting": k, "value": redact(v)} for k, v in connection["settings"].items()])
         if info["projects"]:
-            st.dataframe(info["projects"], hide_index=True, key="az_projects")
+            st.dataframe(info["projects"], hide_index=True, key="az_projects", placeholder=MISSING)
             sweeps = sorted({p["sweep"] for p in info["projects"]})
             sweep = st.selectbox("Delete the Azure projects of", sweeps, key="az_cleanup_sweep")
             if st.button("Delete these Azure projects", key="az_cleanup"):
@@ -404,7 +406,7 @@ def report_box(s: Store, run_ids: list[int], comparisons: list) -> None:
                                                                   comparisons=comparisons))
     if st.session_state.get("results-report"):
         report = Path(st.session_state["results-report"])
-        st.success(f"Report written to {plain(report)}")
+        st.success(f"Report written to {plain(status_lines.shown_path(report))}")
         st.download_button("Download report (HTML)", lambda: report.read_bytes(), file_name=report.name,
                            mime="text/html", key="report-download", on_click="ignore", icon=":material/download:")
 
@@ -428,7 +430,7 @@ def run_card(result: dict, figure) -> None:
         for column, (label, value) in zip(st.columns(3), run_views.card_metrics(result)):
             column.metric(label, value, help="on the test photos" if label == "Accuracy" else None)
         left, right = st.columns([2, 3])
-        left.dataframe(run_views.card_tag_rows(result), hide_index=True, width="stretch", key="tr_card_tags")
+        left.dataframe(run_views.card_tag_rows(result), hide_index=True, key="tr_card_tags", placeholder=MISSING)
         right.plotly_chart(figure, key="tr_card_confusion")
         if result.get("stale"):
             st.caption("Scored on an older set of test photos; it is scored again automatically.")

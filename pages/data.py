@@ -7,6 +7,7 @@ from core import ui
 from core.flows import experiment, imports
 from core.redact import plain
 from core.views import captions
+from core.views.tables import MISSING
 
 ROLES = {"real": "real (may enter slices)", "test": "test (only scores runs)"}
 THUMBS = 16
@@ -25,31 +26,34 @@ with st.container(border=True, key="dv_upload_box"):
     upload_key = f"dv_files_{st.session_state.get('dv_round', 0)}"
     files = st.file_uploader("Drop photos here, or a .zip of tag-named folders", accept_multiple_files=True,
                              key=upload_key)
-    if st.button("Import", type="primary", disabled=not files, key="dv_import"):
+    if st.button("Import", type="primary", disabled=not files, key="dv_import"):  # a job: goes on if the page is left
         with ui.user_errors():
-            st.session_state["dv_result"] = imports.import_photos(store, [(f.name, f.getvalue()) for f in files], tag,
-                                                                  role)
+            st.session_state["dv_job"] = imports.submit_import(store, [(f.name, f.getvalue()) for f in files], tag, role)
             st.session_state["dv_round"] = st.session_state.get("dv_round", 0) + 1
             st.rerun()
-    result = st.session_state.get("dv_result")
+    running, result, error = imports.followed(store, st.session_state.get("dv_job"))
+    if running:
+        ui.job_status(running, key="dv_import_job")
+    if error:
+        st.error(plain(error), icon="⚠️")
     if result:
         st.success(plain(imports.summary(result, with_role=True)))
         if result["rejected"]:
             st.caption("Rejected on upload, with the reason:")
             st.dataframe([{"file": r["path"], "reason": r["reason"]} for r in result["rejected"]],
-                         hide_index=True, width="stretch", key="dv_rejected")
+                         hide_index=True, width="stretch", key="dv_rejected", placeholder=MISSING)
 
+ui.sample_box(store, key="dv")  # on an empty store, while it loads, or when it stopped half way
 if not tags:
-    st.info("No tags yet: drop a zip of tag-named folders above, or start from the Overview's clothing sample.")
-    ui.link("pages/overview.py", "Load the clothing sample on the Overview", icon=":material/checklist:")
+    st.info("No tags yet: drop a zip of tag-named folders above, or load the clothing sample.")
     st.stop()
 
 # -- counts and thumbnails ---------------------------------------------------------------------------
 counts = experiment.image_counts(store)
 st.subheader("Photos per tag")
 st.dataframe([{"tag": t, **{s: c[s]["kept"] for s in c}, "rejected": sum(v["rejected"] for v in c.values())}
-              for t, c in counts.items()], hide_index=True, key="dv_counts")
-show_rejected = st.toggle("Show rejected photos", value=True, key="dv_show_rejected")
+              for t, c in counts.items()], hide_index=True, key="dv_counts", placeholder=MISSING)
+show_rejected = st.toggle("Show rejected photos", value=False, key="dv_show_rejected")
 for name, by_source in counts.items():
     total = sum(v["kept"] for v in by_source.values())
     with st.expander(f"{plain(name)} · {total} photo(s)", expanded=len(counts) <= 4):

@@ -8,6 +8,7 @@ from core.analysis import diagnostics
 from core.data.slicing import parse_ints
 from core.redact import plain
 from core.views import diagnostic_views
+from core.views.tables import MISSING
 
 MAX_CLUSTERS = 12
 THUMB_PX = 96
@@ -46,7 +47,7 @@ if result is None:
 st.subheader("Per tag")
 st.caption(f"Diagnosis {result['job']} ({result.get('finished', '')}), encoder {plain(result['encoder']['name'])}; "
            f"diversity and Fréchet distance at {result['embedding_size']} px.")
-st.dataframe(pd.DataFrame(diagnostic_views.summary_rows(result)), hide_index=True, key="dg_table")
+st.dataframe(pd.DataFrame(diagnostic_views.summary_rows(result)), hide_index=True, key="dg_table", placeholder=MISSING)
 with st.expander("How to read these numbers"):
     st.markdown(
         "- **Diversity**: mean pairwise cosine distance of embeddings; synthetic well below real means "

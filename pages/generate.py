@@ -3,8 +3,6 @@
 import streamlit as st
 
 from core import config, ui
-from core.data import samples
-from core.data.samples import load_clothing_sample
 from core.errors import ModelNotFound, UserError
 from core.generate import planning
 from core.generate.generation import submit_generation
@@ -13,7 +11,9 @@ from core.models.generators import resolve_model
 from core.redact import plain
 from core.run import cluster
 from core.views import generate_form as form
+from core.views import status_lines
 from core.views.generate_form import NEW_TAG, OTHER
+from core.views.tables import MISSING
 
 st.title("Generate")
 st.caption("Each tag has a prompt template — `{blue|black|ripped} jeans on {a white background|a street}` — "
@@ -22,23 +22,11 @@ store = ui.store()
 tags = store.list_tags()
 names = [t["name"] for t in tags]
 
-if not tags and not store.count_images():
-    st.info(form.EMPTY_STORE)
-    per_tag = st.number_input("Real photos per tag", 2, form.SAMPLE_MAX_PER_TAG, samples.DEFAULT_PER_TAG,
-                              key="gen_sample_n")
-    if st.button("Load the clothing sample", type="primary", key="gen_sample"):
-        with ui.user_errors(), st.spinner("Loading the clothing sample…"):
-            bar = st.progress(0.0, text="clothing sample")
-            loaded = load_clothing_sample(store, per_tag=int(per_tag), test_per_tag=samples.DEFAULT_TEST_PER_TAG,
-                                          progress=ui.progress_bar(bar, "clothing sample"))
-            st.session_state["gen_sample_loaded"] = loaded["imported"]
-            st.rerun()
-if st.session_state.get("gen_sample_loaded"):
-    st.success(f"Clothing sample loaded: {st.session_state.pop('gen_sample_loaded')} photos.")
+ui.sample_box(store, key="gen")  # on an empty store, while it loads, or when it stopped half way
 
 st.subheader("Tags")
 if tags:
-    st.dataframe(form.tag_rows(tags), hide_index=True, width="stretch")
+    st.dataframe(form.tag_rows(tags), hide_index=True, width="stretch", placeholder=MISSING)
 
 
 with st.expander("Add or edit a tag", expanded=not tags or "gen_form_used" in st.session_state):
@@ -76,7 +64,8 @@ else:
     cols = st.columns(4)
     count = cols[0].number_input("Images per tag", 1, planning.MAX_COUNT, 20, key="gen_count")
     seed = cols[1].number_input("Seed", 0, form.MAX_SEED, 0, key="gen_seed")
-    batch = cols[2].number_input("Batch size", 1, planning.MAX_BATCH, 1, key="gen_batch")
+    batch = cols[2].number_input("Batch size", 1, planning.MAX_BATCH, form.default_batch(model, ui.device()),
+                                 key=f"gen_batch_{model or 'none'}")
     expansion = cols[3].selectbox("Prompt expansion", list(planning.EXPANSIONS), key="gen_expansion")
     size = {field: cols[n].number_input(label, lo, hi, default, step=step, key=key)
             for n, (field, label, lo, hi, default, step, key) in enumerate(form.number_fields(preset, model or "none"))}
@@ -107,4 +96,4 @@ for job_id in shown_jobs:
 
 st.subheader("Gallery")
 ui.gallery(store, names)
-st.caption(f"Store: {plain(store.root)} · default model {config.default_model()}")
+st.caption(f"Store: {plain(status_lines.shown_path(store.root))} · default model {config.default_model()}")

@@ -1,10 +1,10 @@
 """Experiment overview: the four steps as a checklist with live counts, the next action, the original
-experiment as a preset, and the clothing sample for an empty store."""
+experiment as a preset, and the clothing sample: loaded on an empty store, followed while it loads, finished
+when it stopped half way."""
 
 import streamlit as st
 
 from core import ui
-from core.data import samples
 from core.data.slicing import parse_ints
 from core.flows import experiment, experiment_run
 from core.redact import plain
@@ -46,13 +46,7 @@ with st.container(border=True, key="ov_one_click"):
                 st.rerun()
 
 nxt = state["next"]
-if nxt.action == "sample":
-    st.subheader("Start with the clothing sample")
-    st.caption("Real photos of jeans, shoes, shirts and other (Fashion-MNIST, upscaled) as real and test photos, "
-               "with a prompt per tag — enough to train the real-only baseline before generating anything.")
-    c1, c2 = st.columns(2)
-    per_tag = c1.number_input("Real photos per tag", 1, 6000, samples.DEFAULT_PER_TAG, key="ov_per_tag")
-    test_per_tag = c2.number_input("Test photos per tag", 0, 1000, samples.DEFAULT_TEST_PER_TAG, key="ov_test_per_tag")
+sample_spot = st.container()  # the sample's bar, or what it lacks, filled in once the Next button is read
 
 preset_box = st.expander("The original experiment (preset)", expanded=nxt.action == "cut")
 with preset_box:
@@ -89,24 +83,17 @@ with ui.user_errors():
         cut_slices()
         st.rerun()
     if go_next:
-        if nxt.action == "sample":
-            from core.data.samples import load_clothing_sample
-
-            bar = st.progress(0.0, text="Loading the clothing sample…")
-            out = load_clothing_sample(store, per_tag=int(per_tag), test_per_tag=int(test_per_tag), size=256,
-                                       progress=lambda d, t, m: bar.progress(min(d / max(t, 1), 1.0), text=m))
-            st.session_state["ov_message"] = [("success", f"Clothing sample loaded: {out['imported']} photos "
-                                                          f"({out['duplicates']} already there)")]
-            st.rerun()
-        elif nxt.action == "cut":
+        if nxt.action == "cut":
             cut_slices()
             st.rerun()
         elif nxt.action == "train":
             st.session_state["tr_batch"] = training.submit_training(store, state["untrained"], "local", {})
             st.session_state["tr_slices"] = state["untrained"]
             ui.go(nxt.page)
-        else:
+        elif nxt.action != "sample":
             ui.go(nxt.page)
+with sample_spot:
+    ui.sample_box(store, key="ov", found=state["sample"], button=False, pressed=go_next and nxt.action == "sample")
 
 for kind, message in st.session_state.pop("ov_message", []):
     (st.success if kind == "success" else st.warning)(message)

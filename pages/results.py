@@ -85,9 +85,8 @@ with comparing:
         st.caption(result_tabs.COMPARE_CAPTION)
         with ui.user_errors():
             compared = compare.compare_results(all_results, arm_a, arm_b)
-            st.dataframe(result_tabs.comparison_rows(compared), hide_index=True, key="compare-table")
-            for c in compared["comparisons"]:
-                st.text(compare.sentence(c))
+            st.dataframe(result_tabs.comparison_rows(compared), hide_index=True, key="compare-table",
+                         placeholder=tables.MISSING)
             pairs = st.session_state.setdefault("report-comparisons", [])
             if st.button("Include this comparison in the report", key="compare-include", disabled=(arm_a, arm_b) in pairs):
                 pairs.append((arm_a, arm_b))
@@ -109,7 +108,7 @@ with confusion:
             st.image([str(s.image_file(i)) for i in cell_images[:48]], caption=[i[:12] for i in cell_images[:48]], width=96)
 
 with table:
-    st.dataframe(tables.results_frame(results), hide_index=True)
+    st.dataframe(tables.results_frame(results), hide_index=True, placeholder=tables.MISSING)
     st.download_button("Download all results (CSV)", tables.results_csv(all_results), file_name="synthlab-results.csv",
                        mime="text/csv", key="results-csv", on_click="ignore", icon=":material/download:")
     st.divider()

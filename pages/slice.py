@@ -8,6 +8,7 @@ from core.flows import imports
 from core.redact import plain
 from core.store.imaging import resized
 from core.views import slice_form
+from core.views.tables import MISSING
 
 st.title("Slice")
 ui.link("pages/data.py", "See every photo per tag on the Data page", icon=":material/photo_library:")
@@ -28,19 +29,21 @@ generator = st.text_input("Generator (the tool that made them)", key="import_gen
                           "found in the files") if source == "synthetic" else None
 upload_key = f"uploads-{st.session_state.get('upload_round', 0)}"
 files = st.file_uploader("Photos, or a .zip of tag-named folders", accept_multiple_files=True, key=upload_key)
-if st.button("Import", disabled=not files, key="import"):
+if st.button("Import", disabled=not files, key="import"):  # a job: it goes on if the page is left
     with ui.user_errors():
-        bar = st.progress(0.0, text="importing")
-        st.session_state["import_result"] = imports.import_photos(
-            store, [(f.name, f.getvalue()) for f in files], tag, source, generator=generator,
-            progress=lambda done, total, label: bar.progress(done / max(total, 1), text=f"importing {done}/{total}"))
+        st.session_state["import_job"] = imports.submit_import(store, [(f.name, f.getvalue()) for f in files], tag,
+                                                               source, generator=generator)
         st.session_state["upload_round"] = st.session_state.get("upload_round", 0) + 1
         st.rerun()
-result = st.session_state.get("import_result")
+running, result, error = imports.followed(store, st.session_state.get("import_job"))
+if running:
+    ui.job_status(running, key="import_job")
+if error:
+    st.error(plain(error), icon="⚠️")
 if result:
     st.success(plain(imports.summary(result)))
     if result["rejected"]:
-        st.dataframe(result["rejected"], hide_index=True, width="stretch")
+        st.dataframe(result["rejected"], hide_index=True, width="stretch", placeholder=MISSING)
 
 if not tags:
     st.info("No tags yet: add them on the Generate page, import a zip of tag-named folders, or load the "
@@ -48,7 +51,7 @@ if not tags:
     ui.link("pages/generate.py", "Add tags on the Generate page", icon=":material/palette:")
     ui.link("pages/overview.py", "Load the clothing sample on the Overview", icon=":material/checklist:")
     st.stop()
-st.dataframe([{"tag": t["name"], **t["counts"]} for t in store.list_tags()], hide_index=True)
+st.dataframe([{"tag": t["name"], **t["counts"]} for t in store.list_tags()], hide_index=True, placeholder=MISSING)
 
 # -- build a sweep -------------------------------------------------------------------------------
 st.subheader("Build a sweep")
@@ -94,7 +97,7 @@ table = slicing.slice_table(store)
 if not table:
     st.info("No slices yet.")
     st.stop()
-st.dataframe(table, hide_index=True, width="stretch")
+st.dataframe(table, hide_index=True, width="stretch", placeholder=MISSING)
 labels = slice_form.preview_labels(table)
 picked = st.selectbox("Preview", list(labels), format_func=labels.get, key="preview")
 members = slicing.slice_members(store, picked)
@@ -102,14 +105,11 @@ shown = members[:slice_form.PREVIEW]
 st.image([resized(store, m["id"], 128) for m in shown], caption=[f"{plain(m['tag'])} · {m['source']}" for m in shown],
          width=128)
 st.caption(f"{len(shown)} of {len(members)} images shown.")
-if st.button("Prepare the export zip", key="export_prepare"):
-    bar = st.progress(0.0, text="Exporting…")
+if st.button("Prepare the export zip", key="export_prepare"):  # a job: it goes on if the page is left
     with ui.user_errors():
-        st.session_state["export_zip"] = (picked, slice_export.export_bytes(store, picked,
-                                                                             progress=ui.progress_bar(bar, "Exporting")))
-    bar.empty()
-ready = st.session_state.get("export_zip")
-if ready and ready[0] == picked:
-    chosen_slice = next(r for r in table if r["id"] == picked)
-    st.download_button("Download as a Hugging Face imagefolder zip", data=ready[1], mime="application/zip",
-                       file_name=f"slice-{picked}-{chosen_slice['hash']}.zip", key="export")
+        st.session_state["export_job"] = slice_export.submit_export(store, picked)
+if st.session_state.get("export_job"):
+    ui.job_status(st.session_state["export_job"], key="export_job")
+if ready := slice_export.finished_export(store, picked):
+    st.download_button("Download as a Hugging Face imagefolder zip", data=ready.read_bytes, mime="application/zip",
+                       file_name=ready.name, key="export", on_click="ignore", icon=":material/download:")

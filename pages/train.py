@@ -8,6 +8,7 @@ from core.data import slicing
 from core.train import training
 from core.train.backends import azure_settings, registry
 from core.views import charts, quicktest, run_views
+from core.views.tables import MISSING
 
 st.title("Train")
 st.caption("One model per slice. The local backend embeds each image once per size (cached), so a whole "
@@ -57,7 +58,7 @@ if not runs:
     st.stop()
 st.subheader("Runs")
 labels = {r["id"]: evaluation.run_label(r) for r in runs}
-st.dataframe(run_views.run_rows(runs), hide_index=True, width="stretch", key="tr_table",
+st.dataframe(run_views.run_rows(runs), hide_index=True, width="stretch", key="tr_table", placeholder=MISSING,
              column_config={"accuracy": st.column_config.NumberColumn(
                  "accuracy", format="%.3f", help="on the test photos, scored when the run ends")})
 finished = [r["id"] for r in runs if r["status"] == "done"]

@@ -43,10 +43,10 @@ def cmd_import(store: Store, a: argparse.Namespace) -> dict:
 
 
 def cmd_sample_clothing(store: Store, a: argparse.Namespace) -> dict:
-    from core.data.samples import load_clothing_sample
+    from core.data.sample_jobs import load_sample
 
-    result = load_clothing_sample(store, per_tag=a.per_tag, test_per_tag=a.test_per_tag, size=a.size,
-                                  progress=common.progress_printer("sample"), more_shoes=a.more_shoes, more_shirts=a.more_shirts)
+    result = load_sample(store, per_tag=a.per_tag, test_per_tag=a.test_per_tag, size=a.size,
+                         progress=common.progress_printer("sample"), more_shoes=a.more_shoes, more_shirts=a.more_shirts)
     print(f"clothing sample from {result['source']}: imported {result['imported']}, "
           f"already there {result['duplicates']}; tags {', '.join(t['name'] for t in result['tags'])}")
     return result

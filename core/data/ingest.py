@@ -128,20 +128,32 @@ def import_uploads(store: Store, files: Iterable[tuple[str, bytes]], tag: str | 
                    progress: Callable[[int, int, str], None] | None = None) -> dict:
     """Import uploaded ``(name, bytes)`` pairs (``st.file_uploader``); a ``.zip`` is opened in memory.
     Returns the same dict as :func:`import_paths`."""
+    with ExitStack() as opened:
+        return _import(store, _upload_candidates(files, opened), tag, source, generator, limits, progress)
+
+
+def check_uploads(store: Store, files: Iterable[tuple[str, bytes]], tag: str | None = None, source: str = "real",
+                  *, generator: str | None = None) -> None:
+    """What :func:`import_uploads` refuses before it reads anything into the store (the source and generator,
+    the tag, a demo workspace's quota), checked alone: a page queues an import job only when this passes."""
+    with ExitStack() as opened:
+        _checked(store, _upload_candidates(files, opened), tag, source, generator)
+
+
+def _upload_candidates(files: Iterable[tuple[str, bytes]], opened: ExitStack) -> list[_Candidate]:
     files = [(str(name), data) for name, data in files]
     by_name = {name: data for name, data in files}
     candidates: list[_Candidate] = []
-    with ExitStack() as opened:
-        for name, data in files:
-            if _is_zip_name(name):
-                candidates.extend(_zip_candidates(name, lambda d=data: io.BytesIO(d), opened))
-            elif _is_sidecar_name(name) and _has_image_twin(name, by_name):
-                continue
-            else:
-                twin = _sidecar_name(name)
-                candidates.append(_Candidate(name, None, lambda n, d=data: d[:n], len(data),
-                                             sidecar=(lambda t=twin: by_name.get(t))))
-        return _import(store, candidates, tag, source, generator, limits, progress)
+    for name, data in files:
+        if _is_zip_name(name):
+            candidates.extend(_zip_candidates(name, lambda d=data: io.BytesIO(d), opened))
+        elif _is_sidecar_name(name) and _has_image_twin(name, by_name):
+            continue
+        else:
+            twin = _sidecar_name(name)
+            candidates.append(_Candidate(name, None, lambda n, d=data: d[:n], len(data),
+                                         sidecar=(lambda t=twin: by_name.get(t))))
+    return candidates
 
 
 # -- the import itself -----------------------------------------------------------------------------
@@ -164,14 +176,21 @@ def check_source(source: str, generator: str | None) -> Optional[str]:
     return name
 
 
-def _import(store: Store, candidates: list[_Candidate], tag: str | None, source: str, generator: str | None,
-            limits: ImportLimits | None, progress) -> dict:
+def _checked(store: Store, candidates: list[_Candidate], tag: str | None, source: str,
+             generator: str | None) -> tuple[str | None, str | None]:
+    """``(generator, tag)`` as stored, once the source, the tag and the demo quota allow the import."""
     generator = check_source(source, generator)
-    limits = limits or ImportLimits.from_config()
     if tag is not None:
         tag = store.get_tag(validate_tag_name(tag))["name"]
     readable = [c for c in candidates if not c.rejected]
     demo_limits.check_incoming(store, len(readable), sum(c.size or 0 for c in readable), source=source)
+    return generator, tag
+
+
+def _import(store: Store, candidates: list[_Candidate], tag: str | None, source: str, generator: str | None,
+            limits: ImportLimits | None, progress) -> dict:
+    generator, tag = _checked(store, candidates, tag, source, generator)
+    limits = limits or ImportLimits.from_config()
     result: dict = {"imported": 0, "duplicates": 0, "rejected": [], "images": [], "created_tags": []}
     total = len(candidates)
     done = 0

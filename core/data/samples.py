@@ -89,12 +89,7 @@ def _debian_split(split: str) -> tuple[np.ndarray, np.ndarray] | None:
 def _hub_split(split: str) -> tuple[np.ndarray, np.ndarray]:
     from core.models import hub
 
-    state = hub.hub_state()
-    if state != hub.ONLINE:
-        raise SampleUnavailable(
-            f"no clothing photos: install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist; "
-            f"{debian_dir()} has none) or go online for the hub dataset {HUB_DATASET} "
-            f"({hub.unreachable_reason(state)})")
+    check_source()
     try:
         with hub.quiet_hub():
             from datasets import load_dataset
@@ -115,6 +110,21 @@ def fashion_split(split: str) -> tuple[np.ndarray, np.ndarray, str]:
     if found is not None:
         return found[0], found[1], "debian"
     return (*_hub_split(split), "hub")
+
+
+def check_source() -> None:
+    """Raise :class:`SampleUnavailable` at once when neither the Debian files nor the hub can give the photos
+    (so a page refuses before it queues a load that could only fail)."""
+    from core.models import hub
+
+    if available():
+        return
+    state = hub.hub_state()
+    if state != hub.ONLINE:
+        raise SampleUnavailable(
+            f"no clothing photos: install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist; "
+            f"{debian_dir()} has none) or go online for the hub dataset {HUB_DATASET} "
+            f"({hub.unreachable_reason(state)})")
 
 
 def available() -> bool:
@@ -138,7 +148,7 @@ def pick_rows(labels: np.ndarray, wanted: tuple[int, ...], n: int) -> list[int]:
     return out
 
 
-def _check(name: str, value: int, lo: int, hi: int) -> int:
+def check_number(name: str, value: int, lo: int, hi: int) -> int:
     try:
         number = int(value)
     except (TypeError, ValueError):
@@ -155,6 +165,26 @@ DEFAULT_TEST_PER_TAG = 50
 DEFAULT_SIZE = 256
 
 
+def check_quota(store: Store, per_tag: int, test_per_tag: int, size: int, *, more_shoes: bool = False,
+                more_shirts: bool = False) -> None:
+    """Refuse a load that would take a demo workspace over its quota (the sample photos it already holds are
+    not imported again, so they do not count twice)."""
+    spec = sample_tags(more_shoes, more_shirts)
+    held = store.conn.execute(
+        f"SELECT COUNT(*) FROM images WHERE source IN ('real', 'test') AND tag IN ({','.join('?' * len(spec))})",
+        tuple(t.name for t in spec)).fetchone()[0]
+    demo_limits.check_sample(store, per_tag, test_per_tag, size, tags=len(spec), held=held)
+
+
+def stored_rows(store: Store, size: int) -> set[tuple[str, str, str, int]]:
+    """``(tag, source, split, index)`` of every sample photo the store holds at ``size`` px (rejected ones too):
+    what a load that stopped half way has already imported."""
+    rows = store.query("SELECT tag, source, json_extract(extra, '$.split') AS split, json_extract(extra, '$.index') "
+                       "AS ix FROM images WHERE width = ? AND source IN ('real', 'test') "
+                       "AND json_extract(extra, '$.dataset') = 'fashion-mnist'", (int(size),))
+    return {(r["tag"], r["source"], r["split"], int(r["ix"])) for r in rows if r["ix"] is not None}
+
+
 def load_clothing_sample(store: Store, per_tag: int = DEFAULT_PER_TAG, test_per_tag: int = DEFAULT_TEST_PER_TAG,
                          size: int = DEFAULT_SIZE,
                          progress: Progress = None, *, more_shoes: bool = False,
@@ -163,21 +193,19 @@ def load_clothing_sample(store: Store, per_tag: int = DEFAULT_PER_TAG, test_per_
     and import ``per_tag`` real and ``test_per_tag`` test photos of each, upscaled to ``size`` px.
 
     Returns ``{"tags": [tag dicts with counts], "imported", "duplicates", "source", "per_tag",
-    "test_per_tag", "size", "created_tags"}``. Idempotent: a second call imports nothing new.
-    Raises :class:`SampleUnavailable` (a :class:`UserError`) when no source has the photos, before
-    anything is written.
+    "test_per_tag", "size", "created_tags"}``. Idempotent and resumable: photos already in the store (a load
+    that stopped half way) are skipped, and the content hash keeps any photo from being stored twice; a
+    second call imports nothing new. ``progress`` hears of every photo. Raises :class:`SampleUnavailable` (a
+    :class:`UserError`) when no source has the photos, before anything is written.
     """
     from PIL import Image
 
-    per_tag = _check("per_tag", per_tag, 1, MAX_PER_TAG["train"])
-    test_per_tag = _check("test_per_tag", test_per_tag, 0, MAX_PER_TAG["t10k"])
-    size = _check("size", size, ORIGINAL_SIZE, 1024)
+    per_tag = check_number("per_tag", per_tag, 1, MAX_PER_TAG["train"])
+    test_per_tag = check_number("test_per_tag", test_per_tag, 0, MAX_PER_TAG["t10k"])
+    size = check_number("size", size, ORIGINAL_SIZE, 1024)
     spec = sample_tags(more_shoes, more_shirts)
     wanted = {"real": per_tag, "test": test_per_tag}
-    held = store.conn.execute(
-        f"SELECT COUNT(*) FROM images WHERE source IN ('real', 'test') AND tag IN ({','.join('?' * len(spec))})",
-        tuple(t.name for t in spec)).fetchone()[0]
-    demo_limits.check_sample(store, per_tag, test_per_tag, size, tags=len(spec), held=held)
+    check_quota(store, per_tag, test_per_tag, size, more_shoes=more_shoes, more_shirts=more_shirts)
     splits = {source: fashion_split(SPLITS[source]) for source, n in wanted.items() if n > 0}
 
     created = []
@@ -188,19 +216,23 @@ def load_clothing_sample(store: Store, per_tag: int = DEFAULT_PER_TAG, test_per_
             created.append(tag.name)
     plan = [(source, tag, index) for source, (_, labels, _) in splits.items() for tag in spec
             for index in pick_rows(labels, tag.labels, wanted[source])]
+    there = stored_rows(store, size)
     imported = duplicates = 0
     for done, (source, tag, index) in enumerate(plan, 1):
-        pixels = splits[source][0][index]
-        picture = Image.fromarray(pixels, mode="L").resize((size, size), Image.Resampling.BICUBIC).convert("RGB")
         split = SPLITS[source]
-        extra = {"dataset": "fashion-mnist", "index": int(index), "original_size": ORIGINAL_SIZE, "split": split,
-                 "class": CLASSES[int(splits[source][1][index])]}
-        _, new = store.add_image(picture, tag=tag.name, source=source, extra=extra,
-                                 original_name=f"fashion-mnist/{split}/{index}")
-        imported += int(new)
-        duplicates += int(not new)
-        if progress and (done % 20 == 0 or done == len(plan)):
-            progress(done, len(plan), f"clothing sample {done}/{len(plan)}")
+        if (tag.name, source, split, int(index)) in there:
+            duplicates += 1
+        else:
+            pixels = splits[source][0][index]
+            picture = Image.fromarray(pixels, mode="L").resize((size, size), Image.Resampling.BICUBIC).convert("RGB")
+            extra = {"dataset": "fashion-mnist", "index": int(index), "original_size": ORIGINAL_SIZE, "split": split,
+                     "class": CLASSES[int(splits[source][1][index])]}
+            _, new = store.add_image(picture, tag=tag.name, source=source, extra=extra,
+                                     original_name=f"fashion-mnist/{split}/{index}")
+            imported += int(new)
+            duplicates += int(not new)
+        if progress:
+            progress(done, len(plan), f"photos · {tag.name} {source}")
     names = {t.name for t in spec}
     sources = sorted({s for _, _, s in splits.values()})
     return {"tags": [t for t in store.list_tags() if t["name"] in names], "imported": imported,

@@ -47,6 +47,38 @@ def export_slice(store: Store, ref: int | str, out: str | os.PathLike, progress=
                         error=InvalidInput)
 
 
+# -- the Slice page's export as a job: it survives leaving the page, its bar moves per image -----------------
+
+EXPORT_KIND = "export"
+
+
+def submit_export(store: Store, ref: int | str) -> int:
+    """Queue the export of a slice into the store's ``exports/`` folder (an unknown slice raises here)."""
+    from core.run import jobs
+
+    return jobs.submit(store, EXPORT_KIND, {"slice": get_slice(store, ref)["id"]})
+
+
+def run_export_job(ctx) -> dict:
+    """Job handler (``registry.HANDLERS["export"]``): the zip under ``exports/``, named by the slice and its
+    hash (an export of the same slice again replaces it whole)."""
+    folder = ctx.store.root / "exports"
+    folder.mkdir(exist_ok=True)
+    return {"zip": str(export_slice(ctx.store, ctx.params["slice"], folder, progress=ctx.progress)),
+            "slice": ctx.params["slice"]}
+
+
+def finished_export(store: Store, slice_id: int) -> Path | None:
+    """The zip of the latest finished export of this slice, while its file is there."""
+    from core.run import jobs
+
+    for job in jobs.list_jobs(store, kind=EXPORT_KIND, status="done", limit=50):
+        if job["params"]["slice"] == slice_id:
+            found = Path(job["result"]["zip"])
+            return found if found.is_file() else None
+    return None
+
+
 def export_bytes(store: Store, ref: int | str, progress=None) -> bytes:
     """The export zip of :func:`export_slice`, in memory (for a download button)."""
     buf = io.BytesIO()

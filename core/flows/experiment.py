@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
-from core.data import slicing
+from core.data import sample_jobs, slicing
 from core.errors import NotEnoughImages, UserError
 from core.store.database import Store
 from core.store.records import SOURCES
@@ -175,9 +175,16 @@ def status(store: Store) -> dict:
     ]
     trained_slices = {r["slice_id"] for r in store.query("SELECT DISTINCT slice_id FROM runs WHERE slice_id IS NOT NULL")}
     untrained = [s for s in slices if s["id"] not in trained_slices]
-    if not tags:
+    sample = sample_jobs.state(store)
+    if sample.job:
+        nxt = NextAction("Follow the sample load", PAGES["data"], None,
+                         "the clothing sample is loading: it goes on while you use other pages")
+    elif not tags:
         nxt = NextAction("Load the clothing sample", PAGES["data"], "sample",
                          "the store is empty: real clothing photos for the four tags, as real and test photos")
+    elif sample.incomplete:
+        nxt = NextAction("Finish loading the sample", PAGES["data"], "sample",
+                         f"the clothing sample stopped half way: {sample.missing()}")
     elif len(train_ready) < 2:
         nxt = NextAction("Add images", PAGES["generate"], None, "a classifier needs images of at least two tags")
     elif tests == 0:
@@ -191,6 +198,6 @@ def status(store: Store) -> dict:
         nxt = NextAction("Follow the training", PAGES["train"], None, "runs are training or being scored")
     else:
         nxt = NextAction("See the results", PAGES["results"], None, "every finished run is scored")
-    return {"steps": steps, "next": nxt, "counts": counts,
+    return {"steps": steps, "next": nxt, "counts": counts, "sample": sample,
             "untrained": list(dict.fromkeys(s["name"] for s in untrained)),
             "runs": by_status, "evaluated": len(evaluated), "pending": len(pending)}

@@ -182,6 +182,9 @@ def submit(store: Store, kind: str, params: dict, *, claim: bool = False) -> int
                     "UPDATE jobs SET status = 'running', owner = ?, heartbeat = ?, cancel_requested = 0 WHERE id = ?",
                     (me, time.time(), row["id"]),
                 )
+            elif row["status"] == "running" and not _owner_alive(row["owner"]):  # interrupted: queued again
+                conn.execute("UPDATE jobs SET status = 'queued', owner = NULL, cancel_requested = 0 WHERE id = ?",
+                             (row["id"],))
             return row["id"]
         cur = conn.execute(
             "INSERT INTO jobs(kind, params, params_key, status, owner, heartbeat, created, started_by) "

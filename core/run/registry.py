@@ -20,6 +20,9 @@ HANDLERS: dict[str, str] = {
     "diagnose": "core.analysis.diagnostics:run_diagnose_job",
     "evaluate": "core.analysis.autoeval:run_evaluate_job",
     "experiment": "core.flows.experiment_run:run_experiment_job",
+    "sample": "core.data.sample_jobs:run_sample_job",
+    "export": "core.data.slice_export:run_export_job",
+    "import": "core.flows.imports:run_import_job",
 }
 
 FOLLOW_ONS: dict[str, list[str]] = {

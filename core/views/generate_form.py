@@ -17,9 +17,6 @@ OTHER = "Other: a hub id or a local folder"
 NEW_TAG = "(new tag)"
 EMPTY_TAG = {"name": "", "prompt": "", "negative": ""}
 MAX_SEED = 2**31
-SAMPLE_MAX_PER_TAG = 6000
-EMPTY_STORE = ("An empty store. Start with real photos: the clothing sample makes the four tags of the original "
-               "experiment (jeans, shoes, shirts, other) with real and test photos from Fashion-MNIST.")
 MODEL_MISSING = ("Image generation needs a diffusers model: downloaded once from the hub, or copied in as a folder. "
                  f"Pick another preset, or choose “{OTHER}” and give the folder's path.")
 WORKERS_HELP = ("0: in this process. N: N Ray workers, on a local Ray or the cluster in SYNTHLAB_RAY_ADDRESS; this "
@@ -81,6 +78,15 @@ def model_label(model: str) -> str:
 def preset_caption(preset: planning.Preset, device: str) -> str:
     return (f"Defaults for this model ({preset.label}): {preset.width}×{preset.height} px, "
             f"{preset.steps} step(s), guidance {preset.guidance:g}. Device: {device}.")
+
+
+def default_batch(model: str | None, device: str) -> int:
+    """The Generate page's batch size: the one a job would choose by itself, from its one place
+    (:func:`core.generate.pipelines.default_batch_size`: fashion-mini 64, CPU 4, CUDA 2/4/8 by memory, MPS 2,
+    ``SYNTHLAB_BATCH_SIZE`` over all)."""
+    from core.generate.pipelines import default_batch_size
+
+    return default_batch_size(device, model or config.default_model())
 
 
 def number_fields(preset: planning.Preset, model_key: str) -> list[tuple]:

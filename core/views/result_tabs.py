@@ -73,11 +73,18 @@ def arm_choices(results: Sequence[dict]) -> dict[str, str]:
 
 
 def comparison_rows(compared: dict) -> list[dict]:
-    """The Compare tab's table: one row per count per tag."""
-    return [{"images per tag": c["count_per_tag"], "a": round(c["a"], 3), "b": round(c["b"], 3),
-             "difference": round(c["difference"], 3), "95% interval": f"[{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]",
-             "p-value": round(c["p_value"], 4), "verdict": c["verdict"],
-             "repeats a/b": "/".join(map(str, c["repeats"]))} for c in compared["comparisons"]]
+    """The Compare tab's table, each result shown once (no sentence repeats it): one row per count per tag, with
+    the note and the design advice; identical repeats say so instead of a zero-width interval and a p-value."""
+    rows = []
+    for c in compared["comparisons"]:
+        lo, hi = c["ci"]
+        rows.append({"images per tag": c["count_per_tag"], "a": round(c["a"], 3), "b": round(c["b"], 3),
+                     "difference": round(c["difference"], 3),
+                     "95% interval": "identical repeats — no spread to measure" if lo == hi else f"[{lo:+.3f}, {hi:+.3f}]",
+                     "p-value": None if lo == hi else round(c["p_value"], 4), "verdict": c["verdict"],
+                     "repeats a/b": "/".join(map(str, c["repeats"])),
+                     "note": ". ".join(n for n in (c.get("note"), c.get("advice")) if n)})
+    return rows
 
 
 def sweep_made(made: dict) -> str:

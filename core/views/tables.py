@@ -11,6 +11,10 @@ from core.errors import InvalidInput
 if TYPE_CHECKING:  # pandas is imported where it is used (slow to import)
     import pandas as pd
 
+MISSING = "—"
+"""What every table shows for a value that is not there (a queued run's accuracy, a slice without repeats' overlap):
+Streamlit's ``placeholder`` for missing cells, never the literal ``None``."""
+
 FRAME_COLUMNS = (
     "run", "slice", "slice_name", "arm", "backend", "encoder", "count_per_tag", "size", "input_px", "real_fraction",
     "repeat",

@@ -84,7 +84,7 @@ def test_two_visitors_get_two_private_workspaces_with_quotas(browser, demo_serve
         assert Store(demo_server.home / "workspaces" / ws_b).tag_names() == []
         assert Store(demo_server.home / "workspaces" / ws_a).tag_names() == ["jeans"]
 
-        set_text(b, "gen_sample_n", 4)
+        set_text(b, "gen_per_tag", 4)
         press(b, "gen_sample")  # the clothing sample, one click, into B's new workspace only
         wait_cell(b, "shoes", timeout=180_000)
         assert Store(demo_server.home / "workspaces" / ws_b).tag_names() == ["jeans", "other", "shirts", "shoes"]

@@ -10,7 +10,7 @@ import zipfile
 import pytest
 
 from tests.datasets import write_digits
-from tests.e2e.conftest import choose, no_exception, open_page, press, set_text, upload, wait_text, widget
+from tests.e2e.conftest import choose, no_exception, open_page, press, set_text, upload, wait_idle, wait_text, widget
 
 pytestmark = pytest.mark.e2e
 
@@ -81,6 +81,9 @@ def test_data_view_and_a_local_sweep_without_azure_warnings(app_server, page, tm
 
     page.locator('[class*="st-key-dv_real-"] button').first.click()
     wait_text(page, "real · 3 kept · 1 rejected")
+    assert page.get_by_role("button", name="Restore").count() == 0  # rejected photos are hidden until asked for
+    widget(page, "dv_show_rejected").get_by_text("Show rejected photos").click()
+    wait_idle(page)
     page.get_by_role("button", name="Restore").first.click()
     wait_text(page, "real · 4 kept · 0 rejected")
 

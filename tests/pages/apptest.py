@@ -33,3 +33,16 @@ def shown(markdown: str) -> str:
     import re
 
     return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
+
+
+def finish_jobs(at: AppTest, home, kind: str, timeout: float = 120) -> list[dict]:
+    """Wait until every job of ``kind`` in the store at ``home`` has ended (the app's worker thread runs them:
+    a page queues an import, an export or the sample and returns), then run the page again; returns the jobs."""
+    from core.run import jobs
+    from core.store.database import Store
+
+    store = Store(home)
+    ended = [jobs.wait(store, job["id"], timeout=timeout) for job in jobs.list_jobs(store, kind=kind)]
+    at.run()
+    assert not at.exception, at.exception
+    return ended

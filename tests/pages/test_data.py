@@ -8,7 +8,7 @@ import io
 from PIL import Image
 
 from core.store.database import Store
-from tests.pages.apptest import open_page, texts
+from tests.pages.apptest import finish_jobs, open_page, texts
 
 
 def _png(colour) -> bytes:
@@ -33,6 +33,8 @@ def test_upload_into_a_tag_and_role_then_reject_and_restore(home):
                                                   ("notes.png", b"shopping list", "image/png")]).run()
     at.button(key="dv_import").click().run()
     assert not at.exception and not at.error, texts(at.error)
+    [job] = finish_jobs(at, home, "import")  # a job: it goes on if the page is left
+    assert job["status"] == "done" and not (home / "uploads" / job["params"]["uploads"]).exists()
     assert "Imported 2 test photo(s) · duplicates 0 · rejected 1" in texts(at.success)
     rejected = _table(at, "reason")
     assert list(rejected["file"]) == ["notes.png"] and rejected["reason"][0]
@@ -45,6 +47,10 @@ def test_upload_into_a_tag_and_role_then_reject_and_restore(home):
     at.button(key=f"dv_test-{first['id']}").click().run()
     assert store.get_image(first["id"])["rejected"]
     assert "**test** · 1 kept · 1 rejected" in texts(at.markdown)
+    assert at.toggle(key="dv_show_rejected").value is False  # rejected photos are hidden until asked for
+    assert not any(b.key == f"dv_test-{first['id']}" for b in at.button)
+    at.toggle(key="dv_show_rejected").set_value(True).run()
+    assert at.button(key=f"dv_test-{first['id']}").label == "Restore"
     at.button(key=f"dv_test-{first['id']}").click().run()
     assert not store.get_image(first["id"])["rejected"]
 
@@ -56,4 +62,5 @@ def test_an_import_into_an_unknown_role_changes_nothing(home):
     at.file_uploader(key="dv_files_0").set_value([("notes.png", b"not an image", "image/png")]).run()
     at.button(key="dv_import").click().run()
     assert not at.exception
+    finish_jobs(at, home, "import")
     assert "rejected 1" in texts(at.success) and store.count_images() == 0 and store.integrity_check() == "ok"

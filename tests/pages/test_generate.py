@@ -79,7 +79,7 @@ def test_submit_runs_a_job_and_the_gallery_shows_its_images(home, store, tiny_sd
     assert at.number_input(key=f"gen_w_{tiny_sd}").value == 64  # the folder's native size
     at.number_input(key=f"gen_steps_{tiny_sd}").set_value(2)
     at.number_input(key="gen_count").set_value(3)
-    at.number_input(key="gen_batch").set_value(2)
+    at.number_input(key=f"gen_batch_{tiny_sd}").set_value(2)
     at.button(key="gen_submit").click().run()
     assert not at.exception and not at.error, (at.exception, at.error)
     job_id = jobs.list_jobs(store, kind="generate")[0]["id"]
@@ -103,8 +103,9 @@ def test_populated_store_filters_paginates_and_rejects(home, store, tiny_sd, tmp
     store.add_image(Image.new("RGB", (64, 64), "white"), tag="shoes", source="real", original_name="shoe.jpg")
     at = page()
     assert "14 image(s)" in texts(at.caption)
-    assert at.number_input(key="gal_page_all_all_True").value == 1  # 14 images, 12 a page
-    at.number_input(key="gal_page_all_all_True").set_value(2).run()
+    assert at.checkbox(key="gal_rejected").value is False  # rejected images are hidden until asked for
+    assert at.number_input(key="gal_page_all_all_False").value == 1  # 14 images, 12 a page
+    at.number_input(key="gal_page_all_all_False").set_value(2).run()
     assert len([b for b in at.button if b.key and b.key.startswith("gal-")]) == 2
 
     at.selectbox(key="gal_source").set_value("real").run()
@@ -116,10 +117,10 @@ def test_populated_store_filters_paginates_and_rejects(home, store, tiny_sd, tmp
     first = store.list_images("jeans")[0]["id"]
     at.button(key=f"gal-{first}").click().run()
     assert store.get_image(first)["rejected"] and first in made
-    assert at.button(key=f"gal-{first}").label == "Restore"
-    at.checkbox(key="gal_rejected").uncheck().run()
-    assert "12 image(s)" in texts(at.caption)
+    assert "12 image(s)" in texts(at.caption) and not any(b.key == f"gal-{first}" for b in at.button)
     at.checkbox(key="gal_rejected").check().run()
+    assert "13 image(s)" in texts(at.caption)
+    assert at.button(key=f"gal-{first}").label == "Restore"
     at.button(key=f"gal-{first}").click().run()
     assert not store.get_image(first)["rejected"]
 
@@ -132,14 +133,18 @@ def test_empty_store_offers_the_clothing_sample(home, monkeypatch):
 
         pytest.skip("dataset-fashion-mnist is not installed (.ci/run)")
     at = page()
-    at.number_input(key="gen_sample_n").set_value(6)
+    assert at.number_input(key="gen_test_per_tag").value == 50  # the one default (core.data.samples)
+    at.number_input(key="gen_per_tag").set_value(6)
+    at.number_input(key="gen_test_per_tag").set_value(2)
     at.button(key="gen_sample").click().run()
     assert not at.exception and not at.error, at.error
-    assert "Clothing sample loaded" in texts(at.success)
     s = Store(home)
+    jobs.wait(s, jobs.list_jobs(s, kind="sample")[0]["id"], timeout=120)  # a job of the app's worker
+    at.run()
+    assert "Clothing sample loaded: 32 photos" in texts(at.success)
     assert s.tag_names() == ["jeans", "other", "shirts", "shoes"]
-    assert s.tag_counts("jeans") == {"synthetic": 0, "real": 6, "test": 50}  # the one default (core.data.samples)
-    assert not any(b.key == "gen_sample" for b in at.button)  # the store is no longer empty
+    assert s.tag_counts("jeans") == {"synthetic": 0, "real": 6, "test": 2}
+    assert not any(b.key == "gen_sample" for b in at.button)  # the sample is whole: nothing more to offer
 
 
 def test_clothing_sample_without_a_source_shows_one_error_and_writes_nothing(home, tmp_path, monkeypatch):
@@ -153,3 +158,24 @@ def test_clothing_sample_without_a_source_shows_one_error_and_writes_nothing(hom
     assert not at.exception
     assert "dataset-fashion-mnist" in texts(at.error) and "HF_HUB_OFFLINE is set" in texts(at.error)
     assert Store(home).tag_names() == [] and Store(home).count_images() == 0
+
+
+def test_batch_size_starts_at_the_jobs_own_default_which_the_readme_states(home, store, monkeypatch):
+    """Issue 25 item 5: one default in one place (core.generate.pipelines.default_batch_size), on the page and in
+    the README — never the page's own 1."""
+    from pathlib import Path
+
+    from core.generate.pipelines import default_batch_size
+    from core.models import builtin_generator
+
+    monkeypatch.delenv("SYNTHLAB_BATCH_SIZE", raising=False)
+    store.add_tag("jeans", "{blue|black} jeans")
+    at = page()
+    assert at.selectbox(key="gen_model_choice").value == builtin_generator.NAME  # no CUDA here
+    assert at.number_input(key=f"gen_batch_{builtin_generator.NAME}").value == builtin_generator.BATCH_SIZE == 64
+    at.selectbox(key="gen_model_choice").set_value("stabilityai/sd-turbo").run()
+    assert at.number_input(key="gen_batch_stabilityai/sd-turbo").value == default_batch_size("cpu", "x") == 4
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    assert "64 for `fashion-mini`, 4 on CPU, 2, 4 or 8 by memory on CUDA, 2 on MPS" in readme
+    monkeypatch.setenv("SYNTHLAB_BATCH_SIZE", "3")
+    assert page().number_input(key=f"gen_batch_{builtin_generator.NAME}").value == 3

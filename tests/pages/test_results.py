@@ -137,10 +137,12 @@ def test_compare_tab_gives_verdicts_and_puts_the_comparison_in_the_report(popula
     at.selectbox(key="compare-a").set_value(trained[2])
     at.selectbox(key="compare-b").set_value(trained[3])
     run(at)
-    table = [d for d in at.dataframe if "verdict" in d.value.columns][0].value
+    [shown] = [d for d in at.dataframe if "verdict" in d.value.columns]
+    table = shown.value
     assert list(table["images per tag"]) == list(COUNTS)
-    assert set(table["verdict"]) <= set(stats.VERDICTS)
-    assert any("difference" in t.value and "→" in t.value for t in at.text)
+    assert set(table["verdict"]) <= set(stats.VERDICTS) and "note" in table.columns
+    assert shown.proto.placeholder == "—"  # a missing p-value (identical repeats) reads —, never None
+    assert not any("→" in t.value or "difference" in t.value for t in at.text)  # each result once: the table
     at.button(key="compare-include").click()
     run(at)
     assert at.session_state["report-comparisons"] == [(trained[2], trained[3])]

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import io
 import zipfile
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from core.run import jobs
 from core.store.database import Store
-from tests.pages.apptest import open_page, texts
+from tests.pages.apptest import finish_jobs, open_page, texts
 
 
 def png(color, size=(40, 36)) -> bytes:
@@ -42,6 +44,7 @@ def test_upload_zip_then_files_with_a_rejection(home):
     at.run()
     at.button(key="import").click().run()
     assert not at.exception, at.exception
+    finish_jobs(at, home, "import")
     assert "Imported 12 · duplicates 0 · rejected 0 · created tags: jeans, shoes" in texts(at.success)
     store = Store(home)
     assert store.tag_counts("jeans")["real"] == 6
@@ -54,6 +57,7 @@ def test_upload_zip_then_files_with_a_rejection(home):
     at.run()
     at.button(key="import").click().run()
     assert not at.exception, at.exception
+    finish_jobs(at, home, "import")
     assert "Imported 1 · duplicates 0 · rejected 2" in texts(at.success)
     rejected = at.dataframe[0].value
     assert set(rejected["path"]) == {"b.png", "notes.txt"}
@@ -119,8 +123,14 @@ def test_build_a_sweep_table_preview_and_export(home, monkeypatch):
     assert not at.download_button
     at.button(key="export_prepare").click().run()
     assert not at.exception, at.exception
+    [job] = jobs.list_jobs(store, kind="export")  # a job: it goes on if the page is left
+    assert jobs.wait(store, job["id"], timeout=120)["status"] == "done"
+    at.run()
     (download,) = at.download_button
     assert download.label == "Download as a Hugging Face imagefolder zip"
+    made = Path(jobs.get_job(store, job["id"])["result"]["zip"])
+    assert made.parent == store.root / "exports" and made.name.endswith(".zip") and zipfile.is_zipfile(made)
+    assert f"Job {job['id']} (export): done — 12/12" in texts(at.success)
     members = store.query("SELECT image_id FROM slice_images WHERE slice_id = ?", (six,))
     assert all((store.cache_dir / "resized" / "128-crop-lanczos" / m["image_id"][:2]).is_dir() for m in members)
 
@@ -191,6 +201,7 @@ def test_import_synthetic_images_from_another_tool_and_a_corrupt_avif_is_one_rej
     at.run()
     at.button(key="import").click().run()
     assert not at.exception, at.exception
+    finish_jobs(at, home, "import")
     assert "Imported 1 · duplicates 0 · rejected 1" in texts(at.success)
     rejected = at.dataframe[0].value
     assert list(rejected["path"]) == ["fuzzed.avif"]
