@@ -441,6 +441,19 @@ def active_diagnosis(store) -> Optional[int]:
     return None
 
 
+def diagnosis_to_show(store) -> Optional[int]:
+    """The diagnosis job the page shows the status of: the queued or running one, else the latest one when it
+    ended *cancelled* or *failed* (so the page says so until the next diagnosis, not "No diagnosis yet")."""
+    from core.run import jobs
+
+    active = active_diagnosis(store)
+    if active is not None:
+        return active
+    for job in jobs.list_jobs(store, kind=JOB_KIND, limit=1):
+        return job["id"] if job["status"] in ("cancelled", "failed") else None
+    return None
+
+
 # -- views for the page and the report -----------------------------------------------------------
 
 def suggested_sizes(store) -> list[int]:
