@@ -53,9 +53,8 @@ if scoring is not None:
     ui.job_status(scoring, key="tr_eval")
 
 
-@st.fragment(run_every=2.0)
+@st.fragment(run_every=2.0)  # redraws the page when a run ends or is scored (a score lands after its job ended)
 def follow(seen=run_views.progress_signature(runs, scoring)) -> None:
-    """Redraw the page when a run ends or is scored (a score lands after its run's job has ended)."""
     if run_views.progress_signature(training.list_runs(s), autoeval.active_job(s)) != seen:
         st.rerun()
 
