@@ -67,6 +67,8 @@ def test_diagnostics_progress_moves_every_10_s_then_the_result_shows(sample_serv
     times = [0.0] + [t for t, _ in changes] + [finished]
     gaps = [b - a for a, b in zip(times, times[1:])]
     print(f"diagnosis: {len(changes)} progress changes over {finished:.1f} s, longest gap {max(gaps):.1f} s")
+    for t, text in changes:
+        print(f"  {t:6.1f} s  {text}")
     assert len(changes) >= 4, changes  # several phases and batches seen moving, not just a start and an end
     assert max(gaps) <= MAX_GAP_S, [(round(t, 1), text) for t, text in changes]
     wait_text(page, "Diagnosis 1 (")
