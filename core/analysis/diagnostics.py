@@ -350,7 +350,9 @@ def diagnose(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] =
                                       "misses": cache["duplicates"].signatures_computed},
                        "duplicate_searches_cached": cache["duplicates"].cached_searches,
                        "duplicate_candidates": cache["duplicates"].candidates,
-                       "duplicate_pairs_confirmed": cache["duplicates"].confirmed}
+                       "duplicate_pairs_confirmed": cache["duplicates"].confirmed,
+                       "crop_candidates": cache["duplicates"].crop_candidates,
+                       "crop_pairs_confirmed": cache["duplicates"].crop_confirmed}
     if progress:
         progress(total, total, "done")
     return report

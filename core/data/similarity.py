@@ -22,6 +22,11 @@ always agree on what a near-duplicate is.
    (quality 50–75) and 1–2 px shifts caught at 128 px and up; at 64 px a 2 px shift (3 % of the side)
    of a photo that fills its frame can fall below the correlation threshold.
 
+4. **Crops** (``DuplicateRule.crops``, on by default): a crop of up to ~10 % per side, resized back, is
+   magnified 1.1–1.25× and moved — neither hash nor fixed-scale correlation sees it; :mod:`core.data.crop_match`
+   finds those pairs on the same thumbnails (candidates by a translation-invariant descriptor, confirmed by
+   registering scale and position at the stricter :func:`core.data.crop_match.crop_threshold`).
+
 Clusters are connected components of confirmed pairs. The clusters of one set of images under one
 rule are kept under ``cache/duplicates`` (keyed by the ids and the rule; ids are content hashes, so
 an entry never goes stale), so a second diagnosis of an unchanged store does not search again.
@@ -37,6 +42,8 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
+from core.data.alignment import BAND_SIGMAS, aligned_correlation, prepared
+from core.data.crop_match import ZOOMS, crop_pairs, crop_threshold
 from core.progress import Progress
 
 SIGNATURE_VERSION = 1
@@ -44,8 +51,6 @@ THUMB_PX = 64
 MAX_HAMMING = 10
 MIN_CORRELATION = 0.985
 MAX_SHIFT = 4
-BAND_SIGMAS = (0.7, 12.0)
-TAPER_ALPHA = 0.5
 SCAN_BYTES = 32 << 20
 PAIR_BATCH = 1024
 SIGNATURE_BATCH = 256
@@ -56,16 +61,21 @@ SIGNATURE_BATCH = 256
 class DuplicateRule:
     """When two images are near-duplicates: pHash Hamming distance ≤ ``max_hamming`` (of 64 bits) makes
     them candidates; aligned band-passed thumbnail correlation ≥ ``min_correlation`` (within
-    ``max_shift`` px of a 64 px thumbnail) confirms them."""
+    ``max_shift`` px of a 64 px thumbnail) confirms them. With ``crops``, a crop of up to ~10 % per side
+    (resized back) is a near-duplicate of its source too (:mod:`core.data.crop_match`)."""
 
     max_hamming: int = MAX_HAMMING
     min_correlation: float = MIN_CORRELATION
     max_shift: int = MAX_SHIFT
+    crops: bool = True
 
     def describe(self) -> dict:
         """The thresholds, as reports print them."""
+        crops = ({"crop_zooms": list(ZOOMS), "crop_min_correlation": round(crop_threshold(self.min_correlation), 6)}
+                 if self.crops else {})
         return {**asdict(self), "hash": "phash-64", "thumbnail_px": THUMB_PX,
-                "band_sigmas_px": list(BAND_SIGMAS), "max_shift_fraction": round(self.max_shift / THUMB_PX, 4)}
+                "band_sigmas_px": list(BAND_SIGMAS), "max_shift_fraction": round(self.max_shift / THUMB_PX, 4),
+                **crops}
 
 
 @dataclass
@@ -73,6 +83,8 @@ class SearchStats:
     images: int = 0
     candidates: int = 0
     confirmed: int = 0
+    crop_candidates: int = 0
+    crop_confirmed: int = 0
     signatures_cached: int = 0
     signatures_computed: int = 0
     cached_searches: int = 0
@@ -192,77 +204,6 @@ def hamming_candidates(hashes: np.ndarray, max_hamming: int) -> Iterator[tuple[n
         start += step
 
 
-# -- confirmation: aligned band-passed correlation -----------------------------------------------
-
-_band_cache: dict[int, np.ndarray] = {}
-
-
-def _band(n: int) -> np.ndarray:
-    if n not in _band_cache:
-        fy = np.fft.fftfreq(n)[:, None]
-        fx = np.fft.rfftfreq(n)[None, :]
-        r2 = (fy ** 2 + fx ** 2) * (2 * np.pi) ** 2
-        lo, hi = BAND_SIGMAS
-        w = np.exp(-r2 * lo ** 2 / 2) * (1 - np.exp(-r2 * hi ** 2 / 2))
-        w[0, 0] = 0.0
-        _band_cache[n] = w.astype(np.float32)
-    return _band_cache[n]
-
-
-_taper_cache: dict[int, np.ndarray] = {}
-
-
-def _taper(n: int) -> np.ndarray:
-    """A 2-D Tukey window (flat centre, cosine edges): shifted-in borders weigh little, so a shifted copy
-    still matches its original."""
-    if n not in _taper_cache:
-        from scipy.signal.windows import tukey
-
-        w = tukey(n, TAPER_ALPHA).astype(np.float32)
-        _taper_cache[n] = np.outer(w, w)
-    return _taper_cache[n]
-
-
-def prepared(thumbs: np.ndarray) -> np.ndarray:
-    """Band-passed, tapered thumbnails, each scaled to unit norm, as rfft2 spectra (complex64)."""
-    from scipy import fft
-
-    t = np.asarray(thumbs, dtype=np.float32)
-    f = fft.rfft2(t) * _band(t.shape[-1])
-    x = fft.irfft2(f, s=t.shape[-2:]) * _taper(t.shape[-1])
-    norm = np.sqrt((x * x).sum(axis=(-2, -1), keepdims=True))
-    x = np.divide(x, norm, out=np.zeros_like(x), where=norm > 1e-9)
-    return fft.rfft2(x)
-
-
-def aligned_correlation(a: np.ndarray, b: np.ndarray, max_shift: int = MAX_SHIFT, *,
-                        spectra: bool = False) -> np.ndarray:
-    """Per pair of thumbnails (``(k, n, n)`` each): the band-passed correlation at the best circular
-    shift within ``±max_shift`` px, with a sub-pixel parabolic refinement of the peak (1: identical).
-    With ``spectra`` the inputs are already :func:`prepared`."""
-    from scipy import fft
-
-    n = np.asarray(a).shape[-1] if not spectra else np.asarray(a).shape[-2]
-    fa, fb = (a, b) if spectra else (prepared(a), prepared(b))
-    corr = fft.irfft2(fa * np.conj(fb), s=(n, n))
-    offsets = np.arange(-max_shift, max_shift + 1) % n
-    window = corr[:, offsets][:, :, offsets]
-    k = len(corr)
-    flat = window.reshape(k, -1).argmax(axis=1)
-    iy, ix = offsets[flat // len(offsets)], offsets[flat % len(offsets)]
-    rows = np.arange(k)
-    peak = corr[rows, iy, ix]
-
-    def refine(left, right):
-        d = left - 2 * peak + right
-        local = (peak >= left) & (peak >= right) & (d < 0)
-        return np.where(local, -((right - left) ** 2) / (8 * np.where(d < 0, d, -1.0)), 0.0)
-
-    up = refine(corr[rows, (iy - 1) % n, ix], corr[rows, (iy + 1) % n, ix])
-    side = refine(corr[rows, iy, (ix - 1) % n], corr[rows, iy, (ix + 1) % n])
-    return np.clip(peak + up + side, -1.0, 1.0)
-
-
 # -- clusters ------------------------------------------------------------------------------------
 
 def _components(n: int, pairs: list[tuple[int, int]]) -> list[list[int]]:
@@ -286,7 +227,8 @@ def _components(n: int, pairs: list[tuple[int, int]]) -> list[list[int]]:
 
 def confirmed_pairs(hashes: np.ndarray, thumbs: Optional[np.ndarray], rule: DuplicateRule = DuplicateRule(),
                     stats: Optional[SearchStats] = None, progress: Progress = None) -> list[tuple[int, int]]:
-    """Index pairs that are candidates by hash and (when ``thumbs`` is given) confirmed by correlation."""
+    """Index pairs that are candidates by hash and (when ``thumbs`` is given) confirmed by correlation, then
+    (with ``rule.crops`` and ``thumbs``) the pairs where one is a crop of the other."""
     stats = stats if stats is not None else SearchStats()
     out: list[tuple[int, int]] = []
     n = len(hashes)
@@ -306,6 +248,12 @@ def confirmed_pairs(hashes: np.ndarray, thumbs: Optional[np.ndarray], rule: Dupl
         if progress:
             progress(int(i.max()) + 1, n, f"near-duplicate search {int(i.max()) + 1}/{n}")
     stats.confirmed += len(out)
+    if thumbs is not None and rule.crops and n >= 2:
+        counts: dict = {}
+        crops = crop_pairs(thumbs, crop_threshold(rule.min_correlation), skip=set(out), counts=counts)
+        stats.crop_candidates += counts["crop_candidates"]
+        stats.crop_confirmed += counts["crop_confirmed"]
+        out += crops
     return out
 
 

@@ -7,6 +7,7 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from typing import Optional
 
 from core.analysis import arms, intervals, stats
 
@@ -58,12 +59,13 @@ def point_interval(points: list[dict], values: list[float], mean: float, error: 
     return max(0.0, mean - half), min(1.0, mean + half)
 
 
-def test_part(result: dict, metric: str, metric_se: Callable[[dict, str], float]) -> dict:
+def test_part(result: dict, metric: str, metric_interval: Callable[[dict, str], Optional[Sequence[float]]]) -> dict:
     """What a metric point needs for the combined bar: accuracy its number of test photos (``photos``; the
-    interval is binomial), other metrics the run's own interval (``ci``), else a standard error (``se``)."""
+    interval is binomial), other metrics the run's own interval (``ci``: stored, else ``metric_interval``'s),
+    else no test-set part (``se`` 0)."""
     if metric == "accuracy" and result.get("test_images"):
         return {"photos": int(result["test_images"])}
-    ci = result.get(f"{metric}_ci")
+    ci = metric_interval(result, metric)
     if ci and None not in ci:
         return {"ci": list(ci)}
-    return {"se": metric_se(result, metric)}
+    return {"se": 0.0}

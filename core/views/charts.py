@@ -25,7 +25,7 @@ from typing import Any, Iterable, Optional, Sequence
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from core.analysis import arms, stats
+from core.analysis import arms, intervals, stats
 from core.data import repeats
 from core.errors import InvalidInput, NotFound
 from core.views import axes, bars, result_labels
@@ -292,9 +292,9 @@ def _stats(points: list[dict], error: str) -> dict:
     }
 
 
-def _metric_se(result: dict, metric: str) -> float:
-    """A run's test-set standard error for ``metric``: from its stored interval, else bootstrapped
-    from its per-image probabilities."""
+def _metric_interval(result: dict, metric: str) -> Optional[list]:
+    """A run's 95 % test-set interval for ``metric``: its stored one, else computed from its per-image
+    probabilities by the method evaluation stores (:func:`core.analysis.intervals.run_intervals`)."""
     interval = result.get(f"{metric}_ci")
     if interval is None and result.get("per_image"):
         per_image = result["per_image"]
@@ -302,9 +302,9 @@ def _metric_se(result: dict, metric: str) -> float:
         truth = [p["tag"] for p in per_image]
         predicted = [predicted_tag_of(p, tags) for p in per_image]
         scores = [[p["probabilities"].get(t, 0.0) for t in tags] for p in per_image]
-        interval = stats.run_intervals(truth, predicted, scores, tags, seed=int(result.get("run") or 0),
-                                       resamples=400).get(f"{metric}_ci")
-    return stats.standard_error(interval)
+        interval = intervals.run_intervals(truth, predicted, scores, tags,
+                                           seed=int(result.get("run") or 0)).get(f"{metric}_ci")
+    return interval
 
 
 def probability_vs_count(results: Sequence[dict], image_id: str, error: str = DEFAULT_ERROR) -> go.Figure:
@@ -346,7 +346,7 @@ def metrics_vs_count(results: Sequence[dict], metric: str = "accuracy", error: s
         raise InvalidInput(f"metric must be one of {', '.join(METRICS)}, not {metric!r}")
     _check_error(error)
     label = METRICS[metric]
-    points = [{"key": label, "result": r, "value": v, **(bars.test_part(r, metric, _metric_se) if error == "combined" else {})}
+    points = [{"key": label, "result": r, "value": v, **(bars.test_part(r, metric, _metric_interval) if error == "combined" else {})}
               for r in results if (v := metric_value(r, metric)) is not None and not math.isnan(v)]
     if not points:
         raise NotFound(f"the chosen runs have no {label}")

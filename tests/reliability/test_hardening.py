@@ -477,11 +477,15 @@ def test_a_closed_stdout_pipe_ends_quietly(seeded):
 
 # -- 16. jobs: kill -9 shows as interrupted; cancel stops a CLI Azure sweep -----------------------------
 
-def _wait_for(predicate, timeout: float = 90, what: str = "") -> None:
+def _wait_for(predicate, timeout: float = 300, what: str = "", proc: subprocess.Popen | None = None) -> None:
+    """Poll ``predicate``; fail at once (with the process's stderr) if ``proc`` exits first. The timeout is
+    generous: under load a CLI process can take a minute just to import torch."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the process exited ({proc.returncode}) before {what}; see its stderr")
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
 
@@ -504,7 +508,7 @@ def test_a_cli_job_killed_with_kill_9_is_listed_as_interrupted(seeded):
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
     try:
         _wait_for(lambda: _job_rows(seeded, "SELECT id FROM jobs WHERE status = 'running' AND done > 0"),
-                  what="the training job to run")
+                  what="the training job to run", proc=proc)
     finally:
         proc.kill()
         proc.wait()
@@ -528,22 +532,28 @@ def test_jobs_cancel_stops_a_cli_azure_sweep(home):
     with FakeCustomVision(TRAINING_KEY, PREDICTION_KEY, training_delay=600) as fake:
         env = {**{k: v for k, v in os.environ.items() if not k.startswith(("VISION_", "SYNTHLAB_"))},
                "HF_HUB_OFFLINE": "1", **azure_env(fake)}
-        proc = subprocess.Popen([sys.executable, "-m", "core", "--home", str(home), "train", "--slices", "sw",
-                                 "--backend", "azure"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        err_file = home.parent / "train.err"  # a file, not a pipe: nothing reads a pipe until the end,
+        with open(err_file, "w") as err_out:  # and a full pipe would block the process mid-upload
+            proc = subprocess.Popen([sys.executable, "-m", "core", "--home", str(home), "train", "--slices", "sw",
+                                     "--backend", "azure"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                    stderr=err_out, text=True)
         try:
-            _wait_for(lambda: _job_rows(home, "SELECT j.id FROM jobs j JOIN runs r ON r.job_id = j.id "
-                                              "WHERE j.status = 'running' AND r.status = 'running' AND j.done > 0"),
-                      what="the first Azure run to train")
+            try:
+                _wait_for(lambda: _job_rows(home, "SELECT j.id FROM jobs j JOIN runs r ON r.job_id = j.id "
+                                                  "WHERE j.status = 'running' AND r.status = 'running' AND j.done > 0"),
+                          what="the first Azure run to train", proc=proc)
+            except AssertionError as e:
+                raise AssertionError(f"{e}\n{err_file.read_text()[-3000:]}") from None
             (job,) = _job_rows(home, "SELECT id FROM jobs WHERE status = 'running'")
             cancel = subprocess.run([sys.executable, "-m", "core", "--home", str(home), "jobs", "cancel",
                                      str(job["id"])], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
             assert cancel.returncode == 0, cancel.stderr
-            out, err = proc.communicate(timeout=120)
+            proc.wait(timeout=120)
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            err = err_file.read_text()
     assert proc.returncode == 2, err
     assert "cancelled: run" in err and "were not started" in err
     runs = _job_rows(home, "SELECT id, status, job_id FROM runs ORDER BY id")

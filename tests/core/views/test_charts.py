@@ -295,3 +295,21 @@ def test_image_history_of_many_runs_draws_at_most_twenty_labels(results):
     many = [dict(results[0], run=100 + i, repeat=i) for i in range(36)]
     fig = charts.image_history(many, A)
     assert len(fig.data[0].x) == 36 and len(fig.layout.xaxis.ticktext) <= axes.MAX_LABELS
+
+
+def test_combined_bars_of_runs_without_stored_intervals_use_the_runs_own_interval_method():
+    """A run without a stored interval gets it from its per-image predictions by the method evaluation uses
+    (:func:`core.analysis.intervals.run_intervals`: never zero-width, inside [0, 1]) — every test photo right
+    does not draw a bar of zero width."""
+    from core.analysis import intervals
+
+    perfect = [result(1 + i, 10, i, 0.9, accuracy=1.0, f1=1.0, p_shoes_on_b=0.9) for i in range(3)]
+    fig = charts.metrics_vs_count(perfect, "macro_f1", error="combined")
+    point = [t for t in fig.data if not t.meta["baseline"]][0]
+    truth, predicted = ["jeans", "shoes"], ["jeans", "shoes"]
+    scores = [[0.9, 0.1], [0.1, 0.9]]
+    cis = [intervals.run_intervals(truth, predicted, scores, TAGS, seed=r["run"])["macro_f1_ci"] for r in perfect]
+    down = statistics.fmean(1.0 - ci[0] for ci in cis)
+    lower, upper, _ = intervals.combine_sides([1.0, 1.0, 1.0], down, 0.0)
+    assert point.y[0] == 1.0 and upper == 1.0 and lower < 1.0
+    assert point.error_y.arrayminus[0] == pytest.approx(1.0 - lower) and point.error_y.array[0] == 0.0
