@@ -359,8 +359,7 @@ def diagnose(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] =
 
 
 def _load_encoder(ref, step: Callable[[str, int], None]) -> None:
-    """Load the encoder as a phase of its own, so the job says ``loading …`` while it loads (cold, under load, that
-    took longer than the 10 s a job's progress may stand still) rather than the first batch standing still."""
+    """Load the encoder as a phase of its own: the job says ``loading …``, not a first batch standing still."""
     from core.models import encoders
     from core.models.remote import current_pool
 
@@ -391,9 +390,7 @@ def _work_plan(store, tags: Sequence[str], sizes: Sequence[int], spectrum: bool)
 # -- jobs: the page runs a diagnosis in the worker, the CLI in the foreground --------------------
 
 JOB_KIND = "diagnose"
-EMBED_BATCH = 16
-"""Images per embedding batch: progress moves once a batch, and 16 keep it moving every few seconds on a
-loaded CPU (32 stood still for over 10 s)."""
+EMBED_BATCH = 16  # progress moves once a batch: 16 move it every few seconds on a loaded CPU (32 stood 13 s)
 
 
 _echo = threading.local()
