@@ -1,7 +1,7 @@
 """Work that moves and can be stopped, in Chromium (issue 25): Diagnostics on the clothing sample shows its
 progress changing at least every 10 s and then the result; Cancel stops it and the page says *cancelled*
 within 5 s. The sample is loaded through core before the server starts (loading it from a page is the
-Overview's test); it is small (40 real photos per tag at 64 px) so a diagnosis takes well under a minute
+Overview's test); it is small (30 real photos per tag at 64 px) so a diagnosis takes well under a minute
 with the default encoder, yet moves through several phases and batches."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ _RATE = re.compile(r" · (loading the model|measuring the rate…|[\d.]+/s · ET
 @pytest.fixture
 def sample_server(app_server):
     store = Store(app_server.home)
-    load_clothing_sample(store, per_tag=40, test_per_tag=2, size=64)
+    load_clothing_sample(store, per_tag=30, test_per_tag=2, size=64)
     store.close()
     return app_server.start()
 
