@@ -35,7 +35,7 @@ if run:
     with ui.user_errors():
         diagnostics.submit_diagnosis(store, chosen, parse_ints(sizes_text, "sizes"), encoder.strip() or None)
 
-active = diagnostics.active_diagnosis(store)
+active = diagnostics.diagnosis_to_show(store)
 if active is not None:
     ui.job_status(active, key="diagnose")
 

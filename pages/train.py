@@ -42,7 +42,8 @@ else:
             st.session_state["tr_batch"] = training.submit_training(s, chosen, backend, params)
             st.rerun()
 
-batch = st.session_state.get("tr_batch")
+runs = training.list_runs(s)
+batch = st.session_state.get("tr_batch") or run_views.active_runs(runs)  # any tab shows the work under way
 if batch:
     status = training.sweep_status(s, batch)
     st.caption(run_views.batch_line(status))
@@ -52,8 +53,14 @@ scoring = autoeval.active_job(s)
 if scoring is not None:
     ui.job_status(scoring, key="tr_eval")
 
+
+@st.fragment(run_every=2.0)  # redraws the page when a run ends or is scored (a score lands after its job ended)
+def follow(seen=run_views.progress_signature(runs, scoring)) -> None:
+    if run_views.progress_signature(training.list_runs(s), autoeval.active_job(s)) != seen:
+        st.rerun()
+
+
 # -- runs ------------------------------------------------------------------------------------------
-runs = training.list_runs(s)
 if not runs:
     st.stop()
 st.subheader("Runs")
@@ -66,7 +73,9 @@ state, caption = run_views.scoring_state(s, runs, scoring)
 if state == "no-test":
     st.info("No test photos, so no accuracy yet: add some with the role test on the Data page.")
     ui.link("pages/data.py", "Add test photos on the Data page", icon=":material/photo_library:")
-elif caption:
+if run_views.active_runs(runs) or scoring is not None or state == "pending":
+    follow()
+if caption:
     st.caption(caption)
     if state == "pending" and st.button("Score them now", key="tr_score"):
         with ui.user_errors():

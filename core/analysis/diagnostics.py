@@ -208,7 +208,8 @@ def embeddings(store, ref, images: list[dict], size: Optional[int], progress: Pr
 
     if not images:
         return np.zeros((0, 0), dtype=np.float32)
-    return embedding_cache.embed_images(store, ref, list(images), embedding_cache.View.of(size), progress=progress, stats=stats)
+    return embedding_cache.embed_images(store, ref, list(images), embedding_cache.View.of(size), progress=progress,
+                                        stats=stats, batch_size=EMBED_BATCH)
 
 
 def spectra(store, images: Sequence[dict], sizes: Sequence[int], max_images: int = 100) -> dict[str, dict]:
@@ -327,6 +328,7 @@ def diagnose(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] =
         "duplicates": rule.describe(),
         "tags": {},
     }
+    _load_encoder(ref, step)
     pooled: list[dict] = []
     for tag in chosen:
         images = _train_images(store, tag)
@@ -356,6 +358,16 @@ def diagnose(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[int] =
     return report
 
 
+def _load_encoder(ref, step: Callable[[str, int], None]) -> None:
+    """Load the encoder as a phase of its own: the job says ``loading …``, not a first batch standing still."""
+    from core.models import encoders
+    from core.models.remote import current_pool
+
+    if current_pool() is None:  # with --workers the actors load it
+        step(f"loading the encoder {ref.name}", 0)
+        encoders.load_vision_model(ref)
+
+
 def _work_plan(store, tags: Sequence[str], sizes: Sequence[int], spectrum: bool) -> dict[str, int]:
     """The work of a diagnosis in units of about one image handled: per tag, its images once per size for
     embeddings and (with both sources) for pixel features, once for the duplicate search; then the
@@ -378,6 +390,7 @@ def _work_plan(store, tags: Sequence[str], sizes: Sequence[int], spectrum: bool)
 # -- jobs: the page runs a diagnosis in the worker, the CLI in the foreground --------------------
 
 JOB_KIND = "diagnose"
+EMBED_BATCH = 16  # progress moves once a batch: 16 move it every few seconds on a loaded CPU (32 stood 13 s)
 
 
 _echo = threading.local()
@@ -440,6 +453,19 @@ def active_diagnosis(store) -> Optional[int]:
     for status in ("running", "queued"):
         for job in jobs.list_jobs(store, kind=JOB_KIND, status=status, limit=1):
             return job["id"]
+    return None
+
+
+def diagnosis_to_show(store) -> Optional[int]:
+    """The diagnosis job the page shows the status of: the queued or running one, else the latest one when it
+    ended *cancelled* or *failed* (so the page says so until the next diagnosis, not "No diagnosis yet")."""
+    from core.run import jobs
+
+    active = active_diagnosis(store)
+    if active is not None:
+        return active
+    for job in jobs.list_jobs(store, kind=JOB_KIND, limit=1):
+        return job["id"] if job["status"] in ("cancelled", "failed") else None
     return None
 
 

@@ -73,8 +73,10 @@ def issues_from_probabilities(image_ids: Sequence[str], labels: Sequence[int], p
 
     y = np.asarray(labels, dtype=int)
     p = np.asarray(probabilities, dtype=np.float64)
+    # n_jobs=1: cleanlab's default forks a process pool, which from the app's threaded server stalled a
+    # diagnosis for minutes after its last probe fit; one process takes ~0.02 s for thousands of images
     flagged = find_label_issues(labels=y, pred_probs=p, filter_by="prune_by_noise_rate",
-                                return_indices_ranked_by="self_confidence")
+                                return_indices_ranked_by="self_confidence", n_jobs=1)
     out = []
     for i in flagged:
         others = p[i].copy()

@@ -34,17 +34,18 @@ def fitted_range(values: Iterable[Optional[float]], lo: float = 0.0, hi: float =
     return [round(low - hair, 4), round(high + hair, 4)]
 
 
-def thinned_ticks(labels: Sequence[str], max_labels: int = MAX_LABELS) -> dict:
-    """Layout for a category axis of ``labels``: every label when there are at most ``max_labels``, else
-    every k-th one (the first and the last always), so no more than ``max_labels`` are drawn."""
+def thinned_ticks(labels: Sequence, max_labels: int = MAX_LABELS) -> dict:
+    """Layout for an axis ticked at ``labels`` (categories, or numbers such as counts per tag): every label when
+    there are at most ``max_labels``, else every k-th one (the first and the last always), so no more than
+    ``max_labels`` are drawn. Tick texts are strings."""
     labels = list(labels)
     if len(labels) <= max_labels:
-        return {"tickmode": "array", "tickvals": labels, "ticktext": labels}
+        return {"tickmode": "array", "tickvals": labels, "ticktext": [str(v) for v in labels]}
     step = math.ceil((len(labels) - 1) / (max_labels - 1))
     keep = list(range(0, len(labels), step))
     if keep[-1] != len(labels) - 1:
         keep[-1] = len(labels) - 1
-    return {"tickmode": "array", "tickvals": [labels[i] for i in keep], "ticktext": [labels[i] for i in keep]}
+    return {"tickmode": "array", "tickvals": [labels[i] for i in keep], "ticktext": [str(labels[i]) for i in keep]}
 
 
 def figure_notes(fig) -> list[str]:

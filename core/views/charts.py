@@ -217,7 +217,7 @@ def _line_figure(points: list[dict], *, keys: list[str], title: str, yaxis: str,
         legend_title_text="line = arm (runs alike but for the repeat)" if colour_by_variant
         else "line = tag · arm (runs alike but for the repeat)",
         margin={"t": 90, "b": 80}, meta={"notes": notes, "error": error},
-        xaxis={"title": {"text": "images per tag"}, "tickmode": "array", "tickvals": counts},
+        xaxis={"title": {"text": "images per tag"}, **axes.thinned_ticks(counts)},  # at most 20 count labels
         yaxis={"title": {"text": yaxis}, "range": axes.fitted_range(_drawn_values(fig))},
     )
     return fig  # the notes are the chart's caption (axes.figure_notes), never text over the axis title

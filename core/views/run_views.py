@@ -68,6 +68,16 @@ def scoring_state(store: Store, runs: Sequence[dict], scoring: Optional[int]) ->
     return "", ""
 
 
+def active_runs(runs: Sequence[dict]) -> list[int]:
+    """The queued and running runs: the work a Train page shows even in a tab that queued none of it."""
+    return [r["id"] for r in runs if r["status"] in ("queued", "running")]
+
+
+def progress_signature(runs: Sequence[dict], scoring: Optional[int]) -> tuple:
+    """What changes when the Train page should redraw: a run's status or score, or the scoring job."""
+    return tuple((r["id"], r["status"], r["accuracy"] is not None) for r in runs) + (scoring,)
+
+
 def card_tag_rows(result: dict) -> list[dict]:
     """The run card's per-tag table."""
     return [{"tag": t, "precision": v["precision"], "recall": v["recall"], "AP": v["average_precision"],

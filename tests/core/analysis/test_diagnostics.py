@@ -314,3 +314,15 @@ def test_diagnosis_progress_is_one_steady_scale_through_every_phase(lab, tiny_cl
     assert len(fits) >= 5 and fits[-1] > fits[0]  # moves within the fits, not only around them
     phases = {m.split(" · ")[0] for _, _, m in seen}
     assert {"jeans: embedding at 32 px", "jeans: near-duplicates", "suspected wrong labels"} <= phases
+
+
+def test_the_page_keeps_showing_a_cancelled_diagnosis_until_the_next_one(lab, tiny_clip):
+    from core.run import jobs
+
+    assert dg.diagnosis_to_show(lab) is None
+    queued = dg.submit_diagnosis(lab, ["jeans"], [32], tiny_clip)
+    assert dg.diagnosis_to_show(lab) == queued  # queued: shown with its progress
+    jobs.cancel(lab, queued)
+    assert dg.diagnosis_to_show(lab) == queued and dg.latest_diagnosis(lab) is None  # cancelled: still said
+    done = dg.run_diagnosis(lab, ["jeans"], [32], tiny_clip)["job"]
+    assert dg.diagnosis_to_show(lab) is None and dg.latest_diagnosis(lab)["job"] == done  # the result speaks
