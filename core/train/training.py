@@ -339,7 +339,7 @@ def slice_for_run(store: Store, run: dict) -> dict:
         return {"id": None, "name": run["slice_name"], "hash": None, "count_per_tag": 0, "size": p.get("size"),
                 "spec": {"fit": p.get("fit", "crop"), "resample": p.get("resample", "lanczos")},
                 "real_fraction": None, "repeat": 0, "images": [], "tags": list(p.get("tags") or []), "members": []}
-    s = slicing.get_slice(store, run["slice"])
+    s = slicing.get_slice(store, run["slice"], overlap=False)
     members = store.query(
         "SELECT i.id, i.tag, i.source, i.path FROM slice_images si JOIN images i ON i.id = si.image_id "
         "WHERE si.slice_id = ? ORDER BY si.position", (s["id"],))
