@@ -67,11 +67,15 @@ def make_images(model: str, per_class: int, seed: int = 0) -> tuple[list, np.nda
     from PIL import Image
 
     images, labels = [], []
+    sample = {t.name: t for t in samples.sample_tags()}
+    negative = samples.SampleTag("", (), "").negative
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as home:
         store = Store(home)
         for label, (name, prompt) in enumerate(builtin_generator.CLASS_PROMPTS):
-            store.add_tag(name, prompt, "")
+            # as the experiment makes them: the sample's prompt and negative prompt (the same text for all ten)
+            store.add_tag(name, sample[name].prompt if name in sample else prompt,
+                          sample[name].negative if name in sample else negative)
             result = generate(store, GenerationSpec(tag=name, count=per_class, model=model, seed=seed,
                                                     batch_size=64))
             for image_id in result["images"]:
@@ -113,6 +117,8 @@ def quality(model: str, per_class: int) -> dict:
     return {
         "per_class": per_class, "images": len(gen_images), "generate_seconds": round(seconds, 1),
         "conditioning_four_tags": gq.conditioning_accuracy(real_x[real_four], real_y[real_four], gen_x[four], gen_y[four]),
+        "conditioning_per_tag": {builtin_generator.CLASS_PROMPTS[c][0]: gq.conditioning_accuracy(
+            real_x[real_four], real_y[real_four], gen_x[gen_y == c], gen_y[gen_y == c]) for c in SAMPLE_CLASSES},
         "conditioning_ten_classes": gq.conditioning_accuracy(real_x, real_y, gen_x, gen_y),
         "cas_four_tags": gq.classification_accuracy_score(gen_x[four], gen_y[four], test_x[test_four], tst_y[test_four]),
         "cas_ten_classes": gq.classification_accuracy_score(gen_x, gen_y, test_x, tst_y),
@@ -144,7 +150,7 @@ def speed(model: str, count: int, pairs: int) -> dict:
             store = Store(home)
             store.add_tag("jeans", prompt, "")
             start = time.perf_counter()
-            generate(store, GenerationSpec(tag="jeans", count=count, model=model, seed=1000 * i, batch_size=64))
+            generate(store, GenerationSpec(tag="jeans", count=count, model=model, seed=1000 * (i + 1), batch_size=64))
             seconds = time.perf_counter() - start
             store.close()
         return seconds
@@ -154,7 +160,7 @@ def speed(model: str, count: int, pairs: int) -> dict:
             start = time.perf_counter()
             for first in range(0, count, 64):
                 n = min(64, count - first)
-                gens = [torch.Generator().manual_seed(1000 * i + first + k) for k in range(n)]
+                gens = [torch.Generator().manual_seed(1000 * (i + 1) + first + k) for k in range(n)]
                 images = plain([prompt] * n, negative_prompt=[""] * n, num_inference_steps=preset.steps,
                                guidance_scale=preset.guidance, height=preset.height, width=preset.width,
                                generator=gens).images
@@ -188,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     out = {"quality": quality(args.model, args.per_class)}
     q = out["quality"]
     print(f"conditioning accuracy: {q['conditioning_four_tags']:.3f} (sample's four tags), "
-          f"{q['conditioning_ten_classes']:.3f} (ten classes)")
+          f"{q['conditioning_ten_classes']:.3f} (ten classes); per tag: "
+          + ", ".join(f"{t} {v:.2f}" for t, v in q["conditioning_per_tag"].items()))
     print(f"CAS (trained on generated, tested on real): {q['cas_four_tags']:.3f} (four tags), "
           f"{q['cas_ten_classes']:.3f} (ten classes; real-trained: {q['cas_real_ten_classes']:.3f})")
     print(f"Fréchet distance: {q['frechet']:.2f} (real vs real floor {q['frechet_floor']:.2f})")

@@ -179,7 +179,12 @@ def run_experiment_job(ctx) -> dict:
     """Job handler ``experiment``: :func:`run_experiment` with the job's progress and cancel check."""
     params = dict(ctx.params)
     spec = ExperimentRun(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
-    return run_experiment(ctx.store, spec, progress=lambda d, t, m: ctx.progress(d, t, m), check=ctx.check_cancelled)
+    try:
+        return run_experiment(ctx.store, spec, progress=lambda d, t, m: ctx.progress(d, t, m),
+                              check=ctx.check_cancelled)
+    except Exception:
+        ctx.check_cancelled()  # a cancel of this job stops the stage's own job first: end cancelled, not failed
+        raise
 
 
 def submit_experiment(store: Store, spec: ExperimentRun = ExperimentRun()) -> int:

@@ -94,3 +94,26 @@ def test_a_bad_count_is_refused_before_anything_is_written(tmp_path):
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].startswith("error: the largest count (30) is above --per-tag (10)")
     assert not (home / "lab.db").exists() or _counts(home) == {"images": 0, "synthetic": 0, "runs": 0, "slices": 0}
+
+
+def test_cancelling_the_experiment_job_mid_generation_ends_it_cancelled_not_failed(store):
+    from core.flows import experiment_run
+    from core.run import jobs
+
+    job_id = experiment_run.submit_experiment(store, experiment_run.ExperimentRun(
+        per_tag=40, test_per_tag=4, counts=(4, 8), repeats=1))
+    worker = jobs.Worker(store, poll_seconds=0.1)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 300
+        while (time.monotonic() < deadline and _counts(store.root)["synthetic"] == 0
+               and jobs.get_job(store, job_id)["status"] in ("queued", "running")):
+            time.sleep(0.1)
+        assert _counts(store.root)["synthetic"] > 0, jobs.get_job(store, job_id)
+        jobs.cancel(store, job_id)
+        ended = jobs.wait(store, job_id, timeout=60)
+    finally:
+        worker.stop(timeout=60)
+    assert ended["status"] == "cancelled", ended
+    assert experiment_run.active_job(store) is None
+    assert all(j["status"] in ("done", "cancelled") for j in jobs.list_jobs(store)), jobs.list_jobs(store)
