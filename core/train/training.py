@@ -13,6 +13,7 @@ slice (``slice`` None, 0 images per tag): charts draw it as a reference line.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -343,8 +344,9 @@ def slice_for_run(store: Store, run: dict) -> dict:
     members = store.query(
         "SELECT i.id, i.tag, i.source, i.path FROM slice_images si JOIN images i ON i.id = si.image_id "
         "WHERE si.slice_id = ? ORDER BY si.position", (s["id"],))
+    root = f"{store.root}{os.sep}"  # string joins: a Path per member cost more than the probe's own fit on small slices
     for m in members:
-        m["path"] = str(store.root / m["path"])
+        m["path"] = root + m["path"]
     s["members"] = members
     s["tags"] = sorted({m["tag"] for m in members})
     return s
