@@ -540,7 +540,8 @@ def test_jobs_cancel_stops_a_cli_azure_sweep(home):
         try:
             try:
                 _wait_for(lambda: _job_rows(home, "SELECT j.id FROM jobs j JOIN runs r ON r.job_id = j.id "
-                                                  "WHERE j.status = 'running' AND r.status = 'running' AND j.done > 0"),
+                                                  "WHERE j.status = 'running' AND r.status = 'running' "
+                                                  "AND j.message LIKE 'Azure: training %'"),
                           what="the first Azure run to train", proc=proc)
             except AssertionError as e:
                 raise AssertionError(f"{e}\n{err_file.read_text()[-3000:]}") from None
