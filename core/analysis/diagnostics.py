@@ -26,7 +26,6 @@ raise a :class:`~core.errors.UserError`.
 
 from __future__ import annotations
 
-import threading
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -393,21 +392,11 @@ JOB_KIND = "diagnose"
 EMBED_BATCH = 16  # progress moves once a batch: 16 move it every few seconds on a loaded CPU (32 stood 13 s)
 
 
-_echo = threading.local()
-
-
 def run_diagnose_job(ctx) -> dict:
     """Job handler (``registry.HANDLERS["diagnose"]``): :func:`diagnose` with the job's params; progress goes
     to the job row (and to the caller's own callback when :func:`run_diagnosis` runs it in this thread)."""
     p = ctx.params
-    echo = getattr(_echo, "progress", None)
-
-    def progress(done: int, total: int, message: str = "") -> None:
-        ctx.progress(done, total, message)
-        if echo:
-            echo(done, total, message)
-
-    return diagnose(ctx.store, p.get("tags"), p.get("sizes") or (256,), p.get("encoder"), progress=progress,
+    return diagnose(ctx.store, p.get("tags"), p.get("sizes") or (256,), p.get("encoder"), progress=ctx.progress,
                     duplicate_threshold=int(p.get("duplicate_threshold", DUPLICATE_THRESHOLD)),
                     duplicate_min_correlation=float(p.get("duplicate_min_correlation", DUPLICATE_MIN_CORRELATION)))
 
@@ -426,12 +415,8 @@ def run_diagnosis(store, tags: Optional[Sequence[str]] = None, sizes: Sequence[i
     ``progress`` (e.g. the CLI's terminal line) sees what the job row sees."""
     from core.run import jobs
 
-    job_id = submit_diagnosis(store, tags, sizes, encoder, claim=True)
-    _echo.progress = progress
-    try:
-        job = jobs.run_job(store, job_id)
-    finally:
-        _echo.progress = None
+    job = jobs.run_here(store, submit_diagnosis(store, tags, sizes, encoder, claim=True), progress)
+    job_id = job["id"]
     if job["status"] != "done":
         raise UserError(f"diagnosis job {job_id} {job['status']}: {job['error']}")
     return {"job": job_id, **job["result"]}

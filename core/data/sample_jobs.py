@@ -8,7 +8,6 @@ so the pages can tell an incomplete sample from a finished one: :func:`state`.
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from dataclasses import dataclass
 from typing import Optional
@@ -24,7 +23,6 @@ LOADERS = ("experiment",)
 """Job kinds that load the sample as one of their stages (``experiment run``)."""
 SOURCES = ("real", "test")
 
-_echo = threading.local()
 
 
 def plan(per_tag: int = samples.DEFAULT_PER_TAG, test_per_tag: int = samples.DEFAULT_TEST_PER_TAG,
@@ -48,25 +46,14 @@ def submit_sample(store: Store, *, claim: bool = False, **fields) -> int:
 def run_sample_job(ctx) -> dict:
     """Job handler (``registry.HANDLERS["sample"]``): the load, with every photo on the job's bar (and a
     cancel check per photo)."""
-    echo: Progress = getattr(_echo, "progress", None)
-
-    def progress(done: int, total: int, message: str = "") -> None:
-        ctx.progress(done, total, message)
-        if echo:
-            echo(done, total, message)
-
-    return samples.load_clothing_sample(ctx.store, progress=progress, **ctx.params)
+    return samples.load_clothing_sample(ctx.store, progress=ctx.progress, **ctx.params)
 
 
 def load_sample(store: Store, progress: Progress = None, **fields) -> dict:
     """Run a load in this thread as a job (the CLI's path: a killed command leaves a job the app or the same
     command finishes). Returns the load's result with ``job``."""
     job_id = submit_sample(store, claim=True, **fields)
-    _echo.progress = progress
-    try:
-        job = jobs.run_job(store, job_id)
-    finally:
-        _echo.progress = None
+    job = jobs.run_here(store, job_id, progress)
     if job["status"] != "done":
         have, total = loaded(store, job["params"])
         raise UserError(f"the clothing sample (job {job_id}) was {job['status']} at {have} of {total} photos: "

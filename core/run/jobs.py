@@ -25,6 +25,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from core import config
 from core.errors import JobCancelled, NotFound, UserError
+from core.progress import Progress
 from core.redact import redact
 from core.run import cancel_watch, registry, timeslice
 from core.store.database import Store
@@ -32,6 +33,7 @@ from core.store.records import now
 
 ACTIVE = ("queued", "running")
 _PROGRESS_INTERVAL = 0.25
+_here = threading.local()  # ``echo``: job id → the caller's own progress callback while :func:`run_here` runs it
 
 
 def owner_id() -> str:
@@ -104,6 +106,9 @@ class JobContext:
                     (int(done), int(total), redact(message), time.time(), self.job_id),
                 )
         self.check_cancelled()
+        echo = getattr(_here, "echo", {}).get(self.job_id)
+        if echo:
+            echo(done, total, message)
         timeslice.maybe_yield(self.kind)
 
     def cancelled(self) -> bool:
@@ -284,6 +289,20 @@ def run_job(store: Store, job_id: int) -> dict:
     else:
         _finish(store, job_id, "done", result=result)
     return get_job(store, job_id)
+
+
+def run_here(store: Store, job_id: int, progress: Progress = None) -> dict:
+    """:func:`run_job` in this thread (the CLI's foreground path: a killed command leaves a job that the app
+    or the same command finishes), with ``progress`` (e.g. a terminal line) seeing every update the job's
+    handler reports. Returns the job row."""
+    if not hasattr(_here, "echo"):
+        _here.echo = {}
+    if progress:
+        _here.echo[job_id] = progress  # this job's own updates only: not those of jobs it runs inside it
+    try:
+        return run_job(store, job_id)
+    finally:
+        _here.echo.pop(job_id, None)
 
 
 def run_queued(store: Store, job_id: int) -> dict:
