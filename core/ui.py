@@ -16,7 +16,7 @@ from streamlit.errors import StreamlitPageNotFoundError
 from core import config
 from core.errors import NotFound, UserError
 from core.redact import plain, redact
-from core.run import jobs, workspaces
+from core.run import job_threads, jobs, workspaces
 from core.store.database import Store
 from core.views import axes, captions, status_lines
 from core.views.job_rate import rate_text
@@ -40,8 +40,8 @@ def _store(home: str) -> Store:
 
 
 @st.cache_resource(show_spinner=False)
-def _worker(home: str) -> jobs.Worker:
-    worker = jobs.Worker(_store(home))
+def _worker(home: str) -> job_threads.Worker:
+    worker = job_threads.Worker(_store(home))
     worker.start()
     return worker
 
@@ -72,9 +72,9 @@ _process_checked: dict[str, float] = {}
 
 
 @st.cache_resource(show_spinner=False)
-def _fair_worker(home: str) -> jobs.FairWorker:
+def _fair_worker(home: str) -> job_threads.FairWorker:
     watch = workspaces.work_watch(home)
-    worker = jobs.FairWorker(lambda: watch.stores_with_work(worker.last), waiting=watch.others_queued,
+    worker = job_threads.FairWorker(lambda: watch.stores_with_work(worker.last), waiting=watch.others_queued,
                              housekeeping=lambda: workspaces.remove_idle(home=home))
     worker.start()
     return worker

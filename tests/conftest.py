@@ -32,15 +32,15 @@ def _stop_job_workers_a_test_started():
     so no later test shares this interpreter with a hundred pollers or with another test's training."""
     import threading
 
-    from core.run import jobs
+    from core.run import job_threads, jobs
 
     before = set(threading.enumerate())
     yield
     started = [t for t in threading.enumerate()
-               if t not in before and isinstance(t, (jobs.Worker, jobs.FairWorker)) and t.is_alive()]
+               if t not in before and isinstance(t, (job_threads.Worker, job_threads.FairWorker)) and t.is_alive()]
     for worker in started:
         current = worker.current
-        store, job_id = ((worker.store, current) if isinstance(worker, jobs.Worker)
+        store, job_id = ((worker.store, current) if isinstance(worker, job_threads.Worker)
                          else (None, None))  # a FairWorker's store is one of its workspaces; it stops between jobs
         if store is not None and job_id is not None:
             try:

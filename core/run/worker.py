@@ -5,7 +5,7 @@ reruns) and the worker no longer share one interpreter's GIL. One worker per hom
 ``flock`` on ``HOME/worker.lock`` while it lives (the kernel drops it when the process dies, even by
 ``kill -9``), so the app finds a live worker again after its own restart and starts one only when none
 holds the lock. In demo mode it serves every workspace under the home round-robin
-(:class:`core.run.jobs.FairWorker`) and removes idle workspaces; otherwise it runs the home's one store.
+(:class:`core.run.job_threads.FairWorker`) and removes idle workspaces; otherwise it runs the home's one store.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Optional
 
 from core import config
 from core.errors import UserError
-from core.run import jobs, workspaces
+from core.run import job_threads, workspaces
 
 LOCK_NAME = "worker.lock"
 WORKER_KINDS = ("thread", "process")
@@ -118,12 +118,12 @@ def build(home: str | os.PathLike | None = None, poll_seconds: float = 0.5) -> t
     """The worker thread for a home: fair over workspaces in demo mode, else the home's one store."""
     if workspaces.is_demo():
         watch = workspaces.work_watch(home)
-        worker = jobs.FairWorker(lambda: watch.stores_with_work(worker.last), poll_seconds=poll_seconds,
+        worker = job_threads.FairWorker(lambda: watch.stores_with_work(worker.last), poll_seconds=poll_seconds,
                                  housekeeping=lambda: workspaces.remove_idle(home=home), waiting=watch.others_queued)
         return worker
     from core.store.database import Store
 
-    return jobs.Worker(Store(home), poll_seconds=poll_seconds)
+    return job_threads.Worker(Store(home), poll_seconds=poll_seconds)
 
 
 def serve(home: str | os.PathLike | None = None, *, poll_seconds: float = 0.5,

@@ -10,7 +10,7 @@ from PIL import Image
 
 from core.analysis import autoeval, evaluation
 from core.cli.main import main
-from core.run import jobs
+from core.run import job_threads, jobs
 from core.train import training
 
 
@@ -19,7 +19,7 @@ def _count(store, table: str) -> int:
 
 
 def _run_worker(store, job_id: int, timeout: float = 120) -> dict:
-    worker = jobs.Worker(store, poll_seconds=0.05)
+    worker = job_threads.Worker(store, poll_seconds=0.05)
     worker.start()
     try:
         return jobs.wait(store, job_id, timeout=timeout)
@@ -96,7 +96,7 @@ def test_a_finished_runs_score_does_not_wait_behind_queued_training(digits):
 
     ids = training.submit_training(digits, ["digits"], "local", {"encoder": "cnn-small", "epochs": 1})
     assert len(ids) >= 3
-    worker = jobs.Worker(digits, poll_seconds=0.05)
+    worker = job_threads.Worker(digits, poll_seconds=0.05)
     worker.start()
     try:
         deadline = time.monotonic() + 120

@@ -98,11 +98,11 @@ def test_a_bad_count_is_refused_before_anything_is_written(tmp_path):
 
 def test_cancelling_the_experiment_job_mid_generation_ends_it_cancelled_not_failed(store):
     from core.flows import experiment_run
-    from core.run import jobs
+    from core.run import job_threads, jobs
 
     job_id = experiment_run.submit_experiment(store, experiment_run.ExperimentRun(
         per_tag=40, test_per_tag=4, counts=(4, 8), repeats=1))
-    worker = jobs.Worker(store, poll_seconds=0.1)
+    worker = job_threads.Worker(store, poll_seconds=0.1)
     worker.start()
     try:
         deadline = time.monotonic() + 300

@@ -25,7 +25,7 @@ FILES = [("a.png", png("red")), ("b.png", png("blue")), ("notes.png", b"shopping
 
 def run_queued_jobs(store) -> list[dict]:
     done = []
-    while (job_id := jobs._claim_next(store)) is not None:
+    while (job_id := jobs.claim_next(store)) is not None:
         done.append(jobs.run_queued(store, job_id))
     return done
 

@@ -10,7 +10,7 @@ from core.generate import pipelines, planning, prompts
 from core.generate.generation import generate, submit_generation
 from core.generate.planning import GenerationSpec, plan
 from core.models import generators
-from core.run import jobs
+from core.run import job_threads, jobs
 from core.store.database import Store
 
 JEANS = "{blue|black|ripped} jeans on {a white background|a street}"
@@ -222,7 +222,7 @@ def test_submitted_job_runs_on_the_worker_and_a_queued_one_can_be_cancelled(jean
     assert submit_generation(jeans, spec(tiny_sd, count=2, seed=40)) == queued  # same spec, same job
     assert jobs.cancel(jeans, queued)["status"] == "cancelled"
     job_id = submit_generation(jeans, spec(tiny_sd, count=2, seed=41))
-    worker = jobs.Worker(jeans, poll_seconds=0.05)
+    worker = job_threads.Worker(jeans, poll_seconds=0.05)
     worker.start()
     try:
         job = jobs.wait(jeans, job_id, timeout=60)

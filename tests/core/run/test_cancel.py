@@ -6,15 +6,15 @@ import json
 import time
 
 from core.cli.main import main
-from core.run import jobs, registry
+from core.run import job_threads, jobs, registry
 
 registry.register("busy-silent", "tests.core.job_handlers:busy_silent")
 registry.register("swallows-errors", "tests.core.job_handlers:swallows_errors")
 
 
-def _running(store, kind: str) -> tuple[jobs.Worker, int]:
+def _running(store, kind: str) -> tuple[job_threads.Worker, int]:
     job_id = jobs.submit(store, kind, {"seconds": 60})
-    worker = jobs.Worker(store, poll_seconds=0.05)
+    worker = job_threads.Worker(store, poll_seconds=0.05)
     worker.start()
     deadline = time.monotonic() + 10
     while jobs.get_job(store, job_id)["status"] != "running" and time.monotonic() < deadline:

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from core.errors import InvalidInput, UserError
-from core.run import jobs, registry
+from core.run import job_threads, jobs, registry
 from core.store.database import Store
 
 registry.register("count-up", "tests.core.job_handlers:count_up")
@@ -35,7 +35,7 @@ def test_identical_unfinished_job_is_reused_not_duplicated(store):
 
 
 def test_worker_runs_queued_jobs_and_cancel_stops_a_running_one(store):
-    worker = jobs.Worker(store, poll_seconds=0.05)
+    worker = job_threads.Worker(store, poll_seconds=0.05)
     worker.start()
     try:
         quick = jobs.submit(store, "count-up", {"n": 2})
@@ -82,7 +82,7 @@ def test_unknown_job_kind_is_refused(store):
 def test_job_of_a_killed_process_resumes_where_it_stopped(home):
     script = textwrap.dedent(
         f"""
-        from core.run import jobs, registry
+        from core.run import job_threads, jobs, registry
         from core.store.database import Store
         registry.register("count-up", "tests.core.job_handlers:count_up")
         s = Store({str(home)!r})
@@ -104,7 +104,7 @@ def test_job_of_a_killed_process_resumes_where_it_stopped(home):
     assert jobs.requeue_orphans(store) == [job_id]
     before = _steps(store, job_id)
     assert 5 <= before < 40
-    worker = jobs.Worker(store, poll_seconds=0.05)
+    worker = job_threads.Worker(store, poll_seconds=0.05)
     worker.start()
     try:
         assert jobs.wait(store, job_id, timeout=30)["status"] == "done"

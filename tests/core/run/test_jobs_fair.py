@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.run import jobs, registry
+from core.run import job_threads, jobs, registry
 from core.store.database import Store
 from core.store.records import now
 
@@ -17,7 +17,7 @@ def test_fair_share_alternates_between_two_workspaces(tmp_path):
     a, b = Store(tmp_path / "ws" / "a"), Store(tmp_path / "ws" / "b")
     a_jobs = _queue(a, 3)  # A queued everything first
     b_jobs = _queue(b, 2)
-    worker = jobs.FairWorker(lambda: [b, a])
+    worker = job_threads.FairWorker(lambda: [b, a])
     while worker.step():
         pass
     order = [(root.rsplit("/", 1)[-1], job) for root, job in worker.served]
@@ -29,7 +29,7 @@ def test_a_workspace_that_joins_later_is_served_next(tmp_path):
     a, b = Store(tmp_path / "ws" / "a"), Store(tmp_path / "ws" / "b")
     a_jobs = _queue(a, 3)
     stores = [a]
-    worker = jobs.FairWorker(lambda: stores)
+    worker = job_threads.FairWorker(lambda: stores)
     assert worker.step()
     stores.append(b)
     b_jobs = _queue(b, 1)
@@ -41,7 +41,7 @@ def test_a_workspace_that_joins_later_is_served_next(tmp_path):
 def test_fair_worker_thread_runs_every_workspace_to_the_end(tmp_path):
     stores = [Store(tmp_path / "ws" / name) for name in "abc"]
     queued = {s.root: _queue(s, 2) for s in stores}
-    worker = jobs.FairWorker(lambda: stores, poll_seconds=0.05)
+    worker = job_threads.FairWorker(lambda: stores, poll_seconds=0.05)
     worker.start()
     try:
         for s in stores:

@@ -9,13 +9,13 @@ import pytest
 
 from core.data import slicing
 from core.errors import InvalidInput, ModelNotFound
-from core.run import jobs
+from core.run import job_threads, jobs
 from core.train import training
 
 
 @pytest.fixture
 def worker(digits):
-    w = jobs.Worker(digits, poll_seconds=0.05)
+    w = job_threads.Worker(digits, poll_seconds=0.05)
     w.start()
     yield w
     w.stop()
@@ -105,7 +105,7 @@ def test_the_worker_runs_queued_runs_and_cancel_and_retry_work(digits, tiny_clip
     assert cancelled["status"] == "cancelled" and jobs.get_job(digits, cancelled["job_id"])["status"] == "cancelled"
     with pytest.raises(InvalidInput, match="only failed or cancelled runs can be retried"):
         training.retry_run(digits, ids[1])
-    fresh = jobs.Worker(digits, poll_seconds=0.05)
+    fresh = job_threads.Worker(digits, poll_seconds=0.05)
     fresh.start()
     try:
         assert [r["status"] for r in _wait_runs(digits, ids)] == ["cancelled", "done", "done"]
@@ -142,7 +142,7 @@ def test_a_failed_run_keeps_its_reason_and_can_be_retried(digits, tiny_clip, tmp
     worker.stop()
     [other] = training.submit_training(digits, ["3"], "local", {"encoder": str(moved)})
     shutil.rmtree(moved)
-    w = jobs.Worker(digits, poll_seconds=0.05)
+    w = job_threads.Worker(digits, poll_seconds=0.05)
     w.start()
     try:
         [failed] = _wait_runs(digits, [other])
