@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.run import workspaces
+from core.run import workspace_pool, workspaces
 from core.run.workspaces import QuotaExceeded
 
 DEFAULT_MAX_IMAGES = 1000
@@ -36,7 +36,7 @@ class ImageQuota:
 
     @classmethod
     def from_env(cls) -> ImageQuota:
-        env_int = workspaces._env_int  # one parser of the demo settings, with its messages
+        env_int = workspace_pool.count_setting  # one parser of the demo settings, with its messages
         return cls(max_images=env_int("SYNTHLAB_DEMO_MAX_IMAGES", DEFAULT_MAX_IMAGES),
                    max_bytes=env_int("SYNTHLAB_DEMO_MAX_BYTES", DEFAULT_MAX_BYTES),
                    max_synthetic=workspaces.Quotas.from_env().total_images)

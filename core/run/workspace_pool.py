@@ -33,6 +33,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
+from core import config
 from core.errors import NotFound, UserError
 
 REMOVED = "no such workspace (it may have been removed after being idle): start a new one"
@@ -208,17 +209,23 @@ class WorkWatch:
 
 # -- creating and removing ------------------------------------------------------------------------
 
-def new_per_hour() -> int:
-    text = os.environ.get("SYNTHLAB_DEMO_NEW_WORKSPACES_PER_HOUR", "").strip()
+def count_setting(name: str, default: int) -> int:
+    """A whole-number, non-negative setting (the demo's caps and quotas), ``default`` when unset; a bad value
+    is one :class:`UserError` naming the setting."""
+    text = (config.setting(name) or "").strip()
     if not text:
-        return DEFAULT_NEW_PER_HOUR
+        return default
     try:
         value = int(text)
     except ValueError:
-        raise UserError(f"SYNTHLAB_DEMO_NEW_WORKSPACES_PER_HOUR must be a whole number, not {text!r}") from None
+        raise UserError(f"{name} must be a whole number, not {text!r}") from None
     if value < 0:
-        raise UserError(f"SYNTHLAB_DEMO_NEW_WORKSPACES_PER_HOUR must not be negative, not {value}")
+        raise UserError(f"{name} must not be negative, not {value}")
     return value
+
+
+def new_per_hour() -> int:
+    return count_setting("SYNTHLAB_DEMO_NEW_WORKSPACES_PER_HOUR", DEFAULT_NEW_PER_HOUR)
 
 
 def claim_creation(root: str | os.PathLike, limit: int | None = None, now: float | None = None) -> None:

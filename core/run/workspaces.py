@@ -69,19 +69,6 @@ def is_demo() -> bool:
 
 # -- quotas --------------------------------------------------------------------------------------
 
-def _env_int(name: str, default: int) -> int:
-    text = (config.setting(name) or "").strip()
-    if not text:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise UserError(f"{name} must be a whole number, not {text!r}") from None
-    if value < 0:
-        raise UserError(f"{name} must not be negative, not {value}")
-    return value
-
-
 @dataclass(frozen=True)
 class Quotas:
     """What one demo workspace may ask for."""
@@ -99,12 +86,12 @@ class Quotas:
         d = cls()
         models = tuple(m.strip() for m in (config.setting("SYNTHLAB_DEMO_MODELS") or "").split(",") if m.strip())
         return cls(
-            images_per_job=_env_int("SYNTHLAB_DEMO_IMAGES_PER_JOB", d.images_per_job),
-            total_images=_env_int("SYNTHLAB_DEMO_TOTAL_IMAGES", d.total_images),
-            max_pixels=_env_int("SYNTHLAB_DEMO_MAX_PIXELS", d.max_pixels),
-            max_steps=_env_int("SYNTHLAB_DEMO_MAX_STEPS", d.max_steps),
-            concurrent_jobs=_env_int("SYNTHLAB_DEMO_CONCURRENT_JOBS", d.concurrent_jobs),
-            idle_hours=float(_env_int("SYNTHLAB_DEMO_IDLE_HOURS", int(d.idle_hours))),
+            images_per_job=workspace_pool.count_setting("SYNTHLAB_DEMO_IMAGES_PER_JOB", d.images_per_job),
+            total_images=workspace_pool.count_setting("SYNTHLAB_DEMO_TOTAL_IMAGES", d.total_images),
+            max_pixels=workspace_pool.count_setting("SYNTHLAB_DEMO_MAX_PIXELS", d.max_pixels),
+            max_steps=workspace_pool.count_setting("SYNTHLAB_DEMO_MAX_STEPS", d.max_steps),
+            concurrent_jobs=workspace_pool.count_setting("SYNTHLAB_DEMO_CONCURRENT_JOBS", d.concurrent_jobs),
+            idle_hours=float(workspace_pool.count_setting("SYNTHLAB_DEMO_IDLE_HOURS", int(d.idle_hours))),
             models=models or (config.BUILTIN_MODEL, config.DEFAULT_MODEL),
         )
 
