@@ -69,7 +69,7 @@ class Stages:
         return out
 
     def table(self, ratios: dict[str, str]) -> str:
-        total = sum(s for _, s, _, _ in self.rows if _ != "diagnose")
+        total = sum(s for name, s, _, _ in self.rows if name != "diagnose")
         lines = ["| stage | seconds | share of the experiment | peak RSS after | paired ratio ours / plain | load (1, 5, 15 min) |",
                  "|---|---|---|---|---|---|"]
         for name, seconds, peak, ld in self.rows:

@@ -14,6 +14,9 @@ Phases, each checkpointed into ``--work`` so a stop loses at most ``--checkpoint
 3. the UNet and the text encoder together on varied captions (synonyms, colours, "product photo of …"),
    with 10 % empty and 5 % negative-prompt-like captions so that classifier-free guidance and negative
    prompts work; min-SNR weighting; an exponential moving average of the weights is what gets exported.
+   In two parts: ``--first-phase`` steps with every row equally likely and the learning rate on a cosine over
+   them, then up to ``--steps`` on a cosine over all of them with ``--class-weights`` (sneakers and
+   sandals drawn twice as often: after the first part the model drew sneakers that read as sandals).
 
     python scripts/train_fashion_mini.py --out core/models/fashion_mini --work /tmp/fashion-mini-work
 
@@ -368,10 +371,12 @@ def train_unet(mean, std, labels, tokenizer, args, device, log_file):
     mean_t = torch.from_numpy(mean).to(device)
     std_t = torch.from_numpy(std).to(device)
     labels_list = labels.tolist()
+    row_weights = torch.tensor([args.class_weights.get(label, 1.0) for label in labels_list], dtype=torch.float64)
 
     def lr_at(step: int) -> float:
         warm = min(1.0, (step + 1) / args.warmup)
-        progress = step / max(1, args.steps)
+        horizon = min(args.first_phase, args.steps) if step < args.first_phase else args.steps
+        progress = step / max(1, horizon)
         return args.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
     bar = progress_bar(args.steps, start, "unet")
@@ -379,7 +384,10 @@ def train_unet(mean, std, labels, tokenizer, args, device, log_file):
     for step in range(start, args.steps):
         rng = random.Random(args.seed * 1_000_003 + step)
         gen = torch.Generator().manual_seed(args.seed * 7919 + step)
-        idx = torch.randint(0, len(mean), (args.batch,), generator=gen)
+        if args.class_weights and step >= args.first_phase:
+            idx = torch.multinomial(row_weights, args.batch, replacement=True, generator=gen)
+        else:
+            idx = torch.randint(0, len(mean), (args.batch,), generator=gen)
         z = (mean_t[idx] + std_t[idx] * torch.randn(mean_t[idx].shape, generator=gen).to(device)) * args.scale
         texts = [training_caption(labels_list[i], rng) for i in idx.tolist()]
         ids = tokenizer(texts, padding="max_length", max_length=MAX_TOKENS, truncation=True,
@@ -413,6 +421,20 @@ def train_unet(mean, std, labels, tokenizer, args, device, log_file):
     bar.close()
 
 
+def class_weights(text: str) -> dict[int, float]:
+    """``"7:2,5:2"`` → {7: 2.0, 5: 2.0}: how much more often the UNet phase draws a class's rows."""
+    weights = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        label, _, weight = part.partition(":")
+        try:
+            weights[int(label)] = float(weight)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--class-weights takes class:weight pairs like 7:2,5:2, not {part!r}")
+        if not 0 <= int(label) <= 9 or not 0 < float(weight) <= 10:
+            raise argparse.ArgumentTypeError(f"--class-weights: class 0–9, weight in (0, 10], not {part!r}")
+    return weights
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="the pipeline folder to write")
@@ -420,7 +442,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("SYNTHLAB_FASHION_DIR")
                                                           or "/usr/share/datasets/fashion-mnist"))
     parser.add_argument("--vae-steps", type=int, default=500)
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=6400)
+    parser.add_argument("--first-phase", type=int, default=2400,
+                        help="steps of the first phase: rows drawn uniformly, learning rate on a cosine over "
+                             "these steps; after it the cosine runs over --steps and --class-weights apply")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--lr", type=float, default=6e-4)
     parser.add_argument("--vae-lr", type=float, default=1e-3)
@@ -430,6 +455,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text-hidden", type=int, default=64)
     parser.add_argument("--merges", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--class-weights", type=class_weights, default=class_weights("7:2,5:2"),
+                        help="after the first phase, draw these classes' rows this much more often (default: "
+                             "sneakers and sandals twice, the two footwear classes the first phase mixes up); "
+                             "'' for none")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N generator rows (smoke tests)")
     parser.add_argument("--checkpoint-every", type=int, default=200)
     parser.add_argument("--export-every", type=int, default=1000)
@@ -469,7 +498,9 @@ def main(argv: list[str] | None = None) -> int:
                 + (f", thinned to {args.limit}" if args.limit else ""),
         "rows_count": int(len(rows)), "rows_per_class": {str(c): int((row_labels == c).sum()) for c in range(10)},
         "sample_rows_per_class": SAMPLE_ROWS_PER_CLASS, "seed": args.seed, "vae_steps": args.vae_steps,
-        "steps": args.steps, "batch": args.batch, "lr": args.lr, "device": device,
+        "steps": args.steps, "first_phase": args.first_phase,
+        "class_weights": {str(k): v for k, v in sorted(args.class_weights.items())},
+        "batch": args.batch, "lr": args.lr, "device": device,
         "threads": torch.get_num_threads(), "scaling_factor": args.scale, "native_size": NATIVE,
         "command": "python scripts/train_fashion_mini.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }

@@ -47,7 +47,7 @@ def _stop_job_workers_a_test_started():
                 jobs.cancel(store, job_id)
             except Exception:  # noqa: BLE001 - the job ended meanwhile, or its store is gone
                 pass
-        worker._stop_event.set()
+        worker.stop(timeout=0)  # ask every one first; wait below
     for worker in started:
         worker.join(15)
 

@@ -3,7 +3,10 @@ what is missing — here or on the Ray pool (:mod:`core.models.remote`)."""
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -40,6 +43,33 @@ class View:
         return cls(size, fit or "crop", resample or "lanczos", bool(tiles))
 
 
+HELD_MAX_VECTORS = 50_000  # ≈ 250 MB of 1 280-d vectors: past that a held scope reads from the store again
+
+_held = threading.local()
+
+
+@contextmanager
+def held_in_memory() -> Iterator[None]:
+    """Within this block, in this thread, vectors read from or written to the cache are also kept in memory,
+    so that a sweep whose runs share images (nested counts, repeats) queries the store for each image once.
+    The store stays the truth: nothing is written differently, and the memory is dropped when the block
+    ends. Nested blocks share the outermost one's memory."""
+    if getattr(_held, "vectors", None) is not None:
+        yield
+        return
+    _held.vectors = {}
+    try:
+        yield
+    finally:
+        _held.vectors = None
+
+
+def _hold(store: Store, key: tuple[str, int], vectors: dict[str, np.ndarray]) -> None:
+    held = getattr(_held, "vectors", None)
+    if held is not None and len(held) + len(vectors) <= HELD_MAX_VECTORS:
+        held.update(((store.root, *key, i), v) for i, v in vectors.items())
+
+
 def _cache_key(ref: EncoderRef, view: View) -> tuple[str, int]:
     encoder = ref.key if (view.fit, view.resample) == ("crop", "lanczos") else f"{ref.key}|{view.fit}|{view.resample}"
     if view.tiles:
@@ -49,17 +79,28 @@ def _cache_key(ref: EncoderRef, view: View) -> tuple[str, int]:
 
 def cached_vectors(store: Store, ref: EncoderRef, image_ids: list[str], view: View) -> dict[str, np.ndarray]:
     """The cached embeddings among ``image_ids`` (``{id: vector}``)."""
+    key = _cache_key(ref, view)
+    held = getattr(_held, "vectors", None) or {}
     found: dict[str, np.ndarray] = {}
-    ids = list(dict.fromkeys(image_ids))
+    ids = []
+    for i in dict.fromkeys(image_ids):
+        vector = held.get((store.root, *key, i))
+        if vector is None:
+            ids.append(i)
+        else:
+            found[i] = vector
+    fetched: dict[str, np.ndarray] = {}
     for start in range(0, len(ids), 500):
         chunk = ids[start:start + 500]
         marks = ",".join("?" * len(chunk))
         rows = store.conn.execute(
             f"SELECT image_id, vector FROM embeddings WHERE encoder = ? AND size = ? AND image_id IN ({marks})",
-            (*_cache_key(ref, view), *chunk),
+            (*key, *chunk),
         ).fetchall()
         for row in rows:
-            found[row[0]] = np.frombuffer(row[1], dtype=np.float32)
+            fetched[row[0]] = np.frombuffer(row[1], dtype=np.float32)
+    _hold(store, key, fetched)
+    found.update(fetched)
     return found
 
 
@@ -92,6 +133,7 @@ def embed_images(store: Store, ref: EncoderRef, images: list[dict], view: View,
                 [(encoder, size_key, i, int(v.shape[0]), v.tobytes(), now()) for i, v in zip(chunk, feats)],
             )
         vectors.update(zip(chunk, feats))
+        _hold(store, (encoder, size_key), dict(zip(chunk, feats)))
         done += len(chunk)
         if progress:
             progress(done, total, f"embedding {done}/{total}")
@@ -102,6 +144,8 @@ def embed_images(store: Store, ref: EncoderRef, images: list[dict], view: View,
 
 def clear_cache(store: Store, ref: EncoderRef | None = None) -> int:
     """Forget cached embeddings (of one encoder, or all). Returns how many rows went."""
+    if getattr(_held, "vectors", None):
+        _held.vectors = {}
     with store.tx() as conn:
         if ref is None:
             cur = conn.execute("DELETE FROM embeddings")

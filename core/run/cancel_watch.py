@@ -65,7 +65,7 @@ def watch(store, job_id: int, *, poll: float = POLL_SECONDS, grace: float = GRAC
                         last = now
                         _raise_in(target, _Stop)
         try:
-            store.conn.close()
+            store.close()  # this thread's connection, if it polled at all (``store.conn`` would open one)
         except Exception:  # noqa: BLE001
             pass
 

@@ -12,13 +12,13 @@ job resumes at its next turn. Jobs run in the foreground (the CLI) never yield: 
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from core import config
 from core.errors import JobCancelled, UserError
 
 SLICE_SETTING = "SYNTHLAB_DEMO_SLICE_SECONDS"
@@ -43,7 +43,7 @@ _local = threading.local()
 
 
 def slice_seconds() -> float:
-    text = os.environ.get(SLICE_SETTING, "").strip()
+    text = (config.setting(SLICE_SETTING) or "").strip()
     if not text:
         return DEFAULT_SLICE_SECONDS
     try:

@@ -217,10 +217,26 @@ def train(store: Store, slice_refs: list[str], backend: str = "local", params: d
     """Train one model per slice in the foreground (each run a claimed job). Returns
     ``[{"id", "slice", "backend", "status", …}]``. Runs already done are not redone; a user error in a
     run marks it failed and is raised (the runs after it stay queued, ready to resume)."""
+    from core.models.embedding_cache import held_in_memory
+
     run_ids = prepare_runs(store, slice_refs, backend, params)
     total = len(run_ids)
+    with held_in_memory():  # the sweep's runs share images: each vector is read from the store once
+        todo = [r for r in list_runs(store, run_ids) if r["status"] != "done"]
+        _foreground.slices = {r["id"]: slice_for_run(store, r) for r in todo}
+        try:
+            _train_runs(store, run_ids, todo, progress)
+        finally:
+            _foreground.slices = {}
+    if progress:
+        progress(total, total, "done")
+    return [summary(r) for r in list_runs(store, run_ids)]
+
+
+def _train_runs(store: Store, run_ids: list[int], todo: list[dict], progress: Progress) -> None:
+    total = len(run_ids)
     try:
-        embed_sweep(store, [r for r in list_runs(store, run_ids) if r["status"] != "done"], progress)
+        embed_sweep(store, todo, progress, _foreground.slices)
     except UserError:
         pass  # e.g. a damaged member file: each run embeds its own images in its job, which fails saying why
     for i, run_id in enumerate(run_ids):
@@ -245,18 +261,17 @@ def train(store: Store, slice_refs: list[str], backend: str = "local", params: d
                 f"cancelled: run {run_id} (job {job_id}) was stopped"
                 + (f"; runs {', '.join(map(str, left))} were not started (they stay queued: run the same "
                    "command again to resume)" if left else ""))
-    if progress:
-        progress(total, total, "done")
-    return [summary(r) for r in list_runs(store, run_ids)]
 
 
-def embed_sweep(store: Store, runs: list[dict], progress: Progress = None) -> dict:
+def embed_sweep(store: Store, runs: list[dict], progress: Progress = None,
+                slices: dict[int, dict] | None = None) -> dict:
     """Embed every image the local linear-probe runs of a sweep will need, once, before any of them runs.
 
     One pass per pixel view over the union of the slices' members: the encoder is loaded once, batches
     are full across slice boundaries, and an image shared by nested slices (10 ⊂ 30 ⊂ …) or repeats is
     embedded once. Each run then reads its embeddings from the cache. Other backends and modes are left
-    to themselves. Returns ``{"views", "images"}`` (what was asked for, cached or not)."""
+    to themselves. ``slices`` maps run ids to their :func:`slice_for_run` when the caller has them already.
+    Returns ``{"views", "images"}`` (what was asked for, cached or not)."""
     from core.models.embedding_cache import View, embed_images
     from core.models.encoder_resolution import resolve_encoder
 
@@ -265,7 +280,7 @@ def embed_sweep(store: Store, runs: list[dict], progress: Progress = None) -> di
         p = run["params"]
         if run["backend"] != "local" or p.get("mode") != "probe" or run["slice"] is None or p.get("tiles"):
             continue
-        s = slice_for_run(store, run)
+        s = (slices or {}).get(run["id"]) or slice_for_run(store, run)
         spec = s.get("spec") or {}
         view = View.of(s.get("size"), spec.get("fit"), spec.get("resample"))
         groups.setdefault((p.get("encoder"), view), {}).update({m["id"]: m for m in s["members"]})
@@ -388,7 +403,9 @@ def run_train_job(ctx: jobs.JobContext) -> dict:
 
     try:
         report(0, 1, "starting")
-        out = get_trainer(run["backend"]).train(store, slice_for_run(store, run), run["params"], report)
+        held = getattr(_foreground, "slices", None) or {}  # a foreground sweep read them once, up front
+        out = get_trainer(run["backend"]).train(store, held.pop(run["id"], None) or slice_for_run(store, run),
+                                                run["params"], report)
     except JobCancelled:
         _finish(store, run["id"], status="cancelled", error="cancelled by the user", finished=now())
         raise

@@ -21,21 +21,24 @@ def train_probe(store, folder, tags, members, view, params, progress) -> dict:
 
     ref = encoder_resolution.resolve_encoder(params["encoder"])
     stats = embedding_cache.CacheStats()
-    x = local_common.normalize(embedding_cache.embed_images(store, ref, members, view, progress, stats=stats).astype(np.float64))
+    vectors = embedding_cache.embed_images(store, ref, members, view, progress, stats=stats)
     y = np.array([tags.index(m["tag"]) for m in members])
-    scaler = StandardScaler().fit(x)
-    with local_common.one_thread():  # a small fit: BLAS threads only fight each other (up to 10× slower)
+    # all of the head's arithmetic on one BLAS thread: a small fit's threads only fight each other (up to
+    # 10× slower), and BLAS threads woken by the scaling outside the limit spin beside the fit
+    with local_common.one_thread():
+        x = local_common.normalize(vectors.astype(np.float64))
+        scaler = StandardScaler().fit(x)
         head = LogisticRegression(C=params["C"], solver="newton-cg", max_iter=1000).fit(scaler.transform(x), y)
-    coef = head.coef_ / scaler.scale_
-    bias = head.intercept_ - coef @ scaler.mean_
-    if coef.shape[0] == 1:  # binary: sklearn keeps one row, p(class 1) = sigmoid(z) = softmax([0, z])
-        coef, bias = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], bias])
-    full_w = np.zeros((len(tags), coef.shape[1]))
-    full_b = np.full(len(tags), -1e9)
-    for row, cls in enumerate(head.classes_):
-        full_w[cls], full_b[cls] = coef[row], bias[row]
+        coef = head.coef_ / scaler.scale_
+        bias = head.intercept_ - coef @ scaler.mean_
+        if coef.shape[0] == 1:  # binary: sklearn keeps one row, p(class 1) = sigmoid(z) = softmax([0, z])
+            coef, bias = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], bias])
+        full_w = np.zeros((len(tags), coef.shape[1]))
+        full_b = np.full(len(tags), -1e9)
+        for row, cls in enumerate(head.classes_):
+            full_w[cls], full_b[cls] = coef[row], bias[row]
+        train_acc = float((local_common.softmax(x @ full_w.T + full_b).argmax(1) == y).mean())
     local_common.save_linear(folder, full_w, full_b)
-    train_acc = float((local_common.softmax(x @ full_w.T + full_b).argmax(1) == y).mean())
     progress(1, 1, "head fitted")
     out = {"kind": "linear", "encoder": ref.describe(), "embedding_cache": stats.as_dict(), "train_accuracy": train_acc}
     if view.tiles:  # the encoder saw the images at their own resolution, tile by tile

@@ -65,6 +65,20 @@ def test_a_second_sweep_reads_every_embedding_from_the_cache(digits, tiny_clip):
     assert _count(digits, "embeddings") == 240
 
 
+def test_a_foreground_sweep_reads_each_embedding_and_slice_from_the_store_once(digits, tiny_clip):
+    statements: list[str] = []
+    digits.conn.set_trace_callback(statements.append)
+    runs = training.train(digits, ["digits"], params={"encoder": tiny_clip, "seed": 4})
+    digits.conn.set_trace_callback(None)
+    assert [r["status"] for r in runs] == ["done"] * 3
+    # the sweep's 240 images are read in one query up front (the runs of 5, 20 and 60 per tag reuse them in
+    # memory); each slice's members are read once, not once for the sweep and again for its run
+    assert len([s for s in statements if "FROM embeddings" in s]) == 1
+    assert len([s for s in statements if s.startswith("SELECT i.id, i.tag, i.source, i.path FROM slice_images")]) == 3
+    after = training.train(digits, ["digits"], params={"encoder": tiny_clip, "seed": 5})
+    assert [training.get_run(digits, r["id"])["metrics"]["embedding_cache"]["hits"] for r in after] == [20, 80, 240]
+
+
 def test_embed_sweep_embeds_the_union_of_a_sweeps_slices_once(digits, tiny_clip):
     ids = training.prepare_runs(digits, ["digits"], params={"encoder": tiny_clip, "seed": 3})
     runs = training.list_runs(digits, ids)
