@@ -24,7 +24,6 @@ LOADERS = ("experiment",)
 SOURCES = ("real", "test")
 
 
-
 def plan(per_tag: int = samples.DEFAULT_PER_TAG, test_per_tag: int = samples.DEFAULT_TEST_PER_TAG,
          size: int = samples.DEFAULT_SIZE, more_shoes: bool = False, more_shirts: bool = False) -> dict:
     """A checked load plan (an :class:`~core.errors.InvalidInput` for numbers out of range), as job params."""
